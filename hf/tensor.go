@@ -41,10 +41,14 @@ func (t *Tensor) Cols() int {
 	if len(t.Shape) == 0 {
 		return 1
 	}
-	if len(t.Shape) == 1 {
-		return t.Shape[0]
+	n := 1
+	for _, d := range t.Shape[1:] {
+		n *= d
 	}
-	return t.NumElements() / t.Shape[0]
+	if len(t.Shape) == 1 {
+		n = t.Shape[0]
+	}
+	return n
 }
 
 // Bytes returns the stored little-endian bytes without copying. They alias a read-only mapping:

@@ -147,10 +147,10 @@ func Parse(data []byte) (*Tokenizer, error) {
 	if err := t.setModel(f.Model); err != nil {
 		return nil, err
 	}
-	if err := t.setAddedTokens(f.AddedTokens); err != nil {
+	if err := t.setNormalizer(f.Normalizer, "normalizer"); err != nil {
 		return nil, err
 	}
-	if err := t.setNormalizer(f.Normalizer, "normalizer"); err != nil {
+	if err := t.setAddedTokens(f.AddedTokens); err != nil {
 		return nil, err
 	}
 	if err := t.addPreTokenizer(f.PreTokenizer, "pre_tokenizer"); err != nil {
@@ -255,6 +255,9 @@ func (t *Tokenizer) setAddedTokens(added []addedTokenJSON) error {
 		if a.SingleWord || a.LStrip || a.RStrip {
 			return fmt.Errorf("%s: single_word, lstrip and rstrip are not supported", where)
 		}
+		if a.Normalized && t.nfc { // as HF, a normalized token is itself normalized, matched and decoded so
+			a.Content = norm.NFC.String(a.Content)
+		}
 		if err := t.setToken(a.Content, a.ID, where); err != nil {
 			return err
 		}
@@ -287,12 +290,6 @@ func (t *Tokenizer) setNormalizer(m json.RawMessage, where string) error {
 		}
 	default:
 		return fmt.Errorf("%s: type %q not supported (only NFC)", where, c.Type)
-	}
-	if t.nfc { // normalized added tokens are matched against normalized text, so normalize them too
-		for i, s := range t.normAdded.tokens {
-			t.normAdded.tokens[i].content = norm.NFC.String(s.content)
-		}
-		t.normAdded.index()
 	}
 	return nil
 }
@@ -408,18 +405,13 @@ type addedToken struct {
 }
 
 func (m *addedMatcher) add(content string, id int) {
+	if m.byFirst == nil {
+		m.byFirst = map[byte][]int{}
+	}
 	m.tokens = append(m.tokens, addedToken{content, id})
-	m.index()
-}
-
-func (m *addedMatcher) index() {
-	m.byFirst = map[byte][]int{}
-	for i, tok := range m.tokens {
-		m.byFirst[tok.content[0]] = append(m.byFirst[tok.content[0]], i)
-	}
-	for _, idx := range m.byFirst {
-		slices.SortStableFunc(idx, func(a, b int) int { return len(m.tokens[b].content) - len(m.tokens[a].content) })
-	}
+	idx := append(m.byFirst[content[0]], len(m.tokens)-1)
+	slices.SortStableFunc(idx, func(a, b int) int { return len(m.tokens[b].content) - len(m.tokens[a].content) })
+	m.byFirst[content[0]] = idx
 }
 
 // split calls fn for each gap (id -1) and each added token found in s, in order; empty gaps are skipped.

@@ -389,7 +389,8 @@ func TestUnsupportedComponents(t *testing.T) {
 // qwenStyleJSON rewrites the fixture's tokenizer.json into the structure of a real Qwen tokenizer: NFC,
 // a Split on the given regex then ByteLevel without regex, merges as "a b" strings, a ByteLevel
 // post-processor, and extra added tokens beyond the model vocabulary (special and not, one with a space
-// and non-Latin characters, one normalized). The fixture's vocabulary and merges are kept.
+// and non-Latin characters, one normalized). The fixture's vocabulary and merges are kept; with
+// ignoreMerges, a few whole words are added to the vocabulary.
 func qwenStyleJSON(t testing.TB, split string, ignoreMerges bool) []byte {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join(fixtureDir, "tokenizer.json"))
@@ -400,19 +401,32 @@ func qwenStyleJSON(t testing.TB, split string, ignoreMerges bool) []byte {
 	if err := json.Unmarshal(src, &doc); err != nil {
 		t.Fatal(err)
 	}
+	model := doc["model"].(map[string]any)
+	vocab := model["vocab"].(map[string]any)
+	next := len(vocab)
+	if ignoreMerges { // whole words in the vocabulary that merges may not reach
+		for _, w := range []string{"hello", " World", "THE", "中文", "you", " class", "    ", "!!!"} {
+			if _, ok := vocab[toByteLevel(w)]; !ok {
+				vocab[toByteLevel(w)] = next
+				next++
+			}
+		}
+	}
 	added := doc["added_tokens"].([]any)
-	for i, a := range []struct {
+	for _, a := range []struct {
 		content             string
 		special, normalized bool
 	}{
 		{"<think>", false, false},
 		{"</think>", false, false},
+		{"</think>\n\n", false, false}, // overlaps </think>: the longest match wins
 		{"<|vision_pad|>", true, false},
 		{"<|工具 调用|>", true, false},
 		{"A\u030angstr\u00f6m", false, true}, // NFD in the file; matches NFC text after normalization
 	} {
-		added = append(added, map[string]any{"id": 1024 + i, "content": a.content, "single_word": false,
+		added = append(added, map[string]any{"id": next, "content": a.content, "single_word": false,
 			"lstrip": false, "rstrip": false, "normalized": a.normalized, "special": a.special})
+		next++
 	}
 	doc["added_tokens"] = added
 	doc["normalizer"] = map[string]any{"type": "NFC"}
@@ -422,7 +436,6 @@ func qwenStyleJSON(t testing.TB, split string, ignoreMerges bool) []byte {
 	}}
 	doc["post_processor"] = map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
 	doc["decoder"] = map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
-	model := doc["model"].(map[string]any)
 	var merges []any
 	for _, m := range model["merges"].([]any) {
 		pair := m.([]any)
