@@ -105,7 +105,7 @@ func invalidPrefixLen(b []byte) int {
 // bpe splits one pre-tokenized word into its characters and applies merges, always the best-ranked
 // applicable pair first and the leftmost among equals, as Hugging Face's BPE model does.
 func (t *Tokenizer) bpe(word string) ([]int, error) {
-	if false && t.ignoreMerges {
+	if t.ignoreMerges {
 		if id, ok := t.vocab[word]; ok {
 			return []int{id}, nil
 		}

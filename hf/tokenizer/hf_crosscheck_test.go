@@ -198,7 +198,7 @@ func TestCrossCheckHF(t *testing.T) {
 				}
 			}
 			if bad > 0 {
-				t.Errorf("%d of %d encodings and %d decodings differ from HF", bad, len(corpus), len(idLists))
+				t.Fatalf("%d of %d encodings and %d decodings differ from HF", bad, len(corpus), len(idLists))
 			}
 			t.Logf("%d encodings and %d decodings (each also skipping special tokens) identical to HF tokenizers %s",
 				len(corpus), len(idLists), hfTokenizersVersion)

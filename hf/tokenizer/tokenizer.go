@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -324,7 +325,11 @@ func (t *Tokenizer) addPreTokenizer(m json.RawMessage, where string) error {
 		default:
 			return fmt.Errorf("%s: Split pattern missing", where)
 		}
-		re, err := regexp2.Compile(pattern, regexp2.None)
+		folded, err := expandCaseFolds(pattern)
+		if err != nil {
+			return fmt.Errorf("%s: Split pattern %q: %w", where, pattern, err)
+		}
+		re, err := regexp2.Compile(folded, regexp2.None)
 		if err != nil {
 			return fmt.Errorf("%s: Split pattern %q: %w", where, pattern, err)
 		}
@@ -342,6 +347,74 @@ func (t *Tokenizer) addPreTokenizer(m json.RawMessage, where string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: type %q not supported (only Sequence, Split, ByteLevel)", where, c.Type)
+}
+
+// expandCaseFolds rewrites each literal inside a (?i:...) group whose case-folding orbit has more than two
+// members into a class of the whole orbit, e.g. s -> [sSſ]. HF's regex engine (Oniguruma) matches by case
+// folding, so (?i:'s) matches "'ſ"; regexp2 compares lowercase forms, which differ for ſ, K, ς and the like.
+func expandCaseFolds(pattern string) (string, error) {
+	var b strings.Builder
+	var groups []bool // per open group: is it case-insensitive
+	rs := []rune(pattern)
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		fold := len(groups) > 0 && groups[len(groups)-1]
+		switch {
+		case r == '\\' && i+1 < len(rs):
+			end := i + 2
+			if (rs[i+1] == 'p' || rs[i+1] == 'P') && end < len(rs) && rs[end] == '{' {
+				for end < len(rs) && rs[end-1] != '}' {
+					end++
+				}
+			}
+			b.WriteString(string(rs[i:end]))
+			i = end - 1
+		case r == '(':
+			rest := string(rs[i:])
+			if strings.HasPrefix(rest, "(?i:") {
+				groups = append(groups, true)
+				b.WriteString("(?i:")
+				i += 3
+				continue
+			}
+			if len(rest) > 2 && rest[1] == '?' && !strings.ContainsAny(rest[2:3], ":=!<>") {
+				return "", fmt.Errorf("inline flags %q not supported", rest[:min(len(rest), 6)])
+			}
+			groups = append(groups, fold)
+			b.WriteRune(r)
+		case r == ')':
+			if len(groups) > 0 {
+				groups = groups[:len(groups)-1]
+			}
+			b.WriteRune(r)
+		case r == '[' && fold:
+			return "", fmt.Errorf("character class inside a case-insensitive group not supported")
+		case r == '[': // copy the class whole: parentheses inside it are not groups
+			end := i + 1
+			if end < len(rs) && rs[end] == '^' {
+				end++
+			}
+			for end++; end < len(rs) && rs[end-1] != ']'; end++ {
+				if rs[end-1] == '\\' {
+					end++
+				}
+			}
+			b.WriteString(string(rs[i:min(end, len(rs))]))
+			i = end - 1
+		case fold && unicode.SimpleFold(unicode.SimpleFold(r)) != r:
+			b.WriteRune('[')
+			for f := r; ; {
+				b.WriteRune(f)
+				if f = unicode.SimpleFold(f); f == r {
+					break
+				}
+			}
+			b.WriteRune(']')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), nil
 }
 
 func (t *Tokenizer) addPostProcessor(m json.RawMessage, where string) error {

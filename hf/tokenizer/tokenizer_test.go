@@ -267,6 +267,7 @@ func TestQwenPreTokenize(t *testing.T) {
 		{tok35, "\u0915\u093f x", []string{"\u0915\u093f", " x"}},   // Qwen3.5 keeps marks with letters
 		{tok, "x\u00a0\u3000y", []string{"x", "\u00a0", "\u3000y"}}, // Unicode spaces are \s
 		{tok, "(a)=>{}", []string{"(a", ")=>{}"}},
+		{tok, "x'ſx'ßx", []string{"x", "'ſ", "x", "'ßx"}}, // Oniguruma's case folding: ſ is s, ß is not
 	}
 	for _, c := range cases {
 		got, err := c.tok.preTokenize(norm.NFC.String(c.text), nil)
@@ -293,6 +294,29 @@ func TestQwenPreTokenize(t *testing.T) {
 	}
 	if pieces[0] != "<|im_start|>" || pieces[len(pieces)-3] != "<think>" || pieces[len(pieces)-2] != "</think>" || pieces[len(pieces)-1] != "<|im_end|>" {
 		t.Errorf("added tokens not matched: %q", pieces)
+	}
+}
+
+func TestExpandCaseFolds(t *testing.T) {
+	cases := []struct{ in, want, errPart string }{
+		{`(?i:'s|'t)|\p{L}+`, `(?i:'[sſS]|'t)|\p{L}+`, ""},
+		{`s(?i:k)(?:s)`, "s(?i:[k\u212aK])(?:s)", ""}, // U+212A is the Kelvin sign
+		{`[()s](?i:(?:s))s`, `[()s](?i:(?:[sſS]))s`, ""},
+		{`(?i:\p{Ll}s)`, `(?i:\p{Ll}[sſS])`, ""},
+		{`(?i)s`, "", "inline flags"},
+		{`(?i:[s])`, "", "character class"},
+	}
+	for _, c := range cases {
+		got, err := expandCaseFolds(c.in)
+		if c.errPart != "" {
+			if err == nil || !strings.Contains(err.Error(), c.errPart) {
+				t.Errorf("expandCaseFolds(%q): error %v, want %q", c.in, err, c.errPart)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("expandCaseFolds(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
 	}
 }
 
