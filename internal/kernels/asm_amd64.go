@@ -1,0 +1,87 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// useAsm selects the AVX2/FMA/F16C assembly kernels. Tests clear it to run
+// the plain-Go kernels on the same inputs.
+var useAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+// Assembly kernels (kernels_amd64.s). Pointers are to the first element;
+// callers check lengths. Byte pointers need no alignment.
+
+//go:noescape
+func dotAVX(a, b *float32, n int) float32
+
+//go:noescape
+func axpyAVX(y *float32, a float32, x *float32, n int)
+
+//go:noescape
+func bf16ToF32AVX(dst *float32, src unsafe.Pointer, n int)
+
+//go:noescape
+func f16ToF32AVX(dst *float32, src unsafe.Pointer, n int)
+
+//go:noescape
+func f32ToF16AVX(dst unsafe.Pointer, src *float32, n int)
+
+//go:noescape
+func roundF16AVX(x *float32, n int)
+
+// dot4AVX sets out[v] = Σ_c w[c]·x[v*xstride/4 + c] for v < 4; xstride is
+// in bytes.
+//
+//go:noescape
+func dot4AVX(w, x *float32, xstride, cols int, out *[4]float32)
+
+// gemv*AVX set dst[r] = W[r,:]·x for the rows rows stored contiguously at w.
+
+//go:noescape
+func gemvF32AVX(w unsafe.Pointer, x, dst *float32, rows, cols int)
+
+//go:noescape
+func gemvBF16AVX(w unsafe.Pointer, x, dst *float32, rows, cols int)
+
+//go:noescape
+func gemvF16AVX(w unsafe.Pointer, x, dst *float32, rows, cols int)
+
+// gemvQ8AVX: row r's fp16 block scales start at scales + r*scaleStride bytes.
+//
+//go:noescape
+func gemvQ8AVX(q, scales unsafe.Pointer, x, dst *float32, rows, cols, blockCols, scaleStride int)
+
+// gemvQ4AVX: like gemvQ8AVX; cols and blockCols are multiples of 32.
+//
+//go:noescape
+func gemvQ4AVX(q, scales unsafe.Pointer, x, dst *float32, rows, cols, blockCols, scaleStride int)
+
+//go:noescape
+func gemvLUT8AVX(idx unsafe.Pointer, lut *[256]float32, x, dst *float32, rows, cols int)
+
+// gemvLUT4AVX: cols is a multiple of 32.
+//
+//go:noescape
+func gemvLUT4AVX(idx unsafe.Pointer, lut *[16]float32, x, dst *float32, rows, cols int)
+
+// decode*AVX dequantize one row of cols values into dst.
+
+//go:noescape
+func decodeQ8AVX(dst *float32, q, scales unsafe.Pointer, cols, blockCols int)
+
+// decodeQ4AVX: cols and blockCols are multiples of 32.
+//
+//go:noescape
+func decodeQ4AVX(dst *float32, q, scales unsafe.Pointer, cols, blockCols int)
+
+//go:noescape
+func decodeLUT8AVX(dst *float32, idx unsafe.Pointer, lut *[256]float32, cols int)
+
+// decodeLUT4AVX: cols is a multiple of 32.
+//
+//go:noescape
+func decodeLUT4AVX(dst *float32, idx unsafe.Pointer, lut *[16]float32, cols int)

@@ -1,0 +1,1106 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// AVX2 + FMA + F16C kernels. Every loop reads exactly the bytes of its
+// operands (scalar tails, no over-reads), so slices from an mmap may end at a
+// page boundary. Accumulators are float32; sums use fused multiply-add.
+
+// HSUM adds the 8 lanes of ymm Y into the low lane of X (the low half of Y),
+// using xmm T as a temporary.
+#define HSUM(Y, X, T) \
+	VEXTRACTF128 $1, Y, T; \
+	VADDPS       T, X, X; \
+	VPERMILPS    $0x4e, X, T; \
+	VADDPS       T, X, X; \
+	VPERMILPS    $0xb1, X, T; \
+	VADDPS       T, X, X
+
+#define ZERO4 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3
+
+// SUM4 leaves Y0+Y1+Y2+Y3 in the low lane of X0.
+#define SUM4 \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y2; \
+	VADDPS Y2, Y0, Y0; \
+	HSUM(Y0, X0, X1)
+
+// LOADSCALE broadcasts the fp16 scale at (p) to all lanes of Y15.
+#define LOADSCALE(p) \
+	MOVWLZX      (p), AX; \
+	VMOVD        AX, X15; \
+	VCVTPH2PS    X15, X15; \
+	VBROADCASTSS X15, Y15
+
+// func dotAVX(a, b *float32, n int) float32
+TEXT ·dotAVX(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ n+16(FP), CX
+	ZERO4
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	VMOVUPS     (SI), Y4
+	VMOVUPS     32(SI), Y5
+	VMOVUPS     64(SI), Y6
+	VMOVUPS     96(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	SUM4
+
+loop1:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (SI), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+done:
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func axpyAVX(y *float32, a float32, x *float32, n int)
+TEXT ·axpyAVX(SB), NOSPLIT, $0-32
+	MOVQ         y+0(FP), DI
+	VBROADCASTSS a+8(FP), Y15
+	MOVQ         x+16(FP), SI
+	MOVQ         n+24(FP), CX
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	VMOVUPS     (DI), Y0
+	VMOVUPS     32(DI), Y1
+	VMOVUPS     64(DI), Y2
+	VMOVUPS     96(DI), Y3
+	VFMADD231PS (SI), Y15, Y0
+	VFMADD231PS 32(SI), Y15, Y1
+	VFMADD231PS 64(SI), Y15, Y2
+	VFMADD231PS 96(SI), Y15, Y3
+	VMOVUPS     Y0, (DI)
+	VMOVUPS     Y1, 32(DI)
+	VMOVUPS     Y2, 64(DI)
+	VMOVUPS     Y3, 96(DI)
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          loop1
+	VMOVUPS     (DI), Y0
+	VFMADD231PS (SI), Y15, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+loop1:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (DI), X0
+	VFMADD231SS (SI), X15, X0
+	VMOVSS      X0, (DI)
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+done:
+	VZEROUPPER
+	RET
+
+// func bf16ToF32AVX(dst *float32, src unsafe.Pointer, n int)
+TEXT ·bf16ToF32AVX(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+loop32:
+	CMPQ      CX, $32
+	JL        loop8
+	VPMOVZXWD (SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPMOVZXWD 32(SI), Y2
+	VPMOVZXWD 48(SI), Y3
+	VPSLLD    $16, Y0, Y0
+	VPSLLD    $16, Y1, Y1
+	VPSLLD    $16, Y2, Y2
+	VPSLLD    $16, Y3, Y3
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	VMOVUPS   Y2, 64(DI)
+	VMOVUPS   Y3, 96(DI)
+	ADDQ      $64, SI
+	ADDQ      $128, DI
+	SUBQ      $32, CX
+	JMP       loop32
+
+loop8:
+	CMPQ      CX, $8
+	JL        loop1
+	VPMOVZXWD (SI), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JMP       loop8
+
+loop1:
+	TESTQ   CX, CX
+	JZ      done
+	MOVWLZX (SI), AX
+	SHLL    $16, AX
+	MOVL    AX, (DI)
+	ADDQ    $2, SI
+	ADDQ    $4, DI
+	DECQ    CX
+	JMP     loop1
+
+done:
+	VZEROUPPER
+	RET
+
+// func f16ToF32AVX(dst *float32, src unsafe.Pointer, n int)
+TEXT ·f16ToF32AVX(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+loop32:
+	CMPQ      CX, $32
+	JL        loop8
+	VCVTPH2PS (SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VCVTPH2PS 32(SI), Y2
+	VCVTPH2PS 48(SI), Y3
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	VMOVUPS   Y2, 64(DI)
+	VMOVUPS   Y3, 96(DI)
+	ADDQ      $64, SI
+	ADDQ      $128, DI
+	SUBQ      $32, CX
+	JMP       loop32
+
+loop8:
+	CMPQ      CX, $8
+	JL        loop1
+	VCVTPH2PS (SI), Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JMP       loop8
+
+loop1:
+	TESTQ     CX, CX
+	JZ        done
+	MOVWLZX   (SI), AX
+	VMOVD     AX, X0
+	VCVTPH2PS X0, X0
+	VMOVSS    X0, (DI)
+	ADDQ      $2, SI
+	ADDQ      $4, DI
+	DECQ      CX
+	JMP       loop1
+
+done:
+	VZEROUPPER
+	RET
+
+// func f32ToF16AVX(dst unsafe.Pointer, src *float32, n int)
+TEXT ·f32ToF16AVX(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+loop16:
+	CMPQ      CX, $16
+	JL        loop8
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VCVTPS2PH $0, Y0, X2
+	VCVTPS2PH $0, Y1, X3
+	VMOVDQU   X2, (DI)
+	VMOVDQU   X3, 16(DI)
+	ADDQ      $64, SI
+	ADDQ      $32, DI
+	SUBQ      $16, CX
+	JMP       loop16
+
+loop8:
+	CMPQ      CX, $8
+	JL        loop1
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0, Y0, X2
+	VMOVDQU   X2, (DI)
+	ADDQ      $32, SI
+	ADDQ      $16, DI
+	SUBQ      $8, CX
+	JMP       loop8
+
+loop1:
+	TESTQ     CX, CX
+	JZ        done
+	VMOVSS    (SI), X0
+	VCVTPS2PH $0, X0, X1
+	VMOVD     X1, AX
+	MOVW      AX, (DI)
+	ADDQ      $4, SI
+	ADDQ      $2, DI
+	DECQ      CX
+	JMP       loop1
+
+done:
+	VZEROUPPER
+	RET
+
+// func roundF16AVX(x *float32, n int)
+TEXT ·roundF16AVX(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+
+loop16:
+	CMPQ      CX, $16
+	JL        loop8
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VCVTPS2PH $0, Y0, X2
+	VCVTPS2PH $0, Y1, X3
+	VCVTPH2PS X2, Y0
+	VCVTPH2PS X3, Y1
+	VMOVUPS   Y0, (SI)
+	VMOVUPS   Y1, 32(SI)
+	ADDQ      $64, SI
+	SUBQ      $16, CX
+	JMP       loop16
+
+loop8:
+	CMPQ      CX, $8
+	JL        loop1
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0, Y0, X2
+	VCVTPH2PS X2, Y0
+	VMOVUPS   Y0, (SI)
+	ADDQ      $32, SI
+	SUBQ      $8, CX
+	JMP       loop8
+
+loop1:
+	TESTQ     CX, CX
+	JZ        done
+	VMOVSS    (SI), X0
+	VCVTPS2PH $0, X0, X1
+	VCVTPH2PS X1, X0
+	VMOVSS    X0, (SI)
+	ADDQ      $4, SI
+	DECQ      CX
+	JMP       loop1
+
+done:
+	VZEROUPPER
+	RET
+
+// func dot4AVX(w, x *float32, xstride, cols int, out *[4]float32)
+// Vector v is at x + v*xstride bytes. Y0-Y3 and Y4-Y7 accumulate the even
+// and odd 8-column groups of the four vectors.
+TEXT ·dot4AVX(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ xstride+16(FP), R11
+	MOVQ cols+24(FP), CX
+	MOVQ out+32(FP), DX
+	LEAQ (R11)(R11*2), R12
+	ZERO4
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+loop16:
+	CMPQ        CX, $16
+	JL          loop8
+	VMOVUPS     (SI), Y8
+	VMOVUPS     32(SI), Y9
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS (DI)(R11*1), Y8, Y1
+	VFMADD231PS (DI)(R11*2), Y8, Y2
+	VFMADD231PS (DI)(R12*1), Y8, Y3
+	VFMADD231PS 32(DI), Y9, Y4
+	VFMADD231PS 32(DI)(R11*1), Y9, Y5
+	VFMADD231PS 32(DI)(R11*2), Y9, Y6
+	VFMADD231PS 32(DI)(R12*1), Y9, Y7
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         loop16
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VMOVUPS     (SI), Y8
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS (DI)(R11*1), Y8, Y1
+	VFMADD231PS (DI)(R11*2), Y8, Y2
+	VFMADD231PS (DI)(R12*1), Y8, Y3
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+
+reduce:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	HSUM(Y0, X0, X8)
+	HSUM(Y1, X1, X8)
+	HSUM(Y2, X2, X8)
+	HSUM(Y3, X3, X8)
+
+loop1:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (SI), X8
+	VFMADD231SS (DI), X8, X0
+	VFMADD231SS (DI)(R11*1), X8, X1
+	VFMADD231SS (DI)(R11*2), X8, X2
+	VFMADD231SS (DI)(R12*1), X8, X3
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+done:
+	VMOVSS X0, (DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
+	VZEROUPPER
+	RET
+
+// The gemv kernels walk rows stored back to back: SI runs over the weights
+// without rewinding, DI restarts at x (R8) for each row, DX steps over dst.
+
+// func gemvF32AVX(w unsafe.Pointer, x, dst *float32, rows, cols int)
+TEXT ·gemvF32AVX(SB), NOSPLIT, $0-40
+	MOVQ  w+0(FP), SI
+	MOVQ  x+8(FP), R8
+	MOVQ  dst+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	MOVQ  cols+32(FP), R9
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ R8, DI
+	MOVQ R9, CX
+	ZERO4
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	VMOVUPS     (SI), Y4
+	VMOVUPS     32(SI), Y5
+	VMOVUPS     64(SI), Y6
+	VMOVUPS     96(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	SUM4
+
+loop1:
+	TESTQ       CX, CX
+	JZ          store
+	VMOVSS      (SI), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+store:
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// func gemvBF16AVX(w unsafe.Pointer, x, dst *float32, rows, cols int)
+TEXT ·gemvBF16AVX(SB), NOSPLIT, $0-40
+	MOVQ  w+0(FP), SI
+	MOVQ  x+8(FP), R8
+	MOVQ  dst+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	MOVQ  cols+32(FP), R9
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ R8, DI
+	MOVQ R9, CX
+	ZERO4
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	VPMOVZXWD   (SI), Y4
+	VPMOVZXWD   16(SI), Y5
+	VPMOVZXWD   32(SI), Y6
+	VPMOVZXWD   48(SI), Y7
+	VPSLLD      $16, Y4, Y4
+	VPSLLD      $16, Y5, Y5
+	VPSLLD      $16, Y6, Y6
+	VPSLLD      $16, Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VPMOVZXWD   (SI), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	SUM4
+
+loop1:
+	TESTQ       CX, CX
+	JZ          store
+	MOVWLZX     (SI), AX
+	SHLL        $16, AX
+	VMOVD       AX, X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $2, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+store:
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// func gemvF16AVX(w unsafe.Pointer, x, dst *float32, rows, cols int)
+TEXT ·gemvF16AVX(SB), NOSPLIT, $0-40
+	MOVQ  w+0(FP), SI
+	MOVQ  x+8(FP), R8
+	MOVQ  dst+16(FP), DX
+	MOVQ  rows+24(FP), BX
+	MOVQ  cols+32(FP), R9
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ R8, DI
+	MOVQ R9, CX
+	ZERO4
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	VCVTPH2PS   (SI), Y4
+	VCVTPH2PS   16(SI), Y5
+	VCVTPH2PS   32(SI), Y6
+	VCVTPH2PS   48(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VCVTPH2PS   (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	SUM4
+
+loop1:
+	TESTQ       CX, CX
+	JZ          store
+	MOVWLZX     (SI), AX
+	VMOVD       AX, X4
+	VCVTPH2PS   X4, X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $2, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+store:
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// func gemvQ8AVX(q, scales unsafe.Pointer, x, dst *float32, rows, cols, blockCols, scaleStride int)
+// Each weight is dequantized exactly (int8 × fp16 scale fits a float32
+// mantissa) before the FMA. Per row: R13 walks the row's scales, CX counts
+// the row's remaining columns and AX the block's. Tail elements of a block
+// accumulate into X8.
+TEXT ·gemvQ8AVX(SB), NOSPLIT, $0-64
+	MOVQ  q+0(FP), SI
+	MOVQ  scales+8(FP), R10
+	MOVQ  x+16(FP), R8
+	MOVQ  dst+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  cols+40(FP), R9
+	MOVQ  blockCols+48(FP), R11
+	MOVQ  scaleStride+56(FP), R12
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   R8, DI
+	MOVQ   R10, R13
+	MOVQ   R9, CX
+	ZERO4
+	VXORPS Y8, Y8, Y8
+
+block:
+	LOADSCALE(R13)
+	ADDQ $2, R13
+	MOVQ R11, AX
+	SUBQ R11, CX
+
+loop32:
+	CMPQ        AX, $32
+	JL          loop8
+	VPMOVSXBD   (SI), Y4
+	VPMOVSXBD   8(SI), Y5
+	VPMOVSXBD   16(SI), Y6
+	VPMOVSXBD   24(SI), Y7
+	VCVTDQ2PS   Y4, Y4
+	VCVTDQ2PS   Y5, Y5
+	VCVTDQ2PS   Y6, Y6
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y15, Y4, Y4
+	VMULPS      Y15, Y5, Y5
+	VMULPS      Y15, Y6, Y6
+	VMULPS      Y15, Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $32, SI
+	ADDQ        $128, DI
+	SUBQ        $32, AX
+	JMP         loop32
+
+loop8:
+	CMPQ        AX, $8
+	JL          loop1
+	VPMOVSXBD   (SI), Y4
+	VCVTDQ2PS   Y4, Y4
+	VMULPS      Y15, Y4, Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $8, SI
+	ADDQ        $32, DI
+	SUBQ        $8, AX
+	JMP         loop8
+
+loop1:
+	TESTQ        AX, AX
+	JZ           nextblock
+	VPBROADCASTB (SI), X4
+	VPMOVSXBD    X4, X4
+	VCVTDQ2PS    X4, X4
+	VMULSS       X15, X4, X4
+	VFMADD231SS  (DI), X4, X8
+	ADDQ         $1, SI
+	ADDQ         $4, DI
+	DECQ         AX
+	JMP          loop1
+
+nextblock:
+	TESTQ CX, CX
+	JNZ   block
+	SUM4
+	VADDSS X8, X0, X0
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	ADDQ   R12, R10
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// UNPACK32 splits the 16 bytes at (p) into 32 nibbles in index order (low
+// nibble first): bytes 0-15 of X4 and 16-31 of X6. X13 holds 0x0f bytes;
+// X5 is clobbered.
+#define UNPACK32(p) \
+	VMOVDQU    (p), X4; \
+	VPSRLW     $4, X4, X5; \
+	VPAND      X13, X4, X4; \
+	VPAND      X13, X5, X5; \
+	VPUNPCKHBW X5, X4, X6; \
+	VPUNPCKLBW X5, X4, X4
+
+// SIGNED4 turns nibbles 0..15 in the bytes of X into -8..7: (v^8)-8. X14
+// holds 0x08 bytes.
+#define SIGNED4(X) \
+	VPXOR  X14, X, X; \
+	VPSUBB X14, X, X
+
+// WIDEN4S sign-extends the 32 bytes of X4, X6 to int32 in Y7-Y10 and
+// converts them to float32.
+#define WIDEN4S \
+	VPMOVSXBD X4, Y7; \
+	VPSHUFD   $0xee, X4, X4; \
+	VPMOVSXBD X4, Y8; \
+	VPMOVSXBD X6, Y9; \
+	VPSHUFD   $0xee, X6, X6; \
+	VPMOVSXBD X6, Y10; \
+	VCVTDQ2PS Y7, Y7; \
+	VCVTDQ2PS Y8, Y8; \
+	VCVTDQ2PS Y9, Y9; \
+	VCVTDQ2PS Y10, Y10
+
+// NIBBLEMASKS loads the 0x0f and 0x08 byte masks into Y13 and Y14.
+#define NIBBLEMASKS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X13; \
+	VPBROADCASTD X13, Y13; \
+	MOVL         $0x08080808, AX; \
+	VMOVD        AX, X14; \
+	VPBROADCASTD X14, Y14
+
+// func gemvQ4AVX(q, scales unsafe.Pointer, x, dst *float32, rows, cols, blockCols, scaleStride int)
+// cols and blockCols are multiples of 32.
+TEXT ·gemvQ4AVX(SB), NOSPLIT, $0-64
+	MOVQ  q+0(FP), SI
+	MOVQ  scales+8(FP), R10
+	MOVQ  x+16(FP), R8
+	MOVQ  dst+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  cols+40(FP), R9
+	MOVQ  blockCols+48(FP), R11
+	MOVQ  scaleStride+56(FP), R12
+	TESTQ BX, BX
+	JZ    done
+	NIBBLEMASKS
+
+row:
+	MOVQ R8, DI
+	MOVQ R10, R13
+	MOVQ R9, CX
+	ZERO4
+
+block:
+	LOADSCALE(R13)
+	ADDQ $2, R13
+	MOVQ R11, AX
+	SUBQ R11, CX
+
+loop32:
+	UNPACK32(SI)
+	SIGNED4(X4)
+	SIGNED4(X6)
+	WIDEN4S
+	VMULPS      Y15, Y7, Y7
+	VMULPS      Y15, Y8, Y8
+	VMULPS      Y15, Y9, Y9
+	VMULPS      Y15, Y10, Y10
+	VFMADD231PS (DI), Y7, Y0
+	VFMADD231PS 32(DI), Y8, Y1
+	VFMADD231PS 64(DI), Y9, Y2
+	VFMADD231PS 96(DI), Y10, Y3
+	ADDQ        $16, SI
+	ADDQ        $128, DI
+	SUBQ        $32, AX
+	JNZ         loop32
+
+	TESTQ  CX, CX
+	JNZ    block
+	SUM4
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	ADDQ   R12, R10
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// func gemvLUT8AVX(idx unsafe.Pointer, lut *[256]float32, x, dst *float32, rows, cols int)
+TEXT ·gemvLUT8AVX(SB), NOSPLIT, $0-48
+	MOVQ  idx+0(FP), SI
+	MOVQ  lut+8(FP), R10
+	MOVQ  x+16(FP), R8
+	MOVQ  dst+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  cols+40(FP), R9
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ R8, DI
+	MOVQ R9, CX
+	ZERO4
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	VPMOVZXBD   (SI), Y4
+	VPMOVZXBD   8(SI), Y5
+	VPMOVZXBD   16(SI), Y6
+	VPMOVZXBD   24(SI), Y7
+	VPCMPEQD    Y12, Y12, Y12
+	VPCMPEQD    Y13, Y13, Y13
+	VPCMPEQD    Y14, Y14, Y14
+	VPCMPEQD    Y15, Y15, Y15
+	VGATHERDPS  Y12, (R10)(Y4*4), Y8
+	VGATHERDPS  Y13, (R10)(Y5*4), Y9
+	VGATHERDPS  Y14, (R10)(Y6*4), Y10
+	VGATHERDPS  Y15, (R10)(Y7*4), Y11
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS 32(DI), Y9, Y1
+	VFMADD231PS 64(DI), Y10, Y2
+	VFMADD231PS 96(DI), Y11, Y3
+	ADDQ        $32, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VPMOVZXBD   (SI), Y4
+	VPCMPEQD    Y12, Y12, Y12
+	VGATHERDPS  Y12, (R10)(Y4*4), Y8
+	VFMADD231PS (DI), Y8, Y0
+	ADDQ        $8, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	SUM4
+
+loop1:
+	TESTQ       CX, CX
+	JZ          store
+	MOVBLZX     (SI), AX
+	VMOVSS      (R10)(AX*4), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $1, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+store:
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// LOOKUP16 replaces the indices 0..15 in ymm I by the table in Y11 (entries
+// 0-7) and Y12 (8-15): VPERMPS uses the low 3 bits, bit 3 (moved to the sign
+// bit) picks the half. The result is in Y4; Y5 is clobbered.
+#define LOOKUP16(I) \
+	VPERMPS   Y11, I, Y4; \
+	VPERMPS   Y12, I, Y5; \
+	VPSLLD    $28, I, I; \
+	VBLENDVPS I, Y5, Y4, Y4
+
+// WIDEN4U zero-extends the 32 bytes of X4, X6 to int32 in Y7-Y10.
+#define WIDEN4U \
+	VPMOVZXBD X4, Y7; \
+	VPSHUFD   $0xee, X4, X4; \
+	VPMOVZXBD X4, Y8; \
+	VPMOVZXBD X6, Y9; \
+	VPSHUFD   $0xee, X6, X6; \
+	VPMOVZXBD X6, Y10
+
+// func gemvLUT4AVX(idx unsafe.Pointer, lut *[16]float32, x, dst *float32, rows, cols int)
+// cols is a multiple of 32.
+TEXT ·gemvLUT4AVX(SB), NOSPLIT, $0-48
+	MOVQ  idx+0(FP), SI
+	MOVQ  lut+8(FP), R10
+	MOVQ  x+16(FP), R8
+	MOVQ  dst+24(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  cols+40(FP), R9
+	TESTQ BX, BX
+	JZ    done
+	NIBBLEMASKS
+	VMOVUPS (R10), Y11
+	VMOVUPS 32(R10), Y12
+
+row:
+	MOVQ R8, DI
+	MOVQ R9, CX
+	ZERO4
+
+loop32:
+	UNPACK32(SI)
+	WIDEN4U
+	LOOKUP16(Y7)
+	VFMADD231PS (DI), Y4, Y0
+	LOOKUP16(Y8)
+	VFMADD231PS 32(DI), Y4, Y1
+	LOOKUP16(Y9)
+	VFMADD231PS 64(DI), Y4, Y2
+	LOOKUP16(Y10)
+	VFMADD231PS 96(DI), Y4, Y3
+	ADDQ        $16, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JNZ         loop32
+
+	SUM4
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET
+
+// func decodeQ8AVX(dst *float32, q, scales unsafe.Pointer, cols, blockCols int)
+TEXT ·decodeQ8AVX(SB), NOSPLIT, $0-40
+	MOVQ  dst+0(FP), DI
+	MOVQ  q+8(FP), SI
+	MOVQ  scales+16(FP), R13
+	MOVQ  cols+24(FP), CX
+	MOVQ  blockCols+32(FP), R11
+	TESTQ CX, CX
+	JZ    done
+
+block:
+	LOADSCALE(R13)
+	ADDQ $2, R13
+	MOVQ R11, AX
+	SUBQ R11, CX
+
+loop8:
+	CMPQ      AX, $8
+	JL        loop1
+	VPMOVSXBD (SI), Y4
+	VCVTDQ2PS Y4, Y4
+	VMULPS    Y15, Y4, Y4
+	VMOVUPS   Y4, (DI)
+	ADDQ      $8, SI
+	ADDQ      $32, DI
+	SUBQ      $8, AX
+	JMP       loop8
+
+loop1:
+	TESTQ        AX, AX
+	JZ           nextblock
+	VPBROADCASTB (SI), X4
+	VPMOVSXBD    X4, X4
+	VCVTDQ2PS    X4, X4
+	VMULSS       X15, X4, X4
+	VMOVSS       X4, (DI)
+	ADDQ         $1, SI
+	ADDQ         $4, DI
+	DECQ         AX
+	JMP          loop1
+
+nextblock:
+	TESTQ CX, CX
+	JNZ   block
+
+done:
+	VZEROUPPER
+	RET
+
+// func decodeQ4AVX(dst *float32, q, scales unsafe.Pointer, cols, blockCols int)
+// cols and blockCols are multiples of 32.
+TEXT ·decodeQ4AVX(SB), NOSPLIT, $0-40
+	MOVQ  dst+0(FP), DI
+	MOVQ  q+8(FP), SI
+	MOVQ  scales+16(FP), R13
+	MOVQ  cols+24(FP), CX
+	MOVQ  blockCols+32(FP), R11
+	TESTQ CX, CX
+	JZ    done
+	NIBBLEMASKS
+
+block:
+	LOADSCALE(R13)
+	ADDQ $2, R13
+	MOVQ R11, AX
+	SUBQ R11, CX
+
+loop32:
+	UNPACK32(SI)
+	SIGNED4(X4)
+	SIGNED4(X6)
+	WIDEN4S
+	VMULPS  Y15, Y7, Y7
+	VMULPS  Y15, Y8, Y8
+	VMULPS  Y15, Y9, Y9
+	VMULPS  Y15, Y10, Y10
+	VMOVUPS Y7, (DI)
+	VMOVUPS Y8, 32(DI)
+	VMOVUPS Y9, 64(DI)
+	VMOVUPS Y10, 96(DI)
+	ADDQ    $16, SI
+	ADDQ    $128, DI
+	SUBQ    $32, AX
+	JNZ     loop32
+
+	TESTQ CX, CX
+	JNZ   block
+
+done:
+	VZEROUPPER
+	RET
+
+// func decodeLUT8AVX(dst *float32, idx unsafe.Pointer, lut *[256]float32, cols int)
+TEXT ·decodeLUT8AVX(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ idx+8(FP), SI
+	MOVQ lut+16(FP), R10
+	MOVQ cols+24(FP), CX
+
+loop8:
+	CMPQ       CX, $8
+	JL         loop1
+	VPMOVZXBD  (SI), Y4
+	VPCMPEQD   Y12, Y12, Y12
+	VGATHERDPS Y12, (R10)(Y4*4), Y8
+	VMOVUPS    Y8, (DI)
+	ADDQ       $8, SI
+	ADDQ       $32, DI
+	SUBQ       $8, CX
+	JMP        loop8
+
+loop1:
+	TESTQ   CX, CX
+	JZ      done
+	MOVBLZX (SI), AX
+	MOVL    (R10)(AX*4), BX
+	MOVL    BX, (DI)
+	ADDQ    $1, SI
+	ADDQ    $4, DI
+	DECQ    CX
+	JMP     loop1
+
+done:
+	VZEROUPPER
+	RET
+
+// func decodeLUT4AVX(dst *float32, idx unsafe.Pointer, lut *[16]float32, cols int)
+// cols is a multiple of 32.
+TEXT ·decodeLUT4AVX(SB), NOSPLIT, $0-32
+	MOVQ  dst+0(FP), DI
+	MOVQ  idx+8(FP), SI
+	MOVQ  lut+16(FP), R10
+	MOVQ  cols+24(FP), CX
+	TESTQ CX, CX
+	JZ    done
+	NIBBLEMASKS
+	VMOVUPS (R10), Y11
+	VMOVUPS 32(R10), Y12
+
+loop32:
+	UNPACK32(SI)
+	WIDEN4U
+	LOOKUP16(Y7)
+	VMOVUPS Y4, (DI)
+	LOOKUP16(Y8)
+	VMOVUPS Y4, 32(DI)
+	LOOKUP16(Y9)
+	VMOVUPS Y4, 64(DI)
+	LOOKUP16(Y10)
+	VMOVUPS Y4, 96(DI)
+	ADDQ    $16, SI
+	ADDQ    $128, DI
+	SUBQ    $32, CX
+	JNZ     loop32
+
+done:
+	VZEROUPPER
+	RET
