@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // The cross-check runs Hugging Face's own Rust tokenizer (the npm package "tokenizers", a native binding)
@@ -94,38 +97,33 @@ func hfModule(t *testing.T) string {
 	return module
 }
 
-func runHF(t *testing.T, module string, req hfRequest) hfResult {
+// runNode runs script with node as "script module in.json out.json" and decodes out.json into result.
+func runNode(t *testing.T, module, script string, req, result any) {
 	t.Helper()
 	dir := t.TempDir()
-	script, in, out := filepath.Join(dir, "hf.js"), filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
+	scriptPath, in, out := filepath.Join(dir, "hf.js"), filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
 	data, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(script, []byte(hfScript), 0o644); err != nil {
+	if err := os.WriteFile(scriptPath, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(in, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command("node", script, module, in, out)
+	cmd := exec.Command("node", scriptPath, module, in, out)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("node: %v\n%s", err, stderr.String())
 	}
-	var res hfResult
-	data, err = os.ReadFile(out)
-	if err != nil {
+	if data, err = os.ReadFile(out); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &res); err != nil {
+	if err := json.Unmarshal(data, result); err != nil {
 		t.Fatal(err)
 	}
-	if len(res.IDs) != len(req.Encode) || len(res.Text) != len(req.Decode) {
-		t.Fatalf("node answered %d encodings and %d decodings for %d and %d", len(res.IDs), len(res.Text), len(req.Encode), len(req.Decode))
-	}
-	return res
 }
 
 // TestCrossCheckHF requires identical ids, decoded text and vocabulary from Hugging Face's Rust tokenizer
@@ -157,7 +155,11 @@ func TestCrossCheckHF(t *testing.T) {
 				t.Fatal(err)
 			}
 			idLists := randomIDLists(tok, 800)
-			hf := runHF(t, module, hfRequest{Tokenizer: path, Encode: corpus, Decode: idLists})
+			var hf hfResult
+			runNode(t, module, hfScript, hfRequest{Tokenizer: path, Encode: corpus, Decode: idLists}, &hf)
+			if len(hf.IDs) != len(corpus) || len(hf.Text) != len(idLists) {
+				t.Fatalf("node answered %d encodings and %d decodings for %d and %d", len(hf.IDs), len(hf.Text), len(corpus), len(idLists))
+			}
 
 			if tok.VocabSize() != hf.VocabSize {
 				t.Errorf("VocabSize = %d, HF %d", tok.VocabSize(), hf.VocabSize)
@@ -205,6 +207,81 @@ func TestCrossCheckHF(t *testing.T) {
 		})
 	}
 }
+
+// TestUnicodeSweepHF compares normalization and pre-tokenization with HF's for every code point of
+// planes 0-3 and 14 (and a sample of the rest), each in the context "c a" + "c\u0301.". HF's regex engine
+// knows Unicode 16 while Go 1.26's tables are Unicode 15.0, and HF's NFC tables are older than Unicode 10;
+// the test pins that these are the only disagreements: pre-tokenization may differ only on code points
+// Go does not assign, and NFC only around marks that Go gives a nonzero combining class.
+func TestUnicodeSweepHF(t *testing.T) {
+	module := hfModule(t)
+	var cps []rune
+	for c := rune(0); c <= unicode.MaxRune; c++ {
+		plane := c >> 16
+		if (c < 0xD800 || c > 0xDFFF) && (plane <= 3 || plane == 14 || c%97 == 0) {
+			cps = append(cps, c)
+		}
+	}
+	texts := make([]string, len(cps))
+	for i, c := range cps {
+		texts[i] = string(c) + " a" + string(c) + "\u0301."
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokenizer.json")
+	if err := os.WriteFile(path, qwenStyleJSON(t, qwen35Split, false), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hf struct {
+		Normalized []string   `json:"normalized"`
+		Pieces     [][]string `json:"pieces"`
+	}
+	runNode(t, module, sweepScript, map[string]any{"tokenizer": path, "texts": texts}, &hf)
+	if len(hf.Normalized) != len(texts) || len(hf.Pieces) != len(texts) {
+		t.Fatalf("node answered %d and %d results for %d texts", len(hf.Normalized), len(hf.Pieces), len(texts))
+	}
+	assigned := []*unicode.RangeTable{unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z,
+		unicode.Cc, unicode.Cf, unicode.Co}
+	newer, marks := 0, 0
+	for i, text := range texts {
+		c := cps[i]
+		if got := norm.NFC.String(text); got != hf.Normalized[i] {
+			if norm.NFC.PropertiesString(string(c)).CCC() == 0 {
+				t.Errorf("NFC(%+q) = %+q, HF %+q", text, got, hf.Normalized[i])
+			}
+			marks++
+		}
+		pieces, err := tok.preTokenize(text, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(pieces, hf.Pieces[i]) {
+			if unicode.In(c, assigned...) {
+				t.Errorf("pre-tokenizing %+q: %q, HF %q", text, pieces, hf.Pieces[i])
+			}
+			newer++
+		}
+	}
+	t.Logf("%d code points: pre-tokenization differs on %d that Go's Unicode %s does not assign; NFC on %d marks HF's tables do not know",
+		len(cps), newer, unicode.Version, marks)
+}
+
+const sweepScript = `
+const { Tokenizer } = require(process.argv[2]);
+const fs = require('fs');
+const req = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
+const tok = Tokenizer.fromFile(req.tokenizer);
+const nm = tok.getNormalizer(), pt = tok.getPreTokenizer();
+const out = { normalized: [], pieces: [] };
+for (const s of req.texts) {
+  out.normalized.push(nm.normalizeString(s));
+  out.pieces.push(pt.preTokenizeString(s).map(p => p[0]));
+}
+fs.writeFileSync(process.argv[4], JSON.stringify(out));
+`
 
 // gpt2StyleJSON is the fixture with ByteLevel's add_prefix_space on, ignore_merges on, and a
 // TemplateProcessing post-processor that wraps the sequence in <|im_start|> ... <|im_end|>.
