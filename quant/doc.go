@@ -65,11 +65,13 @@
 //     else (fp32 checkpoints) the distinct values are found by sorting. -0 and +0
 //     are one value.
 //   - initialisation: with D distinct values and k entries, D <= k uses the
-//     distinct values themselves. Otherwise centroid i is the smallest distinct
-//     value whose cumulative count reaches the weighted quantile (2i+1)/(2k),
-//     moved up to the next distinct value when it repeats the previous centroid
-//     (and capped so later centroids still have values left): k distinct starting
-//     centroids.
+//     distinct values themselves. Otherwise Ward agglomeration: start from one
+//     cluster per distinct value and repeatedly merge the adjacent pair whose
+//     merge adds the least squared error, n_a*n_b/(n_a+n_b)*(mean_a-mean_b)^2
+//     in float64 (ties to the leftmost pair), until k clusters remain; their
+//     exact means are the k (strictly increasing) starting centroids. In 1-D
+//     this starts Lloyd near the optimum: from weighted quantiles or a uniform
+//     grid, Lloyd stops at fixed points 2-20x worse on bf16 weights.
 //   - assignment: boundaries b_i = (c_i + c_{i+1})/2 in float64; a value v goes to
 //     the first cluster i with v <= b_i (ties to the lower centroid).
 //   - update: the new centroid is fl(fl(S)/N) where S is the exact sum of the
