@@ -209,7 +209,7 @@ func TestCrossCheckHF(t *testing.T) {
 }
 
 // TestUnicodeSweepHF compares normalization and pre-tokenization with HF's for every code point of
-// planes 0-3 and 14 (and a sample of the rest), each in the context "c a" + "c\u0301.". HF's regex engine
+// planes 0, 1 and 14 (and a sample of the rest), each in the context "c a" + "c\u0301.". HF's regex engine
 // knows Unicode 16 while Go 1.26's tables are Unicode 15.0, and HF's NFC tables are older than Unicode 10;
 // the test pins that these are the only disagreements: pre-tokenization may differ only on code points
 // Go does not assign, and NFC only around marks that Go gives a nonzero combining class.
@@ -218,7 +218,8 @@ func TestUnicodeSweepHF(t *testing.T) {
 	var cps []rune
 	for c := rune(0); c <= unicode.MaxRune; c++ {
 		plane := c >> 16
-		if (c < 0xD800 || c > 0xDFFF) && (plane <= 3 || plane == 14 || c%97 == 0) {
+		// Planes 2 and 3 hold only CJK ideographs: a sample finds any range that differs.
+		if (c < 0xD800 || c > 0xDFFF) && (plane <= 1 || plane == 14 || plane <= 3 && c%11 == 0 || c%97 == 0) {
 			cps = append(cps, c)
 		}
 	}

@@ -164,10 +164,15 @@ func (t *Tokenizer) setModel(m *modelJSON) error {
 	t.merges = make(map[uint64]merge, len(m.Merges))
 	for rank, raw := range m.Merges {
 		var pair []string
-		var line string
-		if json.Unmarshal(raw, &line) == nil {
+		var err error
+		if len(raw) > 0 && raw[0] == '"' { // "a b" (older files) or ["a", "b"]
+			var line string
+			err = json.Unmarshal(raw, &line)
 			pair = strings.Split(line, " ")
-		} else if err := json.Unmarshal(raw, &pair); err != nil {
+		} else {
+			err = json.Unmarshal(raw, &pair)
+		}
+		if err != nil {
 			return fmt.Errorf("model.merges[%d]: %w", rank, err)
 		}
 		if len(pair) != 2 {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -523,4 +524,33 @@ func FuzzEncode(f *testing.F) {
 			t.Fatalf("Decode(Encode(%+q)) = %+q, %v", s, got, err)
 		}
 	})
+}
+
+// TestConcurrentEncode checks that goroutines sharing a Tokenizer (and its cache) get the serial results.
+func TestConcurrentEncode(t *testing.T) {
+	tok, err := Parse(qwenStyleJSON(t, qwen35Split, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus := crossCheckCorpus(t)[:600]
+	want := make([][]int, len(corpus))
+	for i, s := range corpus {
+		if want[i], err = tok.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clear(tok.cache)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range corpus {
+				k := (i*7 + g*131) % len(corpus)
+				if got, err := tok.Encode(corpus[k]); err != nil || !slices.Equal(got, want[k]) {
+					t.Errorf("goroutine %d: Encode(%+q) = %v, %v; want %v", g, corpus[k], got, err, want[k])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
