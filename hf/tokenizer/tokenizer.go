@@ -130,7 +130,7 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 				return nil
 			}
 			var err error
-			if pieces, err = t.preTokenize(seg, pieces[:0]); err != nil {
+			if pieces, err = t.preTokenize(seg, pieces); err != nil {
 				return err
 			}
 			for _, p := range pieces {
@@ -147,9 +147,9 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 	return append(ids, t.suffix...), nil
 }
 
-// preTokenize applies every pre-tokenization step to seg and appends the resulting pieces to out.
-func (t *Tokenizer) preTokenize(seg string, out []string) ([]string, error) {
-	out = append(out, seg)
+// preTokenize returns the pieces every pre-tokenization step makes of seg, reusing buf's storage.
+func (t *Tokenizer) preTokenize(seg string, buf []string) ([]string, error) {
+	out := append(buf[:0], seg)
 	var next []string
 	for _, step := range t.steps {
 		next = next[:0]
