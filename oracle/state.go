@@ -74,15 +74,15 @@ func (l *LayerState) ValueCache() []float32 { return slices.Concat(l.Values...) 
 
 // workspace holds the activations of one chunk of up to n tokens.
 type workspace struct {
-	n                 int
-	x, xn, res        []float32 // [n, h]: residual stream, its norm, a mixer or MLP output
-	qkv, z, b, a      []float32 // gated-delta projections
-	mix               []float32 // mixer output before its output projection [n, max(H·D, nv·dv)]
-	q, k, v           []float32 // attention projections
-	gate, up          []float32 // [n, I]
-	conv, mem, delta  []float32 // per-token gated-delta scratch
-	heads             []float32 // one attention query head
-	scores            []float32 // attention scores over the cache
+	n                int
+	x, xn, res       []float32 // [n, h]: residual stream, its norm, a mixer or MLP output
+	qkv, z, b, a     []float32 // gated-delta projections
+	mix              []float32 // mixer output before its output projection [n, max(H·D, nv·dv)]
+	q, k, v          []float32 // attention projections
+	gate, up         []float32 // [n, I]
+	conv, mem, delta []float32 // per-token gated-delta scratch
+	heads            []float32 // one attention query head
+	scores           []float32 // attention scores over the cache
 }
 
 func (s *State) workspace(n int) *workspace {
