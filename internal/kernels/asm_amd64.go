@@ -85,3 +85,9 @@ func decodeLUT8AVX(dst *float32, idx unsafe.Pointer, lut *[256]float32, cols int
 //
 //go:noescape
 func decodeLUT4AVX(dst *float32, idx unsafe.Pointer, lut *[16]float32, cols int)
+
+// dot2x4AVX sets out[4*r+v] = Σ_c w[r][c]·x[v][c] for the rows r < 2 at w
+// + r*wstride bytes and the vectors v < 4 at x + v*xstride bytes.
+//
+//go:noescape
+func dot2x4AVX(w, x *float32, wstride, xstride, cols int, out *[8]float32)

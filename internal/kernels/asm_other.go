@@ -40,3 +40,5 @@ func decodeQ8AVX(dst *float32, q, scales unsafe.Pointer, cols, blockCols int)   
 func decodeQ4AVX(dst *float32, q, scales unsafe.Pointer, cols, blockCols int)     { noAsm() }
 func decodeLUT8AVX(dst *float32, idx unsafe.Pointer, lut *[256]float32, cols int) { noAsm() }
 func decodeLUT4AVX(dst *float32, idx unsafe.Pointer, lut *[16]float32, cols int)  { noAsm() }
+
+func dot2x4AVX(w, x *float32, wstride, xstride, cols int, out *[8]float32) { noAsm() }

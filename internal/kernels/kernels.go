@@ -128,16 +128,45 @@ func getScratch(n int) *[]float32 {
 	return p
 }
 
-// mulRowsDecoded is the n > 1 product: each row is decoded once into a
-// float32 buffer and dotted with every vector while it sits in L1.
+// mulRowsDecoded is the n > 1 product: rows are decoded two at a time into a
+// float32 buffer and dotted with every vector while they sit in L1.
 func mulRowsDecoded(dst, x []float32, n, rows, cols, r0, r1 int, decode func(r int, row []float32)) {
-	p := getScratch(cols)
-	row := *p
-	for r := r0; r < r1; r++ {
-		decode(r, row)
-		dotVectors(dst[r:], rows, row, x, n)
+	p := getScratch(2 * cols)
+	pair := *p
+	r := r0
+	for ; r+2 <= r1; r += 2 {
+		decode(r, pair[:cols])
+		decode(r+1, pair[cols:])
+		dotVectors2(dst[r:], rows, pair, x, n)
+	}
+	if r < r1 {
+		decode(r, pair[:cols])
+		dotVectors(dst[r:], rows, pair[:cols], x, n)
 	}
 	scratchPool.Put(p)
+}
+
+// dotVectors2 sets dst[v*stride+i] = row_i·x[v*cols:] for the two rows
+// pair[:cols], pair[cols:] and v < n.
+func dotVectors2(dst []float32, stride int, pair, x []float32, n int) {
+	cols := len(pair) / 2
+	v := 0
+	if useAsm && cols > 0 {
+		var out [8]float32
+		for ; v+4 <= n; v += 4 {
+			_ = x[(v+4)*cols-1]
+			dot2x4AVX(&pair[0], &x[v*cols], cols*4, cols*4, cols, &out)
+			for i := range 4 {
+				dst[(v+i)*stride] = out[i]
+				dst[(v+i)*stride+1] = out[4+i]
+			}
+		}
+	}
+	for ; v < n; v++ {
+		xv := x[v*cols : (v+1)*cols]
+		dst[v*stride] = Dot(pair[:cols], xv)
+		dst[v*stride+1] = Dot(pair[cols:], xv)
+	}
 }
 
 // dotVectors sets dst[v*stride] = row·x[v*len(row):] for v < n.

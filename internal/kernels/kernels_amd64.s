@@ -630,6 +630,8 @@ TEXT ·gemvQ8AVX(SB), NOSPLIT, $0-64
 	MOVQ  scaleStride+56(FP), R12
 	TESTQ BX, BX
 	JZ    done
+	CMPQ  R11, $32
+	JEQ   b32row
 
 row:
 	MOVQ   R8, DI
@@ -703,6 +705,45 @@ nextblock:
 	ADDQ   R12, R10
 	DECQ   BX
 	JNZ    row
+	JMP    done
+
+	// Blocks of 32 (the common layout): one straight pass per block.
+b32row:
+	MOVQ R8, DI
+	MOVQ R10, R13
+	MOVQ R9, CX
+	ZERO4
+
+b32block:
+	LOADSCALE(R13)
+	VPMOVSXBD   (SI), Y4
+	VPMOVSXBD   8(SI), Y5
+	VPMOVSXBD   16(SI), Y6
+	VPMOVSXBD   24(SI), Y7
+	VCVTDQ2PS   Y4, Y4
+	VCVTDQ2PS   Y5, Y5
+	VCVTDQ2PS   Y6, Y6
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y15, Y4, Y4
+	VMULPS      Y15, Y5, Y5
+	VMULPS      Y15, Y6, Y6
+	VMULPS      Y15, Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $2, R13
+	ADDQ        $32, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JNZ         b32block
+
+	SUM4
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	ADDQ   R12, R10
+	DECQ   BX
+	JNZ    b32row
 
 done:
 	VZEROUPPER
@@ -806,6 +847,28 @@ done:
 	VZEROUPPER
 	RET
 
+// LOOKUP8(off, Y, X) loads the 8 table entries indexed by the bytes at
+// off(SI) into ymm Y (X is its low half); X5 is clobbered. Scalar index loads
+// with VINSERTPS beat VGATHERDPS on the AMD cores we run on.
+#define LOOKUP8(off, Y, X) \
+	MOVBLZX     off+0(SI), AX; \
+	MOVBLZX     off+1(SI), R11; \
+	MOVBLZX     off+2(SI), R12; \
+	MOVBLZX     off+3(SI), R13; \
+	VMOVSS      (R10)(AX*4), X; \
+	VINSERTPS   $0x10, (R10)(R11*4), X, X; \
+	VINSERTPS   $0x20, (R10)(R12*4), X, X; \
+	VINSERTPS   $0x30, (R10)(R13*4), X, X; \
+	MOVBLZX     off+4(SI), AX; \
+	MOVBLZX     off+5(SI), R11; \
+	MOVBLZX     off+6(SI), R12; \
+	MOVBLZX     off+7(SI), R13; \
+	VMOVSS      (R10)(AX*4), X5; \
+	VINSERTPS   $0x10, (R10)(R11*4), X5, X5; \
+	VINSERTPS   $0x20, (R10)(R12*4), X5, X5; \
+	VINSERTPS   $0x30, (R10)(R13*4), X5, X5; \
+	VINSERTF128 $1, X5, Y, Y
+
 // func gemvLUT8AVX(idx unsafe.Pointer, lut *[256]float32, x, dst *float32, rows, cols int)
 TEXT ·gemvLUT8AVX(SB), NOSPLIT, $0-48
 	MOVQ  idx+0(FP), SI
@@ -825,22 +888,14 @@ row:
 loop32:
 	CMPQ        CX, $32
 	JL          loop8
-	VPMOVZXBD   (SI), Y4
-	VPMOVZXBD   8(SI), Y5
-	VPMOVZXBD   16(SI), Y6
-	VPMOVZXBD   24(SI), Y7
-	VPCMPEQD    Y12, Y12, Y12
-	VPCMPEQD    Y13, Y13, Y13
-	VPCMPEQD    Y14, Y14, Y14
-	VPCMPEQD    Y15, Y15, Y15
-	VGATHERDPS  Y12, (R10)(Y4*4), Y8
-	VGATHERDPS  Y13, (R10)(Y5*4), Y9
-	VGATHERDPS  Y14, (R10)(Y6*4), Y10
-	VGATHERDPS  Y15, (R10)(Y7*4), Y11
-	VFMADD231PS (DI), Y8, Y0
-	VFMADD231PS 32(DI), Y9, Y1
-	VFMADD231PS 64(DI), Y10, Y2
-	VFMADD231PS 96(DI), Y11, Y3
+	LOOKUP8(0, Y4, X4)
+	VFMADD231PS (DI), Y4, Y0
+	LOOKUP8(8, Y6, X6)
+	VFMADD231PS 32(DI), Y6, Y1
+	LOOKUP8(16, Y4, X4)
+	VFMADD231PS 64(DI), Y4, Y2
+	LOOKUP8(24, Y6, X6)
+	VFMADD231PS 96(DI), Y6, Y3
 	ADDQ        $32, SI
 	ADDQ        $128, DI
 	SUBQ        $32, CX
@@ -849,10 +904,8 @@ loop32:
 loop8:
 	CMPQ        CX, $8
 	JL          reduce
-	VPMOVZXBD   (SI), Y4
-	VPCMPEQD    Y12, Y12, Y12
-	VGATHERDPS  Y12, (R10)(Y4*4), Y8
-	VFMADD231PS (DI), Y8, Y0
+	LOOKUP8(0, Y4, X4)
+	VFMADD231PS (DI), Y4, Y0
 	ADDQ        $8, SI
 	ADDQ        $32, DI
 	SUBQ        $8, CX
@@ -1048,10 +1101,8 @@ TEXT ·decodeLUT8AVX(SB), NOSPLIT, $0-32
 loop8:
 	CMPQ       CX, $8
 	JL         loop1
-	VPMOVZXBD  (SI), Y4
-	VPCMPEQD   Y12, Y12, Y12
-	VGATHERDPS Y12, (R10)(Y4*4), Y8
-	VMOVUPS    Y8, (DI)
+	LOOKUP8(0, Y4, X4)
+	VMOVUPS    Y4, (DI)
 	ADDQ       $8, SI
 	ADDQ       $32, DI
 	SUBQ       $8, CX
@@ -1102,5 +1153,90 @@ loop32:
 	JNZ     loop32
 
 done:
+	VZEROUPPER
+	RET
+
+// func dot2x4AVX(w, x *float32, wstride, xstride, cols int, out *[8]float32)
+// out[4*r+v] = Σ_c w[r][c]·x[v][c] for rows r < 2 at w + r*wstride bytes and
+// vectors v < 4 at x + v*xstride bytes. Each loaded x vector serves both
+// rows, halving the x traffic of two dot4 calls. Y0-Y3 accumulate row 0,
+// Y4-Y7 row 1.
+TEXT ·dot2x4AVX(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ wstride+16(FP), R10
+	MOVQ xstride+24(FP), R11
+	MOVQ cols+32(FP), CX
+	MOVQ out+40(FP), DX
+	LEAQ (R11)(R11*2), R12
+	ZERO4
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	VMOVUPS     (SI), Y8
+	VMOVUPS     (SI)(R10*1), Y9
+	VMOVUPS     (DI), Y10
+	VMOVUPS     (DI)(R11*1), Y11
+	VMOVUPS     (DI)(R11*2), Y12
+	VMOVUPS     (DI)(R12*1), Y13
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y11, Y8, Y1
+	VFMADD231PS Y12, Y8, Y2
+	VFMADD231PS Y13, Y8, Y3
+	VFMADD231PS Y10, Y9, Y4
+	VFMADD231PS Y11, Y9, Y5
+	VFMADD231PS Y12, Y9, Y6
+	VFMADD231PS Y13, Y9, Y7
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	HSUM(Y0, X0, X8)
+	HSUM(Y1, X1, X8)
+	HSUM(Y2, X2, X8)
+	HSUM(Y3, X3, X8)
+	HSUM(Y4, X4, X8)
+	HSUM(Y5, X5, X8)
+	HSUM(Y6, X6, X8)
+	HSUM(Y7, X7, X8)
+
+loop1:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (SI), X8
+	VMOVSS      (SI)(R10*1), X9
+	VMOVSS      (DI), X10
+	VMOVSS      (DI)(R11*1), X11
+	VMOVSS      (DI)(R11*2), X12
+	VMOVSS      (DI)(R12*1), X13
+	VFMADD231SS X10, X8, X0
+	VFMADD231SS X11, X8, X1
+	VFMADD231SS X12, X8, X2
+	VFMADD231SS X13, X8, X3
+	VFMADD231SS X10, X9, X4
+	VFMADD231SS X11, X9, X5
+	VFMADD231SS X12, X9, X6
+	VFMADD231SS X13, X9, X7
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+done:
+	VMOVSS X0, (DX)
+	VMOVSS X1, 4(DX)
+	VMOVSS X2, 8(DX)
+	VMOVSS X3, 12(DX)
+	VMOVSS X4, 16(DX)
+	VMOVSS X5, 20(DX)
+	VMOVSS X6, 24(DX)
+	VMOVSS X7, 28(DX)
 	VZEROUPPER
 	RET
