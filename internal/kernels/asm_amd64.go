@@ -91,3 +91,9 @@ func decodeLUT4AVX(dst *float32, idx unsafe.Pointer, lut *[16]float32, cols int)
 //
 //go:noescape
 func dot2x4AVX(w, x *float32, wstride, xstride, cols int, out *[8]float32)
+
+// readSumAVX adds the uint64s of n bytes at p, n a multiple of 128: the
+// streaming-read baseline of the benchmarks, the fastest plain read we have.
+//
+//go:noescape
+func readSumAVX(p unsafe.Pointer, n int) uint64

@@ -1240,3 +1240,38 @@ done:
 	VMOVSS X7, 28(DX)
 	VZEROUPPER
 	RET
+
+// func readSumAVX(p unsafe.Pointer, n int) uint64
+// The benchmarks' streaming-read baseline: adds the uint64s of n bytes (a
+// multiple of 128) with four independent 256-bit accumulators.
+TEXT ·readSumAVX(SB), NOSPLIT, $0-24
+	MOVQ   p+0(FP), SI
+	MOVQ   n+8(FP), CX
+	VPXOR  Y0, Y0, Y0
+	VPXOR  Y1, Y1, Y1
+	VPXOR  Y2, Y2, Y2
+	VPXOR  Y3, Y3, Y3
+	TESTQ  CX, CX
+	JZ     reduce
+
+loop:
+	VPADDQ (SI), Y0, Y0
+	VPADDQ 32(SI), Y1, Y1
+	VPADDQ 64(SI), Y2, Y2
+	VPADDQ 96(SI), Y3, Y3
+	ADDQ   $128, SI
+	SUBQ   $128, CX
+	JNZ    loop
+
+reduce:
+	VPADDQ       Y1, Y0, Y0
+	VPADDQ       Y3, Y2, Y2
+	VPADDQ       Y2, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPADDQ       X1, X0, X0
+	VPSHUFD      $0x4e, X0, X1
+	VPADDQ       X1, X0, X0
+	VMOVQ        X0, AX
+	VZEROUPPER
+	MOVQ         AX, ret+16(FP)
+	RET

@@ -717,3 +717,19 @@ func TestRoundF16(t *testing.T) {
 		}
 	})
 }
+
+func TestReadSum(t *testing.T) {
+	b := make([]byte, 1000)
+	var want uint64
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	for i := 0; i+8 <= len(b); i += 8 {
+		want += binary.LittleEndian.Uint64(b[i:])
+	}
+	implementations(t, func(t *testing.T) {
+		if got := readSum(b); got != want {
+			t.Errorf("readSum = %#x, want %#x", got, want)
+		}
+	})
+}
