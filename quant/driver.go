@@ -209,22 +209,35 @@ type linWorker struct {
 // A shape that does not take the spec returns a tensor with Skipped set and a
 // nil error. A bad weight returns a *WeightError with its row and column.
 func QuantizeLinear(src RowSource, spec Linear, opt Options) (*LinearTensor, error) {
-	if err := spec.Validate(); err != nil {
+	t := new(LinearTensor)
+	if err := QuantizeLinearInto(t, src, spec, opt); err != nil {
 		return nil, err
 	}
+	return t, nil
+}
+
+// QuantizeLinearInto is QuantizeLinear writing into t, whose Data and Scales
+// buffers are reused when large enough: converting tensor after tensor then
+// allocates no output memory (fresh memory is slow to touch on first use).
+func QuantizeLinearInto(t *LinearTensor, src RowSource, spec Linear, opt Options) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
 	rows, cols := src.Rows(), src.Cols()
-	t := &LinearTensor{Spec: spec, Rows: rows, Cols: cols}
+	data, scales := t.Data, t.Scales
+	*t = LinearTensor{Spec: spec, Rows: rows, Cols: cols}
 	if reason := spec.Check(rows, cols); reason != "" {
 		t.Skipped, t.SkipReason = true, reason
-		return t, nil
+		return nil
 	}
 	n := rows * cols
 	if spec.Bits == 4 {
-		t.Data = make([]byte, (n+1)/2)
+		t.Data = grow(data, (n+1)/2)
+		t.Data[len(t.Data)-1] = 0 // an odd count leaves the last high nibble 0
 	} else {
-		t.Data = make([]byte, n)
+		t.Data = grow(data, n)
 	}
-	t.Scales = make([]byte, 2*spec.ScaleCount(rows, cols))
+	t.Scales = grow(scales, 2*spec.ScaleCount(rows, cols))
 	j := &linearJob{spec: spec, src: src, rows: rows, cols: cols, qmax: spec.Qmax(), t: t,
 		block: spec.blockLen(cols), chunk: chunkRows(cols)}
 	j.nb = cols / j.block
@@ -246,7 +259,7 @@ func QuantizeLinear(src RowSource, spec Linear, opt Options) (*LinearTensor, err
 	if spec.Granularity == PerTensor {
 		h, err := j.perTensorScale(ws, nchunks)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		j.tensorScale = h
 		binary.LittleEndian.PutUint16(t.Scales, h)
@@ -264,16 +277,10 @@ func QuantizeLinear(src RowSource, spec Linear, opt Options) (*LinearTensor, err
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if j.parts != nil {
-		var sum partial
-		for i := range j.parts {
-			sum.merge(&j.parts[i])
-		}
-		t.Metrics = sum.metrics()
-	}
-	return t, nil
+	t.Metrics = sumParts(j.parts)
+	return nil
 }
 
 func (j *linearJob) row(w *linWorker, r int, p *partial) error {

@@ -18,6 +18,15 @@ func absmax32F32AVX2(src *float32, nblocks int, qmax float32, q *int8, scales *u
 //go:noescape
 func absmax32BF16AVX2(src *byte, nblocks int, qmax float32, q *int8, scales *uint16) (maxScale uint16)
 
+// The metric kernels compute a block-32 row's sums (ww, ee, dd, wd, max|e|)
+// in the lane order of lanes8.
+
+//go:noescape
+func metrics32F32AVX2(w *float32, q *int8, scales *uint16, nblocks int, out *[5]float64)
+
+//go:noescape
+func metrics32BF16AVX2(w *byte, q *int8, scales *uint16, nblocks int, out *[5]float64)
+
 func rowAbsmax32F32(row []float32, qmax float32, q []int8, scales []uint16) bool {
 	nb := len(row) / 32
 	if nb == 0 {

@@ -140,3 +140,139 @@ bf16done:
 	VZEROUPPER
 	MOVW BX, maxScale+40(FP)
 	RET
+
+DATA absmask64<>+0(SB)/8, $0x7fffffffffffffff
+GLOBL absmask64<>(SB), RODATA|NOPTR, $8
+
+// METRICS8 accumulates 8 weights (float32 in Y0) against q (8 int8 at (DI))
+// times the block scale in Y6: lanes 0-3 (elements 0-3) in Y7 ww, Y8 ee,
+// Y9 dd, Y10 wd; lanes 4-7 in Y11..Y14; Y15 max |e|; Y5 = abs mask.
+#define METRICS8 \
+	VPMOVSXBD (DI), Y1 \
+	VCVTDQ2PS Y1, Y1 \
+	VMULPS Y6, Y1, Y1 \ // dequantized, exact in float32
+	VCVTPS2PD X0, Y2 \
+	VCVTPS2PD X1, Y3 \
+	VEXTRACTF128 $1, Y0, X0 \
+	VEXTRACTF128 $1, Y1, X1 \
+	VCVTPS2PD X0, Y0 \
+	VCVTPS2PD X1, Y1 \
+	VMULPD Y2, Y2, Y4 \
+	VADDPD Y4, Y7, Y7 \
+	VMULPD Y3, Y3, Y4 \
+	VADDPD Y4, Y9, Y9 \
+	VMULPD Y3, Y2, Y4 \
+	VADDPD Y4, Y10, Y10 \
+	VSUBPD Y3, Y2, Y2 \
+	VMULPD Y2, Y2, Y4 \
+	VADDPD Y4, Y8, Y8 \
+	VANDPD Y5, Y2, Y2 \
+	VMAXPD Y2, Y15, Y15 \
+	VMULPD Y0, Y0, Y4 \
+	VADDPD Y4, Y11, Y11 \
+	VMULPD Y1, Y1, Y4 \
+	VADDPD Y4, Y13, Y13 \
+	VMULPD Y1, Y0, Y4 \
+	VADDPD Y4, Y14, Y14 \
+	VSUBPD Y1, Y0, Y0 \
+	VMULPD Y0, Y0, Y4 \
+	VADDPD Y4, Y12, Y12 \
+	VANDPD Y5, Y0, Y0 \
+	VMAXPD Y0, Y15, Y15 \
+	ADDQ $8, DI
+
+// HSUM folds lanes lo (l0..l3) and hi (l4..l7) into (s0+s2)+(s1+s3),
+// s_j = l_j + l_{j+4}, and stores it at off(AX).
+#define HSUM(lo, hi, xlo, off) \
+	VADDPD hi, lo, lo \
+	VEXTRACTF128 $1, lo, X0 \
+	VADDPD X0, xlo, xlo \
+	VPERMILPD $1, xlo, X0 \
+	VADDSD X0, xlo, xlo \
+	VMOVSD xlo, off(AX)
+
+#define METRICS_SETUP \
+	VBROADCASTSD absmask64<>(SB), Y5 \
+	VXORPD Y7, Y7, Y7 \
+	VXORPD Y8, Y8, Y8 \
+	VXORPD Y9, Y9, Y9 \
+	VXORPD Y10, Y10, Y10 \
+	VXORPD Y11, Y11, Y11 \
+	VXORPD Y12, Y12, Y12 \
+	VXORPD Y13, Y13, Y13 \
+	VXORPD Y14, Y14, Y14 \
+	VXORPD Y15, Y15, Y15
+
+#define METRICS_STORE \
+	HSUM(Y7, Y11, X7, 0) \
+	HSUM(Y8, Y12, X8, 8) \
+	HSUM(Y9, Y13, X9, 16) \
+	HSUM(Y10, Y14, X10, 24) \
+	VEXTRACTF128 $1, Y15, X0 \
+	VMAXPD X0, X15, X15 \
+	VPERMILPD $1, X15, X0 \
+	VMAXSD X0, X15, X15 \
+	VMOVSD X15, 32(AX)
+
+// func metrics32F32AVX2(w *float32, q *int8, scales *uint16, nblocks int, out *[5]float64)
+TEXT ·metrics32F32AVX2(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ q+8(FP), DI
+	MOVQ scales+16(FP), DX
+	MOVQ nblocks+24(FP), CX
+	MOVQ out+32(FP), AX
+	METRICS_SETUP
+
+mf32block:
+	TESTQ CX, CX
+	JZ   mf32done
+	VPBROADCASTW (DX), X6
+	VCVTPH2PS X6, Y6
+	MOVQ $4, BX
+
+mf32inner:
+	VMOVUPS (SI), Y0
+	METRICS8
+	ADDQ $32, SI
+	DECQ BX
+	JNZ  mf32inner
+	ADDQ $2, DX
+	DECQ CX
+	JMP  mf32block
+
+mf32done:
+	METRICS_STORE
+	VZEROUPPER
+	RET
+
+// func metrics32BF16AVX2(w *byte, q *int8, scales *uint16, nblocks int, out *[5]float64)
+TEXT ·metrics32BF16AVX2(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ q+8(FP), DI
+	MOVQ scales+16(FP), DX
+	MOVQ nblocks+24(FP), CX
+	MOVQ out+32(FP), AX
+	METRICS_SETUP
+
+mbfblock:
+	TESTQ CX, CX
+	JZ   mbfdone
+	VPBROADCASTW (DX), X6
+	VCVTPH2PS X6, Y6
+	MOVQ $4, BX
+
+mbfinner:
+	VPMOVZXWD (SI), Y0
+	VPSLLD $16, Y0, Y0
+	METRICS8
+	ADDQ $16, SI
+	DECQ BX
+	JNZ  mbfinner
+	ADDQ $2, DX
+	DECQ CX
+	JMP  mbfblock
+
+mbfdone:
+	METRICS_STORE
+	VZEROUPPER
+	RET

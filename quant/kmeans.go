@@ -50,10 +50,9 @@ type KMeans struct {
 	fit   Fit
 
 	// Ward initialisation state, per distinct value (cluster start).
-	wn, ws             []float64
-	wend, wprev, wnext []int32
-	wver               []uint32
-	wheap              []wardPair
+	wn, ws, wcost            []float64
+	wend, wprev, wnext, wpos []int32
+	wheap                    []int32
 }
 
 func grow[T any](s []T, n int) []T {
@@ -237,66 +236,61 @@ func (km *KMeans) mean(lo, hi int) float64 {
 // In 1-D this lands close to the optimal clustering, where Lloyd alone stops at
 // poor fixed points on discrete (bf16) data.
 
-type wardPair struct {
-	cost        float64
-	left        int32
-	vLeft, vRgt uint32 // cluster versions when the pair was scored
-}
-
-func (a wardPair) less(b wardPair) bool {
-	return a.cost < b.cost || a.cost == b.cost && a.left < b.left
-}
-
 // initWard sets km.cent to k strictly increasing starting centroids
-// (requires len(vals) > k).
+// (requires len(vals) > k). Clusters are named by their first distinct value;
+// an indexed heap holds each cluster's cost of merging with its right
+// neighbour.
 func (km *KMeans) initWard(k int) {
 	d := len(km.vals)
 	km.wn = grow(km.wn, d)
 	km.ws = grow(km.ws, d)
+	km.wcost = grow(km.wcost, d)
 	km.wend = grow(km.wend, d)
 	km.wprev = grow(km.wprev, d)
 	km.wnext = grow(km.wnext, d)
-	km.wver = grow(km.wver, d)
-	n, s, end, prev, next, ver := km.wn, km.ws, km.wend, km.wprev, km.wnext, km.wver
+	km.wpos = grow(km.wpos, d)
+	km.wheap = grow(km.wheap, d-1)
+	n, s, end, prev, next := km.wn, km.ws, km.wend, km.wprev, km.wnext
 	for j, v := range km.vals {
 		n[j] = float64(km.cnt[j])
 		s[j] = n[j] * float64(v)
-		end[j], prev[j], next[j], ver[j] = int32(j+1), int32(j-1), int32(j+1), 0
+		end[j], prev[j], next[j] = int32(j+1), int32(j-1), int32(j+1)
 	}
 	cost := func(a, b int32) float64 {
 		dm := s[a]/n[a] - s[b]/n[b]
 		return n[a] * n[b] / (n[a] + n[b]) * dm * dm
 	}
-	h := km.wheap[:0]
+	h := wardHeap{heap: km.wheap, pos: km.wpos, cost: km.wcost}
 	for j := int32(0); j+1 < int32(d); j++ {
-		h = heapPush(h, wardPair{cost: cost(j, j+1), left: j})
+		h.cost[j] = cost(j, j+1)
+		h.heap[j], h.pos[j] = j, j
 	}
-	for clusters := d; clusters > k; {
-		var p wardPair
-		p, h = heapPop(h)
-		a := p.left
+	h.pos[d-1] = -1
+	for i := len(h.heap)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	for clusters := d; clusters > k; clusters-- {
+		a := h.heap[0]
 		b := next[a]
-		if int(b) >= d || ver[a] != p.vLeft || ver[b] != p.vRgt {
-			continue // a stale score: one side has merged since
-		}
 		n[a] += n[b]
 		s[a] += s[b]
 		end[a] = end[b]
 		next[a] = next[b]
-		if int(next[b]) < d {
-			prev[next[b]] = a
-		}
-		ver[a]++
-		ver[b]++ // b is gone: every pair naming it is stale
-		clusters--
-		if l := prev[a]; l >= 0 {
-			h = heapPush(h, wardPair{cost(l, a), l, ver[l], ver[a]})
+		if h.pos[b] >= 0 {
+			h.remove(b)
 		}
 		if r := next[a]; int(r) < d {
-			h = heapPush(h, wardPair{cost(a, r), a, ver[a], ver[r]})
+			prev[r] = a
+			h.cost[a] = cost(a, r)
+			h.fix(h.pos[a])
+		} else {
+			h.remove(a)
+		}
+		if l := prev[a]; l >= 0 {
+			h.cost[l] = cost(l, a)
+			h.fix(h.pos[l])
 		}
 	}
-	km.wheap = h
 	i := 0
 	for j := int32(0); int(j) < d; j = next[j] {
 		km.cent[i] = km.mean(int(j), int(end[j]))
@@ -304,39 +298,71 @@ func (km *KMeans) initWard(k int) {
 	}
 }
 
-func heapPush(h []wardPair, p wardPair) []wardPair {
-	h = append(h, p)
-	for i := len(h) - 1; i > 0; {
-		up := (i - 1) / 2
-		if !h[i].less(h[up]) {
-			break
-		}
-		h[i], h[up] = h[up], h[i]
-		i = up
-	}
-	return h
+// wardHeap is a binary min-heap of cluster ids by (cost, id) with positions.
+type wardHeap struct {
+	heap []int32
+	pos  []int32 // heap index of a cluster, -1 when absent
+	cost []float64
 }
 
-func heapPop(h []wardPair) (wardPair, []wardPair) {
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h = h[:last]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(h) && h[l].less(h[m]) {
-			m = l
+func (h *wardHeap) less(i, j int) bool {
+	a, b := h.heap[i], h.heap[j]
+	return h.cost[a] < h.cost[b] || h.cost[a] == h.cost[b] && a < b
+}
+
+func (h *wardHeap) swap(i, j int) {
+	h.heap[i], h.heap[j] = h.heap[j], h.heap[i]
+	h.pos[h.heap[i]], h.pos[h.heap[j]] = int32(i), int32(j)
+}
+
+func (h *wardHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
 		}
-		if r < len(h) && h[r].less(h[m]) {
-			m = r
-		}
-		if m == i {
+		h.swap(i, p)
+		i = p
+	}
+}
+
+func (h *wardHeap) down(i int) bool {
+	i0 := i
+	for {
+		l := 2*i + 1
+		if l >= len(h.heap) {
 			break
 		}
-		h[i], h[m] = h[m], h[i]
+		m := l
+		if r := l + 1; r < len(h.heap) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			break
+		}
+		h.swap(i, m)
 		i = m
 	}
-	return top, h
+	return i > i0
+}
+
+func (h *wardHeap) fix(i int32) {
+	if !h.down(int(i)) {
+		h.up(int(i))
+	}
+}
+
+func (h *wardHeap) remove(c int32) {
+	i := int(h.pos[c])
+	last := len(h.heap) - 1
+	if i != last {
+		h.swap(i, last)
+	}
+	h.heap = h.heap[:last]
+	h.pos[c] = -1
+	if i != last {
+		h.fix(int32(i))
+	}
 }
 
 // lloyd runs Lloyd's iteration from km.cent until the assignment repeats or

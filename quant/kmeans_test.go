@@ -146,6 +146,58 @@ func plainLloyd(w []float32, cent []float64, maxIter int) (int, bool) {
 	}
 }
 
+// rawLloyd is Lloyd's iteration over the raw values with the package's exact
+// accumulator: the benchmark baseline for the histogram version.
+func rawLloyd(w []float32, cent []float64, maxIter int) (int, bool) {
+	k := len(cent)
+	assign := make([]int32, len(w))
+	for i := range assign {
+		assign[i] = -1
+	}
+	bmax := make([]float64, k-1)
+	sums := make([]wide, k)
+	counts := make([]uint64, k)
+	for iters := 0; ; iters++ {
+		m := math.Inf(-1)
+		for i := range bmax {
+			m = max(m, (cent[i]+cent[i+1])/2)
+			bmax[i] = m
+		}
+		changed := false
+		for i, v := range w {
+			lo, hi := 0, k-1 // first cluster c with v <= bmax[c], else k-1
+			for lo < hi {
+				mid := (lo + hi) / 2
+				if float64(v) <= bmax[mid] {
+					hi = mid
+				} else {
+					lo = mid + 1
+				}
+			}
+			if int32(lo) != assign[i] {
+				changed, assign[i] = true, int32(lo)
+			}
+		}
+		if !changed {
+			return iters, true
+		}
+		if iters == maxIter {
+			return iters, false
+		}
+		clear(sums)
+		clear(counts)
+		for i, v := range w {
+			sums[assign[i]].addTerm(v, 1)
+			counts[assign[i]]++
+		}
+		for c := range cent {
+			if counts[c] > 0 {
+				cent[c] = sums[c].float64() / float64(counts[c])
+			}
+		}
+	}
+}
+
 func TestLloydMatchesPlainLloyd(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, tc := range []struct {
@@ -189,9 +241,14 @@ func TestLloydMatchesPlainLloyd(t *testing.T) {
 			if iters != piters || conv != pconv {
 				t.Fatalf("iterations %d (converged %v), plain %d (%v)", iters, conv, piters, pconv)
 			}
+			raw := slices.Clone(init)
+			riters, rconv := rawLloyd(w, raw, MaxLloydIterations)
+			if iters != riters || conv != rconv {
+				t.Fatalf("iterations %d (converged %v), raw %d (%v)", iters, conv, riters, rconv)
+			}
 			for i := range plain {
-				if math.Float64bits(km.cent[i]) != math.Float64bits(plain[i]) {
-					t.Fatalf("centroid %d: %v, plain %v", i, km.cent[i], plain[i])
+				if math.Float64bits(km.cent[i]) != math.Float64bits(plain[i]) || math.Float64bits(raw[i]) != math.Float64bits(plain[i]) {
+					t.Fatalf("centroid %d: %v, plain %v, raw %v", i, km.cent[i], plain[i], raw[i])
 				}
 			}
 			t.Logf("%d distinct, %d iterations, converged %v", len(km.vals), iters, conv)

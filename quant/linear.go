@@ -190,11 +190,19 @@ func quantizeDiv(w []float32, div float32, qmax int32, q []int8) {
 // absMaxBits returns the largest |w| as a float32 bit pattern (integer compare
 // of the sign-cleared patterns); a value >= f32InfBits means a NaN or Inf.
 func absMaxBits(w []float32) uint32 {
-	var m uint32
-	for _, v := range w {
-		m = max(m, math.Float32bits(v)&absMask)
+	var m0, m1, m2, m3 uint32 // independent chains
+	i := 0
+	for ; i+4 <= len(w); i += 4 {
+		v := w[i : i+4 : i+4]
+		m0 = max(m0, math.Float32bits(v[0])&absMask)
+		m1 = max(m1, math.Float32bits(v[1])&absMask)
+		m2 = max(m2, math.Float32bits(v[2])&absMask)
+		m3 = max(m3, math.Float32bits(v[3])&absMask)
 	}
-	return m
+	for ; i < len(w); i++ {
+		m0 = max(m0, math.Float32bits(w[i])&absMask)
+	}
+	return max(m0, m1, m2, m3)
 }
 
 // nonFinite returns the error for the first NaN/Inf in w (col0 is w[0]'s column).

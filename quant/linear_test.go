@@ -362,6 +362,22 @@ func TestAsmMatchesGo(t *testing.T) {
 			if err := l.QuantizeRow(w, qs[1], ss[1]); err != nil {
 				t.Fatal(err)
 			}
+			// Metric sums: the kernels' lane order reproduced by the Go loop.
+			var sums [4][5]float64
+			useAsm = true
+			rowSumsLinear(w, qs[0], ss[0], 32, &sums[0])
+			rowSumsLinearBF16(raw, qs[0], ss[0], 32, &sums[2])
+			useAsm = false
+			rowSumsLinear(w, qs[0], ss[0], 32, &sums[1])
+			rowSumsLinearBF16(raw, qs[0], ss[0], 32, &sums[3])
+			for k := range 5 {
+				if math.Float64bits(sums[0][k]) != math.Float64bits(sums[1][k]) || math.Float64bits(sums[2][k]) != math.Float64bits(sums[3][k]) {
+					t.Fatalf("trial %d int%d: metric sum %d: asm %v go %v; bf16 asm %v go %v", trial, bits, k, sums[0][k], sums[1][k], sums[2][k], sums[3][k])
+				}
+			}
+			if exact && sums[0] != sums[2] {
+				t.Fatalf("trial %d: f32 and bf16 sums differ on bf16-exact data", trial)
+			}
 			for b := range ss[0] {
 				wantS, wantQ := refBlock(w[32*b:32*b+32], l.Qmax())
 				for k := range 3 {
