@@ -58,20 +58,25 @@
 // tensor. A row count that is not a multiple of the group size is reported as
 // skipped, like a block mismatch. LUTs are fp16, little-endian, [groups, entries].
 //
-// Fitting is an exact 1-D Lloyd iteration on the histogram of distinct values:
+// Fitting (KMeans.Palettize for one group of weights) is an exact 1-D Lloyd
+// iteration on the histogram of distinct values:
 //   - histogram: if every value is a bf16 value (low 16 bits of the float32
 //     pattern zero) counts go into a 65536-entry table indexed by the bf16
 //     pattern; else if every value is exactly an fp16 value, by the fp16 pattern;
-//     else (fp32 checkpoints) the distinct values are found by sorting. -0 and +0
-//     are one value.
+//     else (fp32 checkpoints) the distinct values are found by sorting (a
+//     per-tensor LUT then holds a float32 copy of the tensor). -0 and +0 are
+//     one value. Each iteration costs O(k log D) on exact prefix sums, not O(n).
 //   - initialisation: with D distinct values and k entries, D <= k uses the
 //     distinct values themselves. Otherwise Ward agglomeration: start from one
 //     cluster per distinct value and repeatedly merge the adjacent pair whose
 //     merge adds the least squared error, n_a*n_b/(n_a+n_b)*(mean_a-mean_b)^2
 //     in float64 (ties to the leftmost pair), until k clusters remain; their
-//     exact means are the k (strictly increasing) starting centroids. In 1-D
-//     this starts Lloyd near the optimum: from weighted quantiles or a uniform
-//     grid, Lloyd stops at fixed points 2-20x worse on bf16 weights.
+//     exact means are the k (strictly increasing) starting centroids. On the
+//     fixture's bf16 weights (groups of 32 rows, 256 entries) Lloyd from Ward
+//     ends within 10% of the optimal clustering's MSE (found by dynamic
+//     programming), whereas from weighted quantiles it stops at fixed points
+//     5-25x the optimum and from a uniform grid 1.3-6x: discrete data leaves
+//     Lloyd little room to move.
 //   - assignment: boundaries b_i = (c_i + c_{i+1})/2 in float64; a value v goes to
 //     the first cluster i with v <= b_i (ties to the lower centroid).
 //   - update: the new centroid is fl(fl(S)/N) where S is the exact sum of the
@@ -84,18 +89,27 @@
 //     repeat the largest value and are never referenced. A centroid that rounds
 //     to an fp16 infinity is a *WeightError.
 //
-// # Metrics and determinism
+// # Drivers, metrics and determinism
 //
-// Every driver reports, per tensor, the SNR in dB, the max absolute error, the
-// cosine similarity and the MSE between original and dequantized weights. Work
-// is split into fixed chunks of rows whose partial sums are combined in chunk
-// order, so data, scales, LUTs, metrics and errors are identical for any number
-// of workers.
+// QuantizeLinear (or QuantizeLinearInto, which reuses output buffers) and
+// QuantizeLUT read a RowSource on Options.Workers goroutines (GOMAXPROCS by
+// default), each with its own row buffers: nothing is allocated per row. They
+// report, per tensor, the SNR in dB, the max absolute error, the cosine
+// similarity and the MSE between original and dequantized weights (float64
+// sums in a fixed lane order, see lanes8). Work is split into fixed chunks of
+// rows (groups, for LUTs) whose partial results are combined in chunk order,
+// and the error reported is the one of the lowest failing row, so data, scales,
+// LUTs, metrics and errors are identical for any number of workers. Per-tensor
+// Clip sums each candidate's squared error per row in index order, rows in
+// chunk order, chunks in order.
 //
 // # Speed
 //
 // On amd64 with AVX2 and F16C the block-32 absmax path (int8 and int4, fp32 and
-// bf16 input) runs in assembly; VDIVPS, VCVTPS2PH and VROUNDPS (mode 0) compute
-// exactly the float32 division and the round-half-even steps of the rule, so its
-// output is bit-identical to the pure-Go path, which every other case uses.
+// bf16 input) and the block-32 metric sums run in assembly; VDIVPS, VCVTPS2PH
+// and VROUNDPS (mode 0) compute exactly the float32 division and the
+// round-half-even steps of the rule, and the metric kernels add in the Go
+// loop's lane order, so their output is bit-identical to the pure-Go path, which
+// every other case (and every other architecture) uses. The pure-Go path rounds
+// with the 1.5*2^23 trick (exact round-half-even for |x| < 2^22).
 package quant

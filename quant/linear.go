@@ -170,13 +170,27 @@ func divisor(scale uint16) float32 {
 }
 
 // QuantizeWithScale writes q[i] = clamp(rne(w[i]/scale), -qmax, qmax), the
-// division in float32 by the fp16 scale; a zero scale gives q = 0. The weights
-// must be finite and |w/scale| < 2^22 (true whenever the scale came from
-// ScaleFor of a c >= |w|/2).
+// division in float32 by the fp16 scale, for any scale; a zero scale gives
+// q = 0. The weights must be finite.
 func QuantizeWithScale(w []float32, scale uint16, qmax int, q []int8) {
-	quantizeDiv(w, divisor(scale), int32(qmax), q)
+	div, qf := divisor(scale), float32(qmax)
+	q = q[:len(w)]
+	for i, v := range w {
+		// Clamping before rounding gives the same integer (qmax is one) and
+		// keeps the quotient in the range where rneMagic rounds exactly.
+		x := v / div
+		if x > qf {
+			x = qf
+		} else if x < -qf {
+			x = -qf
+		}
+		q[i] = int8(int32(math.Float32bits(x+rneMagic)) - rneMagicInt)
+	}
 }
 
+// quantizeDiv is QuantizeWithScale for quotients known to satisfy
+// |w/div| < 2^22: true for every scale ScaleFor derives from a c >= max|w|/2,
+// since the fp16 rounding shrinks a scale by at most a factor 1.5 (subnormal).
 func quantizeDiv(w []float32, div float32, qmax int32, q []int8) {
 	q = q[:len(w)]
 	for i, v := range w {
@@ -240,7 +254,7 @@ func QuantizeBlock(w []float32, qmax int, scheme Scheme, q []int8, col0 int) (ui
 	if !ok {
 		return 0, overflow(w, col0, m)
 	}
-	QuantizeWithScale(w, h, qmax, q)
+	quantizeDiv(w, divisor(h), int32(qmax), q)
 	return h, nil
 }
 
@@ -280,7 +294,7 @@ func clipBlock(w []float32, m float32, qmax int, q []int8, col0 int, mbits uint3
 			best, bestErr = h, e
 		}
 	}
-	QuantizeWithScale(w, best, qmax, q)
+	quantizeDiv(w, divisor(best), int32(qmax), q)
 	return best, nil
 }
 
@@ -292,7 +306,7 @@ func clipError(w []float32, div, s float32, qmax int32) float64 {
 		n := int32(math.Float32bits(v/div+rneMagic)) - rneMagicInt
 		n = min(max(n, -qmax), qmax)
 		d := float64(v) - float64(float32(n)*s)
-		e += d * d
+		e += float64(d * d) // rounded product: no FMA on any build
 	}
 	return e
 }
@@ -304,7 +318,7 @@ func SquaredError(w []float32, q []int8, scale uint16) float64 {
 	var e float64
 	for i, v := range w {
 		d := float64(v) - float64(float32(q[i])*s)
-		e += d * d
+		e += float64(d * d)
 	}
 	return e
 }

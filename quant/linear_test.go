@@ -179,6 +179,19 @@ func TestPerTensor(t *testing.T) {
 	}
 }
 
+func TestQuantizeWithScaleAnyScale(t *testing.T) {
+	// A scale far too small for the weights: quotients up to 2^30 clamp, not wrap.
+	q := make([]int8, 5)
+	QuantizeWithScale([]float32{1, -1, 0x1p-25, 3 * 0x1p-25, -0x1p-24}, 0x0001, 127, q) // scale 2^-24
+	if !slices.Equal(q, []int8{127, -127, 0, 2, -1}) {
+		t.Fatalf("q %v", q)
+	}
+	QuantizeWithScale([]float32{1e30, -2.5}, 0, 7, q[:2])
+	if !slices.Equal(q[:2], []int8{0, 0}) {
+		t.Fatalf("zero scale: q %v", q[:2])
+	}
+}
+
 func TestInt4NibbleOrder(t *testing.T) {
 	dst := make([]byte, 3)
 	PackInt4(dst, 0, []int8{1, -1, 7, -7, 0, -8})
