@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"qconv/internal/kernels"
 )
@@ -170,16 +172,36 @@ func (m *Model) deltaToken(l *layer, st *LayerState, ws *workspace, t int) {
 	group := m.nv / m.nk // value head j reads key head j/group (repeat_interleave)
 	zRow := ws.z[t*vd : (t+1)*vd]
 	out := ws.mix[t*vd : (t+1)*vd]
-	for j := range m.nv {
-		beta := sigmoid(ws.b[t*m.nv+j])
-		g := l.negExpA[j] * softplus(ws.a[t*m.nv+j]+l.dtBias[j])
-		hk := j / group
-		o := out[j*m.dv : (j+1)*m.dv]
-		deltaRule(st.Recurrent[j*m.dk*m.dv:(j+1)*m.dk*m.dv], k[hk*m.dk:(hk+1)*m.dk], q[hk*m.dk:(hk+1)*m.dk], v[j*m.dv:(j+1)*m.dv],
-			beta, exp32(g), ws.mem, ws.delta, o)
-		gatedRMSNorm(o, zRow[j*m.dv:(j+1)*m.dv], l.gnorm, m.eps)
+	dk, dv := m.dk, m.dv
+	heads := func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			beta := sigmoid(ws.b[t*m.nv+j])
+			g := l.negExpA[j] * softplus(ws.a[t*m.nv+j]+l.dtBias[j])
+			hk := j / group
+			o := out[j*dv : (j+1)*dv]
+			deltaRule(st.Recurrent[j*dk*dv:(j+1)*dk*dv], k[hk*dk:(hk+1)*dk], q[hk*dk:(hk+1)*dk], v[j*dv:(j+1)*dv],
+				beta, exp32(g), ws.mem[j*dv:(j+1)*dv], ws.delta[j*dv:(j+1)*dv], o)
+			gatedRMSNorm(o, zRow[j*dv:(j+1)*dv], l.gnorm, m.eps)
+		}
 	}
+	// The heads are independent; at 0.8B size (16 heads of 128×128) they are worth spreading
+	// over the cores, at fixture size they are not.
+	workers := min(runtime.GOMAXPROCS(0), m.nv)
+	if workers < 2 || m.nv*dk*dv < parallelStateMin {
+		heads(0, m.nv)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Go(func() { heads(m.nv*w/workers, m.nv*(w+1)/workers) })
+	}
+	heads(0, m.nv/workers)
+	wg.Wait()
 }
+
+// parallelStateMin is the state size (values per layer) from which deltaToken splits the value
+// heads across goroutines (a variable so the test can force the parallel path at fixture size).
+var parallelStateMin = 1 << 16
 
 // deltaRule is one step of the gated delta rule on a head's state S [dk, dv]:
 // S ← decay·S; mem = Sᵀk; δ = β(v − mem); S ← S + k δᵀ; o = Sᵀq.

@@ -80,7 +80,7 @@ type workspace struct {
 	mix              []float32 // mixer output before its output projection [n, max(H·D, nv·dv)]
 	q, k, v          []float32 // attention projections
 	gate, up         []float32 // [n, I]
-	conv, mem, delta []float32 // per-token gated-delta scratch
+	conv, mem, delta []float32 // per-token gated-delta scratch (mem, delta: dv per value head)
 	heads            []float32 // one attention query head
 	scores           []float32 // attention scores over the cache
 }
@@ -98,8 +98,8 @@ func (s *State) workspace(n int) *workspace {
 		q:   make([]float32, n*2*m.nH*m.hd), k: make([]float32, n*m.nKV*m.hd), v: make([]float32, n*m.nKV*m.hd),
 		gate: make([]float32, n*m.inter), up: make([]float32, n*m.inter),
 		conv:  make([]float32, m.convDim),
-		mem:   make([]float32, m.dv),
-		delta: make([]float32, m.dv),
+		mem:   make([]float32, m.nv*m.dv),
+		delta: make([]float32, m.nv*m.dv),
 		heads: make([]float32, m.hd),
 	}
 	return s.ws
