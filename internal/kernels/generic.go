@@ -129,21 +129,24 @@ func decodeF32Go(dst []float32, w []byte) {
 	}
 }
 
+// The gemv loops below walk a row and x in resliced chunks so the compiler
+// drops the per-element bounds checks.
+
 // gemvF32Go sets dst[r] = W[r,:]·x for the len(dst) rows stored in w.
 func gemvF32Go(dst []float32, w []byte, x []float32, cols int) {
 	x = x[:cols]
 	for r := range dst {
-		row := w[r*cols*4 : (r+1)*cols*4]
+		row, xs := w[r*cols*4:(r+1)*cols*4], x
 		var s0, s1, s2, s3 float32
-		c := 0
-		for ; c+4 <= cols; c += 4 {
-			s0 += f32At(row, c) * x[c]
-			s1 += f32At(row, c+1) * x[c+1]
-			s2 += f32At(row, c+2) * x[c+2]
-			s3 += f32At(row, c+3) * x[c+3]
+		for len(row) >= 16 && len(xs) >= 4 {
+			s0 += math.Float32frombits(binary.LittleEndian.Uint32(row[0:4])) * xs[0]
+			s1 += math.Float32frombits(binary.LittleEndian.Uint32(row[4:8])) * xs[1]
+			s2 += math.Float32frombits(binary.LittleEndian.Uint32(row[8:12])) * xs[2]
+			s3 += math.Float32frombits(binary.LittleEndian.Uint32(row[12:16])) * xs[3]
+			row, xs = row[16:], xs[4:]
 		}
-		for ; c < cols; c++ {
-			s0 += f32At(row, c) * x[c]
+		for i, xv := range xs {
+			s0 += f32At(row, i) * xv
 		}
 		dst[r] = (s0 + s1) + (s2 + s3)
 	}
@@ -152,17 +155,17 @@ func gemvF32Go(dst []float32, w []byte, x []float32, cols int) {
 func gemvBF16Go(dst []float32, w []byte, x []float32, cols int) {
 	x = x[:cols]
 	for r := range dst {
-		row := w[r*cols*2 : (r+1)*cols*2]
+		row, xs := w[r*cols*2:(r+1)*cols*2], x
 		var s0, s1, s2, s3 float32
-		c := 0
-		for ; c+4 <= cols; c += 4 {
-			s0 += bf16Bits(row, c) * x[c]
-			s1 += bf16Bits(row, c+1) * x[c+1]
-			s2 += bf16Bits(row, c+2) * x[c+2]
-			s3 += bf16Bits(row, c+3) * x[c+3]
+		for len(row) >= 8 && len(xs) >= 4 {
+			s0 += math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[0:2]))<<16) * xs[0]
+			s1 += math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[2:4]))<<16) * xs[1]
+			s2 += math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[4:6]))<<16) * xs[2]
+			s3 += math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[6:8]))<<16) * xs[3]
+			row, xs = row[8:], xs[4:]
 		}
-		for ; c < cols; c++ {
-			s0 += bf16Bits(row, c) * x[c]
+		for i, xv := range xs {
+			s0 += bf16Bits(row, i) * xv
 		}
 		dst[r] = (s0 + s1) + (s2 + s3)
 	}
@@ -171,17 +174,17 @@ func gemvBF16Go(dst []float32, w []byte, x []float32, cols int) {
 func gemvF16Go(dst []float32, w []byte, x []float32, cols int) {
 	x = x[:cols]
 	for r := range dst {
-		row := w[r*cols*2 : (r+1)*cols*2]
+		row, xs := w[r*cols*2:(r+1)*cols*2], x
 		var s0, s1, s2, s3 float32
-		c := 0
-		for ; c+4 <= cols; c += 4 {
-			s0 += f16At(row, c) * x[c]
-			s1 += f16At(row, c+1) * x[c+1]
-			s2 += f16At(row, c+2) * x[c+2]
-			s3 += f16At(row, c+3) * x[c+3]
+		for len(row) >= 8 && len(xs) >= 4 {
+			s0 += f16ToF32(binary.LittleEndian.Uint16(row[0:2])) * xs[0]
+			s1 += f16ToF32(binary.LittleEndian.Uint16(row[2:4])) * xs[1]
+			s2 += f16ToF32(binary.LittleEndian.Uint16(row[4:6])) * xs[2]
+			s3 += f16ToF32(binary.LittleEndian.Uint16(row[6:8])) * xs[3]
+			row, xs = row[8:], xs[4:]
 		}
-		for ; c < cols; c++ {
-			s0 += f16At(row, c) * x[c]
+		for i, xv := range xs {
+			s0 += f16At(row, i) * xv
 		}
 		dst[r] = (s0 + s1) + (s2 + s3)
 	}
@@ -193,20 +196,22 @@ func gemvQ8Go(dst []float32, q, scales []byte, x []float32, cols, blockCols, sca
 	for r := range dst {
 		row := q[r*cols : (r+1)*cols]
 		rowScales := scales[r*scaleStride:]
-		var s0, s1 float32
+		var s0, s1, s2, s3 float32
 		for b := 0; b*blockCols < cols; b++ {
 			s := f16At(rowScales, b)
-			c0 := b * blockCols
-			c := c0
-			for ; c+2 <= c0+blockCols; c += 2 {
-				s0 += float32(int8(row[c])) * s * x[c]
-				s1 += float32(int8(row[c+1])) * s * x[c+1]
+			bq, xs := row[b*blockCols:(b+1)*blockCols], x[b*blockCols:(b+1)*blockCols]
+			for len(bq) >= 4 && len(xs) >= 4 {
+				s0 += float32(int8(bq[0])) * s * xs[0]
+				s1 += float32(int8(bq[1])) * s * xs[1]
+				s2 += float32(int8(bq[2])) * s * xs[2]
+				s3 += float32(int8(bq[3])) * s * xs[3]
+				bq, xs = bq[4:], xs[4:]
 			}
-			for ; c < c0+blockCols; c++ {
-				s0 += float32(int8(row[c])) * s * x[c]
+			for i, xv := range xs {
+				s0 += float32(int8(bq[i])) * s * xv
 			}
 		}
-		dst[r] = s0 + s1
+		dst[r] = (s0 + s1) + (s2 + s3)
 	}
 }
 
@@ -214,8 +219,9 @@ func decodeQ8Go(dst []float32, q, scales []byte, blockCols int) {
 	q = q[:len(dst)]
 	for b := 0; b*blockCols < len(dst); b++ {
 		s := f16At(scales, b)
-		for c := b * blockCols; c < (b+1)*blockCols; c++ {
-			dst[c] = float32(int8(q[c])) * s
+		bq := q[b*blockCols : (b+1)*blockCols]
+		for i, v := range bq {
+			dst[b*blockCols+i] = float32(int8(v)) * s
 		}
 	}
 }
@@ -230,7 +236,17 @@ func nibble(p []byte, k int) uint8 {
 func decodeQ4Go(dst []float32, q []byte, k0 int, scales []byte, blockCols int) {
 	for b := 0; b*blockCols < len(dst); b++ {
 		s := f16At(scales, b)
-		for c := b * blockCols; c < (b+1)*blockCols; c++ {
+		c0, c1 := b*blockCols, (b+1)*blockCols
+		if (k0+c0)%2 == 0 && blockCols%2 == 0 { // whole bytes
+			bq := q[(k0+c0)/2 : (k0+c1)/2]
+			d := dst[c0:c1]
+			for i, v := range bq {
+				d[2*i] = float32(int8(v<<4)>>4) * s
+				d[2*i+1] = float32(int8(v)>>4) * s
+			}
+			continue
+		}
+		for c := c0; c < c1; c++ {
 			v := int8(nibble(q, k0+c)<<4) >> 4
 			dst[c] = float32(v) * s
 		}
@@ -240,17 +256,17 @@ func decodeQ4Go(dst []float32, q []byte, k0 int, scales []byte, blockCols int) {
 func gemvLUT8Go(dst []float32, idx []byte, lut *[256]float32, x []float32, cols int) {
 	x = x[:cols]
 	for r := range dst {
-		row := idx[r*cols : (r+1)*cols]
+		row, xs := idx[r*cols:(r+1)*cols], x
 		var s0, s1, s2, s3 float32
-		c := 0
-		for ; c+4 <= cols; c += 4 {
-			s0 += lut[row[c]] * x[c]
-			s1 += lut[row[c+1]] * x[c+1]
-			s2 += lut[row[c+2]] * x[c+2]
-			s3 += lut[row[c+3]] * x[c+3]
+		for len(row) >= 4 && len(xs) >= 4 {
+			s0 += lut[row[0]] * xs[0]
+			s1 += lut[row[1]] * xs[1]
+			s2 += lut[row[2]] * xs[2]
+			s3 += lut[row[3]] * xs[3]
+			row, xs = row[4:], xs[4:]
 		}
-		for ; c < cols; c++ {
-			s0 += lut[row[c]] * x[c]
+		for i, xv := range xs {
+			s0 += lut[row[i]] * xv
 		}
 		dst[r] = (s0 + s1) + (s2 + s3)
 	}
@@ -265,6 +281,13 @@ func decodeLUT8Go(dst []float32, idx []byte, lut *[256]float32) {
 
 // decodeLUT4Go decodes len(dst) unsigned nibbles starting at nibble k0.
 func decodeLUT4Go(dst []float32, idx []byte, k0 int, lut *[16]float32) {
+	if k0%2 == 0 && len(dst)%2 == 0 { // whole bytes
+		for i, v := range idx[k0/2 : k0/2+len(dst)/2] {
+			dst[2*i] = lut[v&0xf]
+			dst[2*i+1] = lut[v>>4]
+		}
+		return
+	}
 	for c := range dst {
 		dst[c] = lut[nibble(idx, k0+c)]
 	}

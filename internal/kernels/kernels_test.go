@@ -733,3 +733,25 @@ func TestReadSum(t *testing.T) {
 		}
 	})
 }
+
+// TestMulRowsAllocs: the products allocate nothing once the row buffers are
+// pooled.
+func TestMulRowsAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	implementations(t, func(t *testing.T) {
+		for _, rm := range randMatrices(rng, 4, 64, 1) {
+			for _, n := range []int{1, 16} {
+				x := randVec(rng, n*64)
+				dst := make([]float32, n*4)
+				row := make([]float32, 64)
+				allocs := testing.AllocsPerRun(20, func() {
+					rm.m.MulRows(dst, x, n, 0, 4)
+					rm.m.Row(1, row)
+				})
+				if allocs != 0 {
+					t.Errorf("%s n=%d: %v allocations per MulRows+Row", rm.name, n, allocs)
+				}
+			}
+		}
+	})
+}
