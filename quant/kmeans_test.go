@@ -369,11 +369,17 @@ func TestPalettizeErrors(t *testing.T) {
 	// A centroid beyond fp16: a weight of 1e6.
 	w[37] = 1e6
 	_, err = km.Palettize(w, 4, make([]uint16, 16), make([]uint8, 64))
-	if !errors.As(err, &we) || we.Reason != reasonLUTOverflow {
+	if !errors.As(err, &we) || we.Reason != reasonLUTOverflow || we.Col != -1 {
+		t.Fatalf("got %v", err)
+	}
+	m := make([]float32, 64*10)
+	m[40*10+2] = 1e6
+	_, err = QuantizeLUT(&Float32Matrix{R: 64, C: 10, Data: m}, Palette{Bits: 8, GroupRows: 32}, Options{})
+	if !errors.As(err, &we) || we.Row != 32 || we.Col != -1 || err.Error() != "palette rows from 32: k-means centroid overflows fp16 (1e+06)" {
 		t.Fatalf("got %v", err)
 	}
 	// Through the driver: rows and columns.
-	m := make([]float32, 64*10)
+	m = make([]float32, 64*10)
 	m[33*10+4] = float32(math.NaN())
 	for _, spec := range []Palette{{8, 32}, {4, 0}} {
 		_, err = QuantizeLUT(&Float32Matrix{R: 64, C: 10, Data: m}, spec, Options{Workers: 2})
@@ -451,6 +457,36 @@ func TestQuantizeLUT(t *testing.T) {
 			}
 			if mse := ee / float64(rows*cols); math.Abs(mse-first.Metrics.MSE) > 1e-9*mse {
 				t.Fatalf("%v: MSE %g, recomputed %g", spec, first.Metrics.MSE, mse)
+			}
+		}
+	}
+}
+
+func TestQuantizeLUTFewDistinct(t *testing.T) {
+	// Three distinct values in a 64 x 5 weight, 4-bit groups of 32 rows: the LUT
+	// holds them exactly, indices pack across rows (5 is odd), SNR is infinite.
+	rows, cols := 64, 5
+	w := make([]float32, rows*cols)
+	vals := []float32{-1, 0, 0.5}
+	for i := range w {
+		w[i] = vals[(i*7+i/3)%3]
+	}
+	lt, err := QuantizeLUT(&Float32Matrix{R: rows, C: cols, Data: w}, Palette{Bits: 4, GroupRows: 32}, Options{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lt.Indices) != rows*cols/2 || len(lt.LUT) != 2*2*16 || !math.IsInf(lt.Metrics.SNR, 1) || lt.Fits[1] != (Fit{Distinct: 3, Converged: true}) {
+		t.Fatalf("indices %d bytes, LUT %d bytes, metrics %+v, fits %+v", len(lt.Indices), len(lt.LUT), lt.Metrics, lt.Fits)
+	}
+	row := make([]float32, cols)
+	idx := make([]uint8, cols)
+	for r := range rows {
+		lt.DequantizeRow(r, row)
+		UnpackUint4(idx, lt.Indices, r*cols)
+		for c, v := range row {
+			want := w[r*cols+c]
+			if v != want || idx[c] != uint8(slices.Index(vals, want)) {
+				t.Fatalf("(%d,%d): %v index %d, want %v", r, c, v, idx[c], want)
 			}
 		}
 	}

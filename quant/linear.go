@@ -120,7 +120,8 @@ func (l Linear) ScaleCount(rows, cols int) int {
 
 // WeightError is a weight that cannot be quantized, at its position in the
 // [out, in] weight (Row is the output row, Col the input column). Row functions
-// report Row 0; the drivers set the real row. Callers add the tensor name.
+// report Row 0; the drivers set the real row. Callers add the tensor name. A
+// LUT centroid that overflows fp16 has Col -1 and Row the group's first row.
 type WeightError struct {
 	Row, Col int
 	Value    float32 // the offending weight, or the centroid for a LUT overflow
@@ -128,6 +129,9 @@ type WeightError struct {
 }
 
 func (e *WeightError) Error() string {
+	if e.Col < 0 { // a LUT centroid: no single weight is at fault
+		return fmt.Sprintf("palette rows from %d: %s (%v)", e.Row, e.Reason, e.Value)
+	}
 	return fmt.Sprintf("row %d, column %d: %s (%v)", e.Row, e.Col, e.Reason, e.Value)
 }
 
