@@ -1,0 +1,894 @@
+package graph
+
+// The CPU interpreter: it runs a lowered function on the exact bytes a bundle holds, so the gate
+// judges the numbers the device computes.
+//
+// Numerics. Float tensors hold float32 values; every op whose result dtype is f16 rounds its
+// result to fp16 (round to nearest even, overflow to ±Inf), so an fp16 tensor only ever holds
+// fp16-representable values and "rounding where the graph casts" follows from the result types.
+// Reductions, softmax and matmuls accumulate in float32 and round their result once.
+// Transcendentals (exp, log, sigmoid, ...) are evaluated in float64 and rounded to float32 (then
+// to fp16 when the result is f16). Integer results wrap to their dtype's width.
+//
+// Fused weights. A matmul whose right operand is transpose(W, [1, 0]) of a constant weight W, and
+// a gather_nd from such a W, never materialise W: W is a kernels.Matrix built once on the
+// resource bytes (dense f16/f32, blockwise int8/int4 with fp16 scales, LUT ui8/ui4 with fp16
+// tables). The product uses the exactly dequantized weight q·scale (exact in float32) even when
+// the graph's dequantized dtype is f16: the device may round the dequantized weight to fp16
+// before the product, which this interpreter does not do (a gathered row is rounded, as the
+// graph says). Products with such a W therefore differ from the unfused f16 graph by at most
+// the fp16 rounding of the weights.
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Array is a runtime tensor value: float elements in F (an f16 array holds fp16-representable
+// values), integer elements (si*/ui*/i1) in I, row-major.
+type Array struct {
+	DType DType
+	Shape []int64
+	F     []float32
+	I     []int64
+}
+
+// NewArray returns a zero-filled array.
+func NewArray(dt DType, shape ...int64) *Array {
+	a := &Array{DType: dt, Shape: slices.Clone(shape)}
+	n := shapeElems(shape)
+	if dt.IsFloat() {
+		a.F = make([]float32, n)
+	} else {
+		a.I = make([]int64, n)
+	}
+	return a
+}
+
+// Len is the number of elements the shape describes.
+func (a *Array) Len() int { return shapeElems(a.Shape) }
+
+func (a *Array) String() string {
+	return fmt.Sprintf("%s%v", a.DType, a.Shape)
+}
+
+// check reports whether a is a well-formed array of type t (dynamic dims match any size).
+func (a *Array) check(t Type) error {
+	if a == nil {
+		return fmt.Errorf("missing (nil)")
+	}
+	if a.DType != t.DType || len(a.Shape) != len(t.Shape) {
+		return fmt.Errorf("is %s, want %s", a, t.TensorType())
+	}
+	for i, d := range t.Shape {
+		if a.Shape[i] < 0 || (d != Dyn && a.Shape[i] != d) {
+			return fmt.Errorf("is %s, want %s", a, t.TensorType())
+		}
+	}
+	n := a.Len()
+	if t.DType.IsFloat() && len(a.F) != n || !t.DType.IsFloat() && len(a.I) != n {
+		return fmt.Errorf("%s holds %d elements, its shape needs %d", a, max(len(a.F), len(a.I)), n)
+	}
+	return nil
+}
+
+func shapeElems(shape []int64) int {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	return n
+}
+
+// Interpreter runs one function of a module. It plans once (fused weight products, constants
+// folded, buffers reused across calls, slice_update in place where nothing else reads the old
+// value) and is not safe for concurrent use.
+//
+// The fp16 rounding rule and the fused-weight numerics are described at the top of interp.go.
+type Interpreter struct {
+	mod      *Module
+	plan     *interpPlan
+	frame    *interpFrame
+	out      map[string]*Array
+	produced map[*Array]bool // state arrays this interpreter handed to the caller's map
+	free     [][]float32     // buffers of old states, reused for new values
+}
+
+// InterpOption adjusts planning (tests use it to compare fused and unfused products).
+type interpOptions struct {
+	noFuse bool
+}
+
+// NewInterpreter plans function fn of m.
+func NewInterpreter(m *Module, fn string) (*Interpreter, error) {
+	return newInterpreter(m, fn, interpOptions{})
+}
+
+func newInterpreter(m *Module, fn string, opt interpOptions) (*Interpreter, error) {
+	f := m.Func(fn)
+	if f == nil {
+		return nil, fmt.Errorf("interpreter: no function @%s in the module", fn)
+	}
+	pl := &planner{mod: m, opt: opt, plans: map[*Func]*interpPlan{}, weights: map[*Value]*fusedWeight{},
+		resBytes: map[*Resource][]byte{}, busy: map[*Func]bool{}}
+	p, err := pl.planFunc(f)
+	if err != nil {
+		return nil, err
+	}
+	it := &Interpreter{mod: m, plan: p, out: map[string]*Array{}, produced: map[*Array]bool{}}
+	it.frame = p.newFrame(it)
+	return it, nil
+}
+
+// Run executes one call of the function. inputs holds the tensor arguments by coreai.name;
+// states holds the buffers behind the !coreai.handle arguments by name: read_handle yields the
+// current array and write_handle replaces it in the map, so the caller keeps the map across
+// calls. Run returns the non-token results by name.
+//
+// Ownership: the returned arrays and the arrays Run puts into states alias the interpreter's
+// buffers; they stay valid until the next Run, which may reuse them (clone what you keep).
+// State arrays are updated in place when the graph allows it, including arrays the caller put
+// into the map, so give each sequence its own state arrays and never the same array to two
+// states. Input arrays are never modified. f16 inputs and states must hold fp16-representable
+// values. On error the states may be partly updated.
+func (it *Interpreter) Run(inputs map[string]*Array, states map[string]*Array) (map[string]*Array, error) {
+	p, fr := it.plan, it.frame
+	f := p.fn
+	pre := fr.preStates[:0]
+	for i, a := range f.Args {
+		switch a.Value.Type.Kind {
+		case HandleKind:
+			t, ok := states[a.Name]
+			if !ok || t == nil {
+				return nil, fmt.Errorf("@%s: state %q is missing", f.Name, a.Name)
+			}
+			if err := t.check(a.Value.Type); err != nil {
+				return nil, fmt.Errorf("@%s: state %q %v", f.Name, a.Name, err)
+			}
+			pre = append(pre, t)
+		case TensorKind:
+			t, ok := inputs[a.Name]
+			if !ok || t == nil {
+				return nil, fmt.Errorf("@%s: input %q is missing", f.Name, a.Name)
+			}
+			if err := t.check(a.Value.Type); err != nil {
+				return nil, fmt.Errorf("@%s: input %q %v", f.Name, a.Name, err)
+			}
+			fr.vals[i] = t
+		default:
+			return nil, fmt.Errorf("@%s: argument %q of type %s cannot be passed", f.Name, a.Name, a.Value.Type)
+		}
+	}
+	fr.preStates = pre
+	for name := range inputs {
+		if a := f.Arg(name); a == nil || a.Value.Type.Kind != TensorKind {
+			return nil, fmt.Errorf("@%s: unknown input %q", f.Name, name)
+		}
+	}
+	fr.states = states
+	err := fr.run()
+	fr.states = nil
+	if err != nil {
+		return nil, err
+	}
+	it.finishStates(states)
+	clear(it.out)
+	for _, r := range f.Results {
+		if r.Value.Type.Kind == TokenKind {
+			continue
+		}
+		it.out[r.Name] = fr.vals[p.index[r.Value]]
+	}
+	return it.out, nil
+}
+
+// finishStates makes the arrays written into the state map independent of the buffers the next
+// Run overwrites: a written value whose buffer is an op result's is handed over (that result
+// gets a new buffer next time), one that aliases an input, a constant or another state is
+// copied. Old state arrays this interpreter produced become spare buffers.
+func (it *Interpreter) finishStates(states map[string]*Array) {
+	p, fr := it.plan, it.frame
+	handed := map[int]bool{}
+	hi := 0
+	for _, h := range p.handles {
+		old := fr.preStates[hi]
+		hi++
+		if h.lastWrite < 0 {
+			continue
+		}
+		name := p.fn.Args[h.arg].Name
+		cur := states[name]
+		r := p.root[h.lastWrite]
+		switch {
+		case r == h.arg:
+			// updated in place: same storage as the array the caller gave
+			if cur != old {
+				cur = it.header(cur)
+			}
+		case p.kind[r] == vSlot && !handed[r]:
+			handed[r] = true
+			cur = it.header(cur)
+			fr.slots[r] = nil
+		default:
+			cur = it.copyArray(cur)
+		}
+		states[name] = cur
+	}
+	// Forget old state arrays we produced that the map no longer holds; their storage becomes
+	// a spare buffer unless the new state, a returned value or a copy still uses it.
+	hi = 0
+	for _, h := range p.handles {
+		old := fr.preStates[hi]
+		hi++
+		if h.lastWrite < 0 || states[p.fn.Args[h.arg].Name] == old || !it.produced[old] {
+			continue
+		}
+		delete(it.produced, old)
+		if p.root[h.lastWrite] != h.arg && !p.outRoots[h.arg] && old.F != nil && len(it.free) < 16 {
+			it.free = append(it.free, old.F[:0])
+		}
+	}
+}
+
+func (it *Interpreter) header(t *Array) *Array {
+	h := &Array{DType: t.DType, Shape: slices.Clone(t.Shape), F: t.F, I: t.I}
+	it.produced[h] = true
+	return h
+}
+
+func (it *Interpreter) copyArray(t *Array) *Array {
+	h := &Array{DType: t.DType, Shape: slices.Clone(t.Shape)}
+	if t.DType.IsFloat() {
+		h.F = append(it.takeFree(len(t.F)), t.F...)
+	} else {
+		h.I = slices.Clone(t.I)
+	}
+	it.produced[h] = true
+	return h
+}
+
+// takeFree returns an empty spare buffer with capacity for n floats, or nil.
+func (it *Interpreter) takeFree(n int) []float32 {
+	for i, b := range it.free {
+		if cap(b) >= n {
+			it.free = slices.Delete(it.free, i, i+1)
+			return b[:0]
+		}
+	}
+	return nil
+}
+
+// ---- planning
+
+// valKind says where a value's elements live.
+type valKind uint8
+
+const (
+	vDead    valKind = iota // not needed by any result or state write
+	vInput                  // tensor argument: the caller's array, read-only
+	vHandle                 // state handle argument (the root of the state's initial storage)
+	vToken                  // ordering token: no data
+	vConst                  // constant or folded at plan time: immutable
+	vSlot                   // op result in its own buffer
+	vView                   // reshape/expand_dims/shrink_dims: operand 0's buffer
+	vRead                   // read_handle: the state map's array
+	vInPlace                // slice_update written into operand 0's buffer
+)
+
+type interpPlan struct {
+	fn       *Func
+	index    map[*Value]int
+	kind     []valKind
+	root     []int // value owning the storage a value's elements live in
+	consts   []*Array
+	steps    []*interpStep
+	handles  []handleInfo
+	outRoots map[int]bool // roots of returned values
+}
+
+type handleInfo struct {
+	arg       int // value index of the handle argument
+	lastWrite int // value index of the last value written (-1: never written)
+}
+
+// interpStep is one executed op.
+type interpStep struct {
+	op      *Op
+	pos     int // index in the function body, for messages
+	in, out []int
+	exec    opExec
+	w       *fusedWeight // fused matmul / gather
+	inPlace bool         // slice_update into operand 0's buffer
+	callee  *interpPlan  // invoke
+	handle  string       // read/write_handle: the state's name
+	axes    []int        // scratch decoded per run (axes, perm)
+}
+
+type opExec func(fr *interpFrame, st *interpStep) error
+
+func (st *interpStep) errorf(format string, args ...any) error {
+	return fmt.Errorf("op #%d %s: %s", st.pos, st.op.Name, fmt.Sprintf(format, args...))
+}
+
+type planner struct {
+	mod      *Module
+	opt      interpOptions
+	plans    map[*Func]*interpPlan
+	busy     map[*Func]bool
+	weights  map[*Value]*fusedWeight
+	resBytes map[*Resource][]byte
+}
+
+var opExecs map[string]opExec
+
+func init() {
+	opExecs = map[string]opExec{
+		OpConstant: nil, OpCreateToken: execNop,
+		OpExp: execUnary, OpLog: execUnary, OpSqrt: execUnary, OpRsqrt: execUnary, OpSigmoid: execUnary,
+		OpSilu: execUnary, OpSin: execUnary, OpCos: execUnary,
+		OpAdd: execBinary, OpSub: execBinary, OpMul: execBinary, OpDiv: execBinary, OpMax: execBinary,
+		OpMatmul: execMatmul, OpTranspose: execTranspose, OpReshape: execReshape,
+		OpExpandDims: execExpandDims, OpShrinkDims: execShrinkDims, OpConcat: execConcat,
+		OpSlice: execSlice, OpSliceUpdate: execSliceUpdate, OpGatherND: execGather,
+		OpSoftmax: execSoftmax, OpReduceSum: execReduce, OpReduceMean: execReduce, OpReduceMax: execReduce,
+		OpArgmax: execArgmax, OpCast: execCast, OpGetShape: execGetShape, OpBlockwise: execBlockwise,
+		OpLUTToDense: execLUTToDense, OpReadHandle: execReadHandle, OpWriteHandle: execWriteHandle,
+		OpInvoke: execInvoke,
+	}
+}
+
+func isView(name string) bool {
+	return name == OpReshape || name == OpExpandDims || name == OpShrinkDims
+}
+
+func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
+	if p, ok := pl.plans[f]; ok {
+		return p, nil
+	}
+	if pl.busy[f] {
+		return nil, fmt.Errorf("interpreter: @%s invokes itself", f.Name)
+	}
+	pl.busy[f] = true
+	defer delete(pl.busy, f)
+
+	p := &interpPlan{fn: f, index: map[*Value]int{}, outRoots: map[int]bool{}}
+	n := 0
+	add := func(v *Value) {
+		p.index[v] = n
+		n++
+	}
+	for _, a := range f.Args {
+		add(a.Value)
+	}
+	for _, op := range f.Body {
+		for _, r := range op.Results {
+			add(r)
+		}
+	}
+	p.kind = make([]valKind, n)
+	p.root = make([]int, n)
+	p.consts = make([]*Array, n)
+	for i := range p.root {
+		p.root[i] = i
+	}
+	fail := func(i int, op *Op, format string, args ...any) error {
+		return fmt.Errorf("interpreter: @%s op #%d %s: %s", f.Name, i, op.Name, fmt.Sprintf(format, args...))
+	}
+
+	// Every op must be known, whether or not it is needed.
+	steps := make([]*interpStep, len(f.Body))
+	for i, op := range f.Body {
+		ex, ok := opExecs[op.Name]
+		if !ok {
+			return nil, fail(i, op, "op is not implemented by the interpreter")
+		}
+		st := &interpStep{op: op, pos: i, exec: ex}
+		for _, v := range op.Operands {
+			j, ok := p.index[v]
+			if !ok || v == nil {
+				return nil, fail(i, op, "operand is not defined in @%s", f.Name)
+			}
+			st.in = append(st.in, j)
+		}
+		for _, r := range op.Results {
+			st.out = append(st.out, p.index[r])
+		}
+		if err := pl.checkStep(f, st); err != nil {
+			return nil, fail(i, op, "%v", err)
+		}
+		steps[i] = st
+	}
+	for _, r := range f.Results {
+		if _, ok := p.index[r.Value]; !ok {
+			return nil, fmt.Errorf("interpreter: @%s result %q is not defined in the function", f.Name, r.Name)
+		}
+	}
+
+	// Fused weight products.
+	if !pl.opt.noFuse {
+		for _, st := range steps {
+			if err := pl.fuse(st); err != nil {
+				return nil, fmt.Errorf("interpreter: @%s op #%d %s: %w", f.Name, st.pos, st.op.Name, err)
+			}
+		}
+	}
+
+	// Needed values: backwards from the results and the state writes.
+	needed := make([]bool, n)
+	for _, r := range f.Results {
+		needed[p.index[r.Value]] = true
+	}
+	live := make([]bool, len(steps))
+	for i := len(steps) - 1; i >= 0; i-- {
+		st := steps[i]
+		use := st.op.Name == OpWriteHandle
+		for _, o := range st.out {
+			use = use || needed[o]
+		}
+		if !use {
+			continue
+		}
+		live[i] = true
+		for k, j := range st.in {
+			if st.w != nil && k != activationOperand(st.op.Name) {
+				continue
+			}
+			needed[j] = true
+		}
+	}
+
+	// Kinds, constants and folding, in program order.
+	for i, a := range f.Args {
+		switch a.Value.Type.Kind {
+		case HandleKind:
+			p.kind[i] = vHandle
+			p.handles = append(p.handles, handleInfo{arg: i, lastWrite: -1})
+		case TokenKind:
+			p.kind[i] = vToken
+		default:
+			p.kind[i] = vInput
+		}
+	}
+	fold := p.newFrame(nil) // runs foldable ops once; holds every constant so far
+	for i, st := range steps {
+		if !live[i] {
+			continue
+		}
+		op := st.op
+		for k, o := range st.out {
+			if op.Results[k].Type.Kind == TokenKind {
+				p.kind[o] = vToken
+			}
+		}
+		switch {
+		case op.Name == OpConstant:
+			a, err := pl.constArray(op)
+			if err != nil {
+				return nil, fail(i, op, "%v", err)
+			}
+			p.kind[st.out[0]], p.consts[st.out[0]] = vConst, a
+			fold.vals[st.out[0]] = a
+			continue
+		case pl.foldable(p, st):
+			if err := st.exec(fold, st); err != nil {
+				return nil, fmt.Errorf("interpreter: @%s: folding constants: %w", f.Name, err)
+			}
+			o := st.out[0]
+			p.kind[o], p.consts[o] = vConst, fold.vals[o]
+			fold.slots[o] = nil
+			continue
+		}
+		p.steps = append(p.steps, st)
+		switch {
+		case op.Name == OpInvoke:
+			callee := pl.mod.Func(op.Attrs["callee"].(SymbolRefAttr).Name)
+			cp, err := pl.planFunc(callee)
+			if err != nil {
+				return nil, err
+			}
+			st.callee = cp
+			for _, o := range st.out {
+				p.kind[o] = vSlot
+			}
+		case isView(op.Name):
+			p.kind[st.out[0]], p.root[st.out[0]] = vView, p.root[st.in[0]]
+		case op.Name == OpReadHandle || op.Name == OpWriteHandle:
+			h := st.in[0]
+			st.handle = f.Args[h].Name
+			hi := slices.IndexFunc(p.handles, func(x handleInfo) bool { return x.arg == h })
+			if op.Name == OpReadHandle {
+				o := st.out[0]
+				p.kind[o] = vRead
+				if w := p.handles[hi].lastWrite; w >= 0 {
+					p.root[o] = p.root[w]
+				} else {
+					p.root[o] = h
+				}
+			} else {
+				p.handles[hi].lastWrite = st.in[1]
+			}
+		case op.Name == OpCreateToken:
+		default:
+			for _, o := range st.out {
+				p.kind[o] = vSlot
+			}
+		}
+	}
+	p.planInPlace()
+	pl.plans[f] = p
+	return p, nil
+}
+
+// activationOperand is the operand a fused product still reads at run time.
+func activationOperand(name string) int {
+	if name == OpGatherND {
+		return 1
+	}
+	return 0
+}
+
+// checkStep checks what the executors rely on beyond the type rules.
+func (pl *planner) checkStep(f *Func, st *interpStep) error {
+	op := st.op
+	switch op.Name {
+	case OpInvoke:
+		ref, ok := op.Attrs["callee"].(SymbolRefAttr)
+		if !ok {
+			return fmt.Errorf("invoke without a callee")
+		}
+		callee := pl.mod.Func(ref.Name)
+		if callee == nil {
+			return fmt.Errorf("invoke of unknown @%s", ref.Name)
+		}
+		if len(callee.Args) != len(op.Operands) || len(callee.Results) != len(op.Results) {
+			return fmt.Errorf("invoke of @%s with %d operands and %d results, it takes %d and returns %d",
+				ref.Name, len(op.Operands), len(op.Results), len(callee.Args), len(callee.Results))
+		}
+		for _, a := range callee.Args {
+			if a.Value.Type.Kind != TensorKind {
+				return fmt.Errorf("invoke of @%s: argument %q is %s; the interpreter passes tensors only", ref.Name, a.Name, a.Value.Type)
+			}
+		}
+		for _, r := range callee.Results {
+			if r.Value.Type.Kind != TensorKind {
+				return fmt.Errorf("invoke of @%s: result %q is %s; the interpreter returns tensors only", ref.Name, r.Name, r.Value.Type)
+			}
+		}
+	case OpReadHandle, OpWriteHandle:
+		h := op.Operands[0]
+		if h.Def != nil || h.Type.Kind != HandleKind || st.in[0] >= len(f.Args) {
+			return fmt.Errorf("handle operand must be a state argument of @%s", f.Name)
+		}
+	case OpConstant:
+		if len(op.Results) != 1 {
+			return fmt.Errorf("constant with %d results", len(op.Results))
+		}
+	}
+	if op.Name != OpInvoke && op.Name != OpReadHandle && len(op.Results) != 1 {
+		return fmt.Errorf("%d results, want 1", len(op.Results))
+	}
+	for i, v := range op.Operands {
+		if v.Type.Kind != TensorKind && op.Name != OpReadHandle && op.Name != OpWriteHandle {
+			return fmt.Errorf("operand %d is %s, not a tensor", i, v.Type)
+		}
+	}
+	return nil
+}
+
+// foldable: a pure op whose operands are all constants runs once, at plan time.
+func (pl *planner) foldable(p *interpPlan, st *interpStep) bool {
+	switch st.op.Name {
+	case OpReadHandle, OpWriteHandle, OpCreateToken, OpInvoke:
+		return false
+	}
+	if st.w != nil || len(st.in) == 0 {
+		return false
+	}
+	for _, j := range st.in {
+		if p.kind[j] != vConst {
+			return false
+		}
+	}
+	return true
+}
+
+// constVals fills vals with the constants known so far.
+func (p *interpPlan) constVals(vals []*Array) []*Array {
+	for i, c := range p.consts {
+		if c != nil {
+			vals[i] = c
+		}
+	}
+	return vals
+}
+
+// planInPlace decides which slice_updates write into their operand's buffer: only when no value
+// sharing that buffer is read afterwards, no result returns it, and no state map keeps it
+// without a later write replacing it (see canInPlace).
+func (p *interpPlan) planInPlace() {
+	nv := len(p.kind)
+	stepOf := make([]int, nv) // defining step position (-1 for arguments)
+	for i := range stepOf {
+		stepOf[i] = -1
+	}
+	lastUse := make([]int, nv) // last non-write_handle use
+	writes := make([][]int, nv)
+	isOut := make([]bool, nv)
+	for i := range lastUse {
+		lastUse[i] = -1
+	}
+	type access struct{ pos, write int }
+	hAccess := map[int][]access{} // per handle arg: reads (write=0) and writes (1) by step order
+	for si, st := range p.steps {
+		for _, o := range st.out {
+			stepOf[o] = si
+		}
+		for k, j := range st.in {
+			if st.op.Name == OpWriteHandle && k == 1 {
+				writes[j] = append(writes[j], si)
+				continue
+			}
+			if (st.op.Name == OpWriteHandle || st.op.Name == OpReadHandle) && k == 0 {
+				continue
+			}
+			if st.w != nil && k != activationOperand(st.op.Name) {
+				continue
+			}
+			lastUse[j] = si
+		}
+		switch st.op.Name {
+		case OpReadHandle:
+			hAccess[st.in[0]] = append(hAccess[st.in[0]], access{si, 0})
+		case OpWriteHandle:
+			hAccess[st.in[0]] = append(hAccess[st.in[0]], access{si, 1})
+		}
+	}
+	for _, r := range p.fn.Results {
+		isOut[p.index[r.Value]] = true
+	}
+	const never = 1 << 62
+	// nextWrite is the first write of handle h after position pos (never if none); readsIn
+	// reports a read of h strictly between a and b.
+	nextWrite := func(h, pos int) int {
+		for _, a := range hAccess[h] {
+			if a.write == 1 && a.pos > pos {
+				return a.pos
+			}
+		}
+		return never
+	}
+	readsIn := func(h, a, b int) bool {
+		for _, x := range hAccess[h] {
+			if x.write == 0 && x.pos > a && x.pos < b {
+				return true
+			}
+		}
+		return false
+	}
+	// holdOK: the map of handle h holds the buffer from position start on; mutating it at si
+	// is safe only if a later write replaces it before anyone reads h again.
+	holdOK := func(h, start, si int) bool {
+		end := nextWrite(h, start)
+		if end < si {
+			return true
+		}
+		return end != never && !readsIn(h, si, end)
+	}
+	members := map[int][]int{}
+	for v := range p.kind {
+		if p.kind[v] != vDead {
+			members[p.root[v]] = append(members[p.root[v]], v)
+		}
+	}
+	for si, st := range p.steps {
+		if st.op.Name != OpSliceUpdate {
+			continue
+		}
+		x := st.in[0]
+		r := p.root[x]
+		ok := p.kind[r] == vSlot || p.kind[r] == vHandle
+		for _, j := range st.in[1:] {
+			ok = ok && p.root[j] != r
+		}
+		if ok && p.kind[r] == vHandle {
+			ok = holdOK(r, -1, si)
+		}
+		for _, u := range members[r] {
+			if !ok {
+				break
+			}
+			if stepOf[u] > si {
+				continue
+			}
+			if isOut[u] || lastUse[u] > si {
+				ok = false
+				break
+			}
+			for _, w := range writes[u] {
+				h := p.steps[w].in[0]
+				if w > si || !holdOK(h, w, si) {
+					ok = false
+					break
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		o := st.out[0]
+		st.inPlace = true
+		p.kind[o], p.root[o] = vInPlace, r
+		members[r] = append(members[r], o)
+		// Values defined later from o (views, reads after a write of o) already carry root o;
+		// move them to r.
+		for _, u := range members[o] {
+			if u != o {
+				p.root[u] = r
+				members[r] = append(members[r], u)
+			}
+		}
+		delete(members, o)
+	}
+	// Reads after writes took their roots before the in-place decisions; outRoots too.
+	clear(p.outRoots)
+	for _, rr := range p.fn.Results {
+		p.outRoots[p.root[p.index[rr.Value]]] = true
+	}
+}
+
+// ---- run time
+
+type interpFrame struct {
+	p         *interpPlan
+	it        *Interpreter
+	vals      []*Array
+	slots     []*Array // buffers owned by value, reused across runs
+	states    map[string]*Array
+	subs      map[*interpPlan]*interpFrame
+	preStates []*Array
+	scratch   []float32
+}
+
+func (p *interpPlan) newFrame(it *Interpreter) *interpFrame {
+	fr := &interpFrame{p: p, it: it, vals: make([]*Array, len(p.kind)), slots: make([]*Array, len(p.kind)),
+		subs: map[*interpPlan]*interpFrame{}}
+	p.constVals(fr.vals)
+	return fr
+}
+
+func (fr *interpFrame) run() error {
+	f := fr.p.fn
+	for _, st := range fr.p.steps {
+		if err := st.exec(fr, st); err != nil {
+			return fmt.Errorf("@%s %w", f.Name, err)
+		}
+		for k, o := range st.out {
+			t := st.op.Results[k].Type
+			if t.Kind != TensorKind {
+				continue
+			}
+			if err := fr.vals[o].check(t); err != nil {
+				return fmt.Errorf("@%s %w", f.Name, st.errorf("result %d %v", k, err))
+			}
+		}
+	}
+	return nil
+}
+
+// alloc returns value o's own buffer shaped dt[shape], reusing its storage from earlier runs.
+// The elements are not cleared.
+func (fr *interpFrame) alloc(o int, dt DType, shape []int64) *Array {
+	t := fr.slots[o]
+	if t == nil {
+		t = &Array{}
+		fr.slots[o] = t
+	}
+	t.DType = dt
+	t.Shape = append(t.Shape[:0], shape...)
+	n := shapeElems(shape)
+	if dt.IsFloat() {
+		if cap(t.F) < n && fr.it != nil {
+			if b := fr.it.takeFree(n); b != nil {
+				t.F = b
+			}
+		}
+		t.F = growF(t.F, n)
+		t.I = nil
+	} else {
+		t.I = growI(t.I, n)
+		t.F = nil
+	}
+	fr.vals[o] = t
+	return t
+}
+
+// view returns value o as a reshaped alias of a.
+func (fr *interpFrame) view(o int, a *Array, shape []int64) *Array {
+	t := fr.slots[o]
+	if t == nil {
+		t = &Array{}
+		fr.slots[o] = t
+	}
+	t.DType, t.F, t.I = a.DType, a.F, a.I
+	t.Shape = append(t.Shape[:0], shape...)
+	fr.vals[o] = t
+	return t
+}
+
+func growF(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+func growI(b []int64, n int) []int64 {
+	if cap(b) < n {
+		return make([]int64, n)
+	}
+	return b[:n]
+}
+
+// scratchF is a per-frame temporary buffer (contents undefined).
+func (fr *interpFrame) scratchF(n int) []float32 {
+	fr.scratch = growF(fr.scratch, n)
+	return fr.scratch
+}
+
+func execNop(*interpFrame, *interpStep) error { return nil }
+
+func execReadHandle(fr *interpFrame, st *interpStep) error {
+	t, ok := fr.states[st.handle]
+	if !ok || t == nil {
+		return st.errorf("state %q is missing", st.handle)
+	}
+	fr.vals[st.out[0]] = t
+	return nil
+}
+
+func execWriteHandle(fr *interpFrame, st *interpStep) error {
+	v := fr.vals[st.in[1]]
+	if err := v.check(st.op.Operands[0].Type); err != nil {
+		return st.errorf("value written to state %q %v", st.handle, err)
+	}
+	fr.states[st.handle] = v
+	return nil
+}
+
+func execInvoke(fr *interpFrame, st *interpStep) error {
+	cp := st.callee
+	sub := fr.subs[cp]
+	if sub == nil {
+		sub = cp.newFrame(fr.it)
+		fr.subs[cp] = sub
+	}
+	for i, j := range st.in {
+		a := fr.vals[j]
+		if err := a.check(cp.fn.Args[i].Value.Type); err != nil {
+			return st.errorf("argument %q of @%s %v", cp.fn.Args[i].Name, cp.fn.Name, err)
+		}
+		sub.vals[i] = a
+	}
+	if err := sub.run(); err != nil {
+		return st.errorf("%v", err)
+	}
+	// Copy the results out: the callee's buffers are reused by its next invocation.
+	for k, r := range cp.fn.Results {
+		src := sub.vals[cp.index[r.Value]]
+		dst := fr.alloc(st.out[k], src.DType, src.Shape)
+		copy(dst.F, src.F)
+		copy(dst.I, src.I)
+	}
+	return nil
+}
+
+// describeKinds is a debugging aid: the kind of every value, one line each.
+func (p *interpPlan) describeKinds() string {
+	var b strings.Builder
+	names := [...]string{"dead", "input", "handle", "token", "const", "slot", "view", "read", "inplace"}
+	for v, k := range p.kind {
+		fmt.Fprintf(&b, "%d %s root=%d\n", v, names[k], p.root[v])
+	}
+	return b.String()
+}

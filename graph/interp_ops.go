@@ -1,0 +1,1196 @@
+package graph
+
+import (
+	"math"
+
+	"qconv/internal/kernels"
+)
+
+// Op executors of the interpreter. Each reads its operands from fr.vals, writes its result into
+// its own buffer (fr.alloc) or aliases an operand (views, in-place slice_update), and rounds an
+// f16 result to fp16.
+
+// maxDims bounds the rank the strided loops handle with stack-allocated index arrays.
+const maxDims = 16
+
+func roundResult(a *Array) {
+	if a.DType == F16 {
+		kernels.RoundF16(a.F)
+	}
+}
+
+// operandInts returns operand k's elements as integers.
+func (fr *interpFrame) operandInts(st *interpStep, k int) ([]int64, error) {
+	a := fr.vals[st.in[k]]
+	if a.DType.IsFloat() {
+		return nil, st.errorf("operand %d is %s, want an integer tensor", k, a)
+	}
+	return a.I, nil
+}
+
+// rowMajorStrides fills str with the element strides of shape.
+func rowMajorStrides(str []int, shape []int64) []int {
+	str = str[:len(shape)]
+	s := 1
+	for d := len(shape) - 1; d >= 0; d-- {
+		str[d] = s
+		s *= int(shape[d])
+	}
+	return str
+}
+
+// ---- elementwise
+
+func execUnary(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	if !x.DType.IsFloat() {
+		return st.errorf("operand is %s, want a float tensor", x)
+	}
+	out := fr.alloc(st.out[0], x.DType, x.Shape)
+	src, dst := x.F, out.F[:len(x.F)]
+	switch st.op.Name {
+	case OpExp:
+		for i, v := range src {
+			dst[i] = float32(math.Exp(float64(v)))
+		}
+	case OpLog:
+		for i, v := range src {
+			dst[i] = float32(math.Log(float64(v)))
+		}
+	case OpSqrt:
+		for i, v := range src {
+			dst[i] = float32(math.Sqrt(float64(v)))
+		}
+	case OpRsqrt:
+		for i, v := range src {
+			dst[i] = float32(1 / math.Sqrt(float64(v)))
+		}
+	case OpSigmoid:
+		for i, v := range src {
+			dst[i] = float32(1 / (1 + math.Exp(-float64(v))))
+		}
+	case OpSilu:
+		for i, v := range src {
+			dst[i] = float32(float64(v) / (1 + math.Exp(-float64(v))))
+		}
+	case OpSin:
+		for i, v := range src {
+			dst[i] = float32(math.Sin(float64(v)))
+		}
+	case OpCos:
+		for i, v := range src {
+			dst[i] = float32(math.Cos(float64(v)))
+		}
+	default:
+		return st.errorf("not a unary op")
+	}
+	roundResult(out)
+	return nil
+}
+
+// bcast is a coalesced iteration space over an output shape with two operands' element strides
+// (0 along broadcast dims).
+type bcast struct {
+	n          int
+	dims       [maxDims]int
+	sa, sb     [maxDims]int
+	total      int
+	outShape   [maxDims]int64
+	outRank    int
+	incompat   bool
+	rankTooBig bool
+}
+
+// makeBcast aligns shapes a and b on the right (numpy rules).
+func makeBcast(a, b []int64) *bcast {
+	bc := &bcast{}
+	r := max(len(a), len(b))
+	if r > maxDims {
+		bc.rankTooBig = true
+		return bc
+	}
+	bc.outRank = r
+	var astr, bstr [maxDims]int
+	rowMajorStrides(astr[:], a)
+	rowMajorStrides(bstr[:], b)
+	bc.total = 1
+	for d := 0; d < r; d++ {
+		ad, bd := int64(1), int64(1)
+		as, bs := 0, 0
+		if j := d - (r - len(a)); j >= 0 {
+			ad, as = a[j], astr[j]
+		}
+		if j := d - (r - len(b)); j >= 0 {
+			bd, bs = b[j], bstr[j]
+		}
+		od := ad
+		switch {
+		case ad == bd:
+		case ad == 1:
+			od = bd
+		case bd == 1:
+		default:
+			bc.incompat = true
+			return bc
+		}
+		bc.outShape[d] = od
+		bc.total *= int(od)
+		if ad == 1 {
+			as = 0
+		}
+		if bd == 1 {
+			bs = 0
+		}
+		if od == 1 {
+			continue
+		}
+		if bc.n > 0 {
+			k := bc.n - 1
+			if bc.sa[k] == as*int(od) && bc.sb[k] == bs*int(od) {
+				bc.dims[k] *= int(od)
+				bc.sa[k], bc.sb[k] = as, bs
+				continue
+			}
+		}
+		bc.dims[bc.n], bc.sa[bc.n], bc.sb[bc.n] = int(od), as, bs
+		bc.n++
+	}
+	if bc.n == 0 {
+		bc.dims[0], bc.n = 1, 1
+	}
+	return bc
+}
+
+// each calls fn for every innermost run: output offset o, operand offsets ao and bo, run length
+// n and the operands' strides along it.
+func (bc *bcast) each(fn func(o, ao, bo, n, sa, sb int)) {
+	if bc.total == 0 {
+		return
+	}
+	k := bc.n - 1
+	inner := bc.dims[k]
+	var idx [maxDims]int
+	o, ao, bo := 0, 0, 0
+	for {
+		fn(o, ao, bo, inner, bc.sa[k], bc.sb[k])
+		o += inner
+		d := k - 1
+		for ; d >= 0; d-- {
+			idx[d]++
+			ao += bc.sa[d]
+			bo += bc.sb[d]
+			if idx[d] < bc.dims[d] {
+				break
+			}
+			ao -= bc.sa[d] * bc.dims[d]
+			bo -= bc.sb[d] * bc.dims[d]
+			idx[d] = 0
+		}
+		if d < 0 {
+			return
+		}
+	}
+}
+
+func binOpCode(name string) byte {
+	switch name {
+	case OpAdd:
+		return '+'
+	case OpSub:
+		return '-'
+	case OpMul:
+		return '*'
+	case OpDiv:
+		return '/'
+	case OpMax:
+		return 'M'
+	}
+	return 0
+}
+
+func execBinary(fr *interpFrame, st *interpStep) error {
+	a, b := fr.vals[st.in[0]], fr.vals[st.in[1]]
+	if a.DType != b.DType {
+		return st.errorf("operands %s and %s differ in dtype", a, b)
+	}
+	bc := makeBcast(a.Shape, b.Shape)
+	if bc.incompat || bc.rankTooBig {
+		return st.errorf("operands %s and %s do not broadcast", a, b)
+	}
+	op := binOpCode(st.op.Name)
+	out := fr.alloc(st.out[0], a.DType, bc.outShape[:bc.outRank])
+	if a.DType.IsFloat() {
+		dst, af, bf := out.F, a.F, b.F
+		bc.each(func(o, ao, bo, n, sa, sb int) {
+			binF32(op, dst[o:o+n], af[ao:], bf[bo:], sa, sb)
+		})
+		roundResult(out)
+		return nil
+	}
+	dst, ai, bi := out.I, a.I, b.I
+	var divZero bool
+	bc.each(func(o, ao, bo, n, sa, sb int) {
+		for i := 0; i < n; i++ {
+			x, y := ai[ao+i*sa], bi[bo+i*sb]
+			var v int64
+			switch op {
+			case '+':
+				v = x + y
+			case '-':
+				v = x - y
+			case '*':
+				v = x * y
+			case '/':
+				if y == 0 {
+					divZero = true
+					continue
+				}
+				v = x / y
+			case 'M':
+				v = max(x, y)
+			}
+			dst[o+i] = wrapInt(a.DType, v)
+		}
+	})
+	if divZero {
+		return st.errorf("integer division by zero")
+	}
+	return nil
+}
+
+// binF32 computes dst[i] = a[i*sa] op b[i*sb].
+func binF32(op byte, dst, a, b []float32, sa, sb int) {
+	n := len(dst)
+	switch {
+	case sa == 1 && sb == 1:
+		a, b = a[:n], b[:n]
+		switch op {
+		case '+':
+			for i := range dst {
+				dst[i] = a[i] + b[i]
+			}
+		case '-':
+			for i := range dst {
+				dst[i] = a[i] - b[i]
+			}
+		case '*':
+			for i := range dst {
+				dst[i] = a[i] * b[i]
+			}
+		case '/':
+			for i := range dst {
+				dst[i] = a[i] / b[i]
+			}
+		case 'M':
+			for i := range dst {
+				dst[i] = max(a[i], b[i])
+			}
+		}
+	case sa == 1 && sb == 0:
+		a, y := a[:n], b[0]
+		switch op {
+		case '+':
+			for i := range dst {
+				dst[i] = a[i] + y
+			}
+		case '-':
+			for i := range dst {
+				dst[i] = a[i] - y
+			}
+		case '*':
+			for i := range dst {
+				dst[i] = a[i] * y
+			}
+		case '/':
+			for i := range dst {
+				dst[i] = a[i] / y
+			}
+		case 'M':
+			for i := range dst {
+				dst[i] = max(a[i], y)
+			}
+		}
+	case sa == 0 && sb == 1:
+		x, b := a[0], b[:n]
+		switch op {
+		case '+':
+			for i := range dst {
+				dst[i] = x + b[i]
+			}
+		case '-':
+			for i := range dst {
+				dst[i] = x - b[i]
+			}
+		case '*':
+			for i := range dst {
+				dst[i] = x * b[i]
+			}
+		case '/':
+			for i := range dst {
+				dst[i] = x / b[i]
+			}
+		case 'M':
+			for i := range dst {
+				dst[i] = max(x, b[i])
+			}
+		}
+	default:
+		for i := range dst {
+			x, y := a[i*sa], b[i*sb]
+			switch op {
+			case '+':
+				dst[i] = x + y
+			case '-':
+				dst[i] = x - y
+			case '*':
+				dst[i] = x * y
+			case '/':
+				dst[i] = x / y
+			case 'M':
+				dst[i] = max(x, y)
+			}
+		}
+	}
+}
+
+// wrapInt reduces v to the range of integer dtype dt (two's complement wrap-around).
+func wrapInt(dt DType, v int64) int64 {
+	switch dt {
+	case SI32:
+		return int64(int32(v))
+	case UI32:
+		return int64(uint32(v))
+	case SI16:
+		return int64(int16(v))
+	case SI8:
+		return int64(int8(v))
+	case UI8:
+		return int64(uint8(v))
+	case SI4:
+		return int64(int8(uint8(v)<<4) >> 4)
+	case UI4:
+		return v & 0xf
+	case I1:
+		if v != 0 {
+			return 1
+		}
+		return 0
+	}
+	return v
+}
+
+// intRange is the value range of integer dtype dt.
+func intRange(dt DType) (int64, int64) {
+	switch dt {
+	case SI32:
+		return math.MinInt32, math.MaxInt32
+	case UI32:
+		return 0, math.MaxUint32
+	case SI16:
+		return math.MinInt16, math.MaxInt16
+	case SI8:
+		return math.MinInt8, math.MaxInt8
+	case UI8:
+		return 0, math.MaxUint8
+	case SI4:
+		return -8, 7
+	case UI4:
+		return 0, 15
+	}
+	return 0, 1
+}
+
+// ---- matmul
+
+func execMatmul(fr *interpFrame, st *interpStep) error {
+	if st.w != nil {
+		return execFusedMatmul(fr, st)
+	}
+	a, b := fr.vals[st.in[0]], fr.vals[st.in[1]]
+	if a.DType != b.DType || !a.DType.IsFloat() {
+		return st.errorf("operands %s and %s: want float tensors of one dtype", a, b)
+	}
+	ra, rb := len(a.Shape), len(b.Shape)
+	if ra < 2 || rb < 2 {
+		return st.errorf("operands %s and %s: rank < 2", a, b)
+	}
+	M, K := int(a.Shape[ra-2]), int(a.Shape[ra-1])
+	K2, N := int(b.Shape[rb-2]), int(b.Shape[rb-1])
+	if K != K2 {
+		return st.errorf("contraction dims differ: %s x %s", a, b)
+	}
+	bc := makeBcast(a.Shape[:ra-2], b.Shape[:rb-2])
+	if bc.incompat || bc.rankTooBig || bc.outRank+2 > maxDims {
+		return st.errorf("batch dims of %s and %s do not broadcast", a, b)
+	}
+	shape := append(bc.outShape[:bc.outRank:bc.outRank], int64(M), int64(N))
+	out := fr.alloc(st.out[0], a.DType, shape)
+	var scratch []float32
+	if N < gemmAxpyMinN {
+		scratch = fr.scratchF(K * N)
+	}
+	dst, af, bf := out.F, a.F, b.F
+	mk, kn, mn := M*K, K*N, M*N
+	bc.each(func(o, ao, bo, n, sa, sb int) {
+		for i := 0; i < n; i++ {
+			gemm(dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn], M, K, N, scratch)
+		}
+	})
+	roundResult(out)
+	return nil
+}
+
+// gemmAxpyMinN is the output width from which gemm accumulates rows of b (axpy) instead of
+// dotting rows of a with columns of b.
+const gemmAxpyMinN = 16
+
+// gemm sets dst[M,N] = a[M,K]·b[K,N], accumulating in float32.
+func gemm(dst, a, b []float32, M, K, N int, scratch []float32) {
+	if K == 0 {
+		clear(dst)
+		return
+	}
+	if N >= gemmAxpyMinN {
+		for i := 0; i < M; i++ {
+			row := dst[i*N : (i+1)*N]
+			clear(row)
+			for k := 0; k < K; k++ {
+				kernels.Axpy(row, a[i*K+k], b[k*N:(k+1)*N])
+			}
+		}
+		return
+	}
+	bt := scratch[:K*N] // b transposed: columns contiguous
+	for k := 0; k < K; k++ {
+		for j := 0; j < N; j++ {
+			bt[j*K+k] = b[k*N+j]
+		}
+	}
+	for i := 0; i < M; i++ {
+		ar := a[i*K : (i+1)*K]
+		for j := 0; j < N; j++ {
+			dst[i*N+j] = kernels.Dot(ar, bt[j*K:(j+1)*K])
+		}
+	}
+}
+
+// execFusedMatmul is x [..., in] times the constant weight [out, in] transposed, run as one
+// matrix product over all leading rows of x.
+func execFusedMatmul(fr *interpFrame, st *interpStep) error {
+	x, w := fr.vals[st.in[0]], st.w
+	r := len(x.Shape)
+	if r < 2 || int(x.Shape[r-1]) != w.cols || x.DType != w.dtype {
+		return st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
+	}
+	var sbuf [maxDims]int64
+	shape := append(sbuf[:0], x.Shape...)
+	shape[r-1] = int64(w.rows)
+	out := fr.alloc(st.out[0], x.DType, shape)
+	if n := len(x.F) / w.cols; n > 0 {
+		kernels.MatVec(w.m, out.F, x.F, n)
+	}
+	roundResult(out)
+	return nil
+}
+
+// ---- data movement
+
+// coalesce merges adjacent dims that are contiguous in both stride sets and drops size-1
+// dims; it returns the new count. A zero-size shape returns 0 dims with ok false.
+func coalesce(dims, s1, s2 []int) (int, bool) {
+	n := 0
+	for d := range dims {
+		if dims[d] == 0 {
+			return 0, false
+		}
+		if dims[d] == 1 {
+			continue
+		}
+		if n > 0 && s1[n-1] == s1[d]*dims[d] && s2[n-1] == s2[d]*dims[d] {
+			dims[n-1] *= dims[d]
+			s1[n-1], s2[n-1] = s1[d], s2[d]
+			continue
+		}
+		dims[n], s1[n], s2[n] = dims[d], s1[d], s2[d]
+		n++
+	}
+	if n == 0 {
+		dims[0], s1[0], s2[0] = 1, 1, 1
+		n = 1
+	}
+	return n, true
+}
+
+// stridedCopy copies the region dims from src (element strides ss, offset so) into dst (strides
+// ds, offset do).
+func stridedCopy[T float32 | int64](dst []T, do int, ds []int, src []T, so int, ss []int, dims []int) {
+	if len(dims) == 1 {
+		n := dims[0]
+		if ds[0] == 1 && ss[0] == 1 {
+			copy(dst[do:do+n], src[so:so+n])
+			return
+		}
+		for i := 0; i < n; i++ {
+			dst[do+i*ds[0]] = src[so+i*ss[0]]
+		}
+		return
+	}
+	for i := 0; i < dims[0]; i++ {
+		stridedCopy(dst, do+i*ds[0], ds[1:], src, so+i*ss[0], ss[1:], dims[1:])
+	}
+}
+
+// copyRegion copies a region of extent dims between two arrays of the same dtype.
+func copyRegion(dst *Array, do int, ds []int, src *Array, so int, ss []int, dims []int) {
+	var cd, cs1, cs2 [maxDims]int
+	copy(cd[:], dims)
+	copy(cs1[:], ds)
+	copy(cs2[:], ss)
+	n, ok := coalesce(cd[:len(dims)], cs1[:len(dims)], cs2[:len(dims)])
+	if !ok {
+		return
+	}
+	if dst.DType.IsFloat() {
+		stridedCopy(dst.F, do, cs1[:n], src.F, so, cs2[:n], cd[:n])
+	} else {
+		stridedCopy(dst.I, do, cs1[:n], src.I, so, cs2[:n], cd[:n])
+	}
+}
+
+func execTranspose(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	perm, err := fr.operandInts(st, 1)
+	if err != nil {
+		return err
+	}
+	r := len(x.Shape)
+	if len(perm) != r || r > maxDims {
+		return st.errorf("perm %v for %s", perm, x)
+	}
+	var seen [maxDims]bool
+	var xs, ps, os [maxDims]int
+	var dims [maxDims]int
+	var shape [maxDims]int64
+	rowMajorStrides(xs[:], x.Shape)
+	for i, p := range perm {
+		if p < 0 || int(p) >= r || seen[p] {
+			return st.errorf("perm %v is not a permutation", perm)
+		}
+		seen[p] = true
+		shape[i] = x.Shape[p]
+		dims[i] = int(x.Shape[p])
+		ps[i] = xs[p]
+	}
+	out := fr.alloc(st.out[0], x.DType, shape[:r])
+	rowMajorStrides(os[:], shape[:r])
+	copyRegion(out, 0, os[:r], x, 0, ps[:r], dims[:r])
+	return nil
+}
+
+func execReshape(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	shape, err := fr.operandInts(st, 1)
+	if err != nil {
+		return err
+	}
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return st.errorf("shape %v has a negative dim", shape)
+		}
+		n *= int(d)
+	}
+	if n != x.Len() {
+		return st.errorf("reshape of %s (%d elements) to %v (%d)", x, x.Len(), shape, n)
+	}
+	fr.view(st.out[0], x, shape)
+	return nil
+}
+
+func execExpandDims(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	axes, err := fr.operandInts(st, 1)
+	if err != nil {
+		return err
+	}
+	r := len(x.Shape) + len(axes)
+	if r > maxDims {
+		return st.errorf("rank %d too large", r)
+	}
+	var ins [maxDims]bool
+	for _, a := range axes {
+		ax, err := normAxis(a, r)
+		if err != nil || ins[ax] {
+			return st.errorf("axes %v invalid for %s", axes, x)
+		}
+		ins[ax] = true
+	}
+	var shape [maxDims]int64
+	j := 0
+	for i := 0; i < r; i++ {
+		if ins[i] {
+			shape[i] = 1
+		} else {
+			shape[i] = x.Shape[j]
+			j++
+		}
+	}
+	fr.view(st.out[0], x, shape[:r])
+	return nil
+}
+
+func execShrinkDims(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	axes, err := fr.operandInts(st, 1)
+	if err != nil {
+		return err
+	}
+	r := len(x.Shape)
+	if r > maxDims {
+		return st.errorf("rank %d too large", r)
+	}
+	var drop [maxDims]bool
+	for _, a := range axes {
+		ax, err := normAxis(a, r)
+		if err != nil || drop[ax] {
+			return st.errorf("axes %v invalid for %s", axes, x)
+		}
+		if x.Shape[ax] != 1 {
+			return st.errorf("axis %d of %s is not 1", ax, x)
+		}
+		drop[ax] = true
+	}
+	var shape [maxDims]int64
+	n := 0
+	for i, d := range x.Shape {
+		if !drop[i] {
+			shape[n] = d
+			n++
+		}
+	}
+	fr.view(st.out[0], x, shape[:n])
+	return nil
+}
+
+func execConcat(fr *interpFrame, st *interpStep) error {
+	axv, err := fr.operandInts(st, 0)
+	if err != nil {
+		return err
+	}
+	if len(axv) != 1 || len(st.in) < 2 {
+		return st.errorf("want a scalar axis and at least one input")
+	}
+	first := fr.vals[st.in[1]]
+	r := len(first.Shape)
+	ax, err := normAxis(axv[0], r)
+	if err != nil || r > maxDims {
+		return st.errorf("axis %d invalid for %s", axv[0], first)
+	}
+	var shape [maxDims]int64
+	copy(shape[:], first.Shape)
+	shape[ax] = 0
+	for _, j := range st.in[1:] {
+		t := fr.vals[j]
+		if t.DType != first.DType || len(t.Shape) != r {
+			return st.errorf("input %s differs from %s", t, first)
+		}
+		for d := range t.Shape {
+			if d != ax && t.Shape[d] != first.Shape[d] {
+				return st.errorf("inputs %s and %s differ off axis %d", first, t, ax)
+			}
+		}
+		shape[ax] += t.Shape[ax]
+	}
+	out := fr.alloc(st.out[0], first.DType, shape[:r])
+	outer := shapeElems(shape[:ax])
+	pos := 0
+	for o := 0; o < outer; o++ {
+		for _, j := range st.in[1:] {
+			t := fr.vals[j]
+			chunk := shapeElems(t.Shape[ax:])
+			if t.DType.IsFloat() {
+				copy(out.F[pos:pos+chunk], t.F[o*chunk:(o+1)*chunk])
+			} else {
+				copy(out.I[pos:pos+chunk], t.I[o*chunk:(o+1)*chunk])
+			}
+			pos += chunk
+		}
+	}
+	return nil
+}
+
+// sliceRegion resolves begin/end/strides operands (k, k+1, k+2) against shape: the region's
+// extent, its offset and element strides in an array of that shape.
+func (fr *interpFrame) sliceRegion(st *interpStep, k int, shape []int64, dims []int, strides []int) (int, error) {
+	begin, err := fr.operandInts(st, k)
+	if err != nil {
+		return 0, err
+	}
+	end, err := fr.operandInts(st, k+1)
+	if err != nil {
+		return 0, err
+	}
+	step, err := fr.operandInts(st, k+2)
+	if err != nil {
+		return 0, err
+	}
+	r := len(shape)
+	if len(begin) != r || len(end) != r || len(step) != r {
+		return 0, st.errorf("begin %v, end %v, strides %v for rank %d", begin, end, step, r)
+	}
+	var xs [maxDims]int
+	rowMajorStrides(xs[:], shape)
+	off := 0
+	for d := 0; d < r; d++ {
+		b, e, s := begin[d], end[d], step[d]
+		if e == SliceEnd {
+			e = shape[d]
+		}
+		if s < 1 {
+			return 0, st.errorf("stride %d on axis %d: strides must be positive", s, d)
+		}
+		if b < 0 || e < b || e > shape[d] {
+			return 0, st.errorf("slice [%d, %d) out of range on axis %d of shape %v", begin[d], end[d], d, shape)
+		}
+		dims[d] = int((e - b + s - 1) / s)
+		strides[d] = xs[d] * int(s)
+		off += int(b) * xs[d]
+	}
+	return off, nil
+}
+
+func execSlice(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	r := len(x.Shape)
+	if r > maxDims {
+		return st.errorf("rank %d too large", r)
+	}
+	var dims, ss, os [maxDims]int
+	off, err := fr.sliceRegion(st, 1, x.Shape, dims[:r], ss[:r])
+	if err != nil {
+		return err
+	}
+	var shape [maxDims]int64
+	for d := 0; d < r; d++ {
+		shape[d] = int64(dims[d])
+	}
+	out := fr.alloc(st.out[0], x.DType, shape[:r])
+	rowMajorStrides(os[:], shape[:r])
+	copyRegion(out, 0, os[:r], x, off, ss[:r], dims[:r])
+	return nil
+}
+
+func execSliceUpdate(fr *interpFrame, st *interpStep) error {
+	x, u := fr.vals[st.in[0]], fr.vals[st.in[1]]
+	r := len(x.Shape)
+	if u.DType != x.DType || len(u.Shape) != r || r > maxDims {
+		return st.errorf("update %s does not fit %s", u, x)
+	}
+	var dims, ds, us [maxDims]int
+	off, err := fr.sliceRegion(st, 2, x.Shape, dims[:r], ds[:r])
+	if err != nil {
+		return err
+	}
+	for d := 0; d < r; d++ {
+		if int64(dims[d]) != u.Shape[d] {
+			return st.errorf("update %s does not match the region %v of %s", u, dims[:r], x)
+		}
+	}
+	var out *Array
+	if st.inPlace {
+		out = x
+		fr.vals[st.out[0]] = x
+	} else {
+		out = fr.alloc(st.out[0], x.DType, x.Shape)
+		copy(out.F, x.F)
+		copy(out.I, x.I)
+	}
+	rowMajorStrides(us[:], u.Shape)
+	copyRegion(out, off, ds[:r], u, 0, us[:r], dims[:r])
+	return nil
+}
+
+func execGather(fr *interpFrame, st *interpStep) error {
+	tab, idx := fr.vals[st.in[0]], fr.vals[st.in[1]]
+	if idx.DType.IsFloat() || len(idx.Shape) < 1 {
+		return st.errorf("indices %s must be integers with a trailing index dim", idx)
+	}
+	ri := len(idx.Shape)
+	k := int(idx.Shape[ri-1])
+	var shape [2 * maxDims]int64
+	n := copy(shape[:], idx.Shape[:ri-1])
+	if st.w != nil {
+		w := st.w
+		if k != 1 {
+			return st.errorf("indices %s: a fused gather takes one index per row", idx)
+		}
+		shape[n] = int64(w.cols)
+		out := fr.alloc(st.out[0], w.dtype, shape[:n+1])
+		for i, r := range idx.I {
+			if r < 0 || r >= int64(w.rows) {
+				return st.errorf("index %d out of range [0, %d)", r, w.rows)
+			}
+			w.m.Row(int(r), out.F[i*w.cols:(i+1)*w.cols])
+		}
+		roundResult(out)
+		return nil
+	}
+	rt := len(tab.Shape)
+	if k < 1 || k > rt || rt > maxDims {
+		return st.errorf("index depth %d for table %s", k, tab)
+	}
+	n += copy(shape[n:], tab.Shape[k:])
+	out := fr.alloc(st.out[0], tab.DType, shape[:n])
+	var ts [maxDims]int
+	rowMajorStrides(ts[:], tab.Shape)
+	block := shapeElems(tab.Shape[k:])
+	rows := len(idx.I) / k
+	for i := 0; i < rows; i++ {
+		off := 0
+		for j := 0; j < k; j++ {
+			v := idx.I[i*k+j]
+			if v < 0 || v >= tab.Shape[j] {
+				return st.errorf("index %d out of range [0, %d) on axis %d of %s", v, tab.Shape[j], j, tab)
+			}
+			off += int(v) * ts[j]
+		}
+		if tab.DType.IsFloat() {
+			copy(out.F[i*block:(i+1)*block], tab.F[off:off+block])
+		} else {
+			copy(out.I[i*block:(i+1)*block], tab.I[off:off+block])
+		}
+	}
+	return nil
+}
+
+// ---- reductions
+
+// axisParts splits shape around axis: outer elements, the axis length, inner elements.
+func axisParts(shape []int64, ax int) (int, int, int) {
+	return shapeElems(shape[:ax]), int(shape[ax]), shapeElems(shape[ax+1:])
+}
+
+func (fr *interpFrame) scalarAxis(st *interpStep, x *Array) (int, error) {
+	v, err := fr.operandInts(st, 1)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 1 {
+		return 0, st.errorf("axis operand holds %d values, want 1", len(v))
+	}
+	ax, err := normAxis(v[0], len(x.Shape))
+	if err != nil {
+		return 0, st.errorf("%v (operand %s)", err, x)
+	}
+	return ax, nil
+}
+
+func execSoftmax(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	if !x.DType.IsFloat() {
+		return st.errorf("operand is %s, want a float tensor", x)
+	}
+	ax, err := fr.scalarAxis(st, x)
+	if err != nil {
+		return err
+	}
+	out := fr.alloc(st.out[0], x.DType, x.Shape)
+	outer, n, inner := axisParts(x.Shape, ax)
+	for o := 0; o < outer; o++ {
+		for i := 0; i < inner; i++ {
+			base := o*n*inner + i
+			m := float32(math.Inf(-1))
+			for j := 0; j < n; j++ {
+				m = max(m, x.F[base+j*inner])
+			}
+			var sum float32
+			for j := 0; j < n; j++ {
+				e := float32(math.Exp(float64(x.F[base+j*inner] - m)))
+				out.F[base+j*inner] = e
+				sum += e
+			}
+			for j := 0; j < n; j++ {
+				out.F[base+j*inner] /= sum
+			}
+		}
+	}
+	roundResult(out)
+	return nil
+}
+
+func execReduce(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	if !x.DType.IsFloat() {
+		return st.errorf("operand is %s, want a float tensor", x)
+	}
+	axes, err := fr.operandInts(st, 1)
+	if err != nil {
+		return err
+	}
+	r := len(x.Shape)
+	if r > maxDims {
+		return st.errorf("rank %d too large", r)
+	}
+	var red [maxDims]bool
+	var shape [maxDims]int64
+	copy(shape[:], x.Shape)
+	count := 1
+	for _, a := range axes {
+		ax, err := normAxis(a, r)
+		if err != nil || red[ax] {
+			return st.errorf("axes %v invalid for %s", axes, x)
+		}
+		red[ax] = true
+		count *= int(x.Shape[ax])
+		shape[ax] = 1
+	}
+	out := fr.alloc(st.out[0], x.DType, shape[:r])
+	isMax := st.op.Name == OpReduceMax
+	init := float32(0)
+	if isMax {
+		init = float32(math.Inf(-1))
+	}
+	for i := range out.F {
+		out.F[i] = init
+	}
+	var dims, xs, os [maxDims]int
+	rowMajorStrides(xs[:], x.Shape)
+	rowMajorStrides(os[:], shape[:r])
+	for d := 0; d < r; d++ {
+		dims[d] = int(x.Shape[d])
+		if red[d] {
+			os[d] = 0
+		}
+	}
+	n, ok := coalesce(dims[:r], xs[:r], os[:r])
+	if ok {
+		reduceWalk(out.F, os[:n], x.F, xs[:n], dims[:n], 0, 0, isMax)
+	}
+	if st.op.Name == OpReduceMean && count > 0 {
+		for i := range out.F {
+			out.F[i] /= float32(count)
+		}
+	}
+	roundResult(out)
+	return nil
+}
+
+// reduceWalk accumulates x (strides xs) into out (strides os, 0 along reduced dims).
+func reduceWalk(out []float32, os []int, x []float32, xs []int, dims []int, oo, xo int, isMax bool) {
+	if len(dims) == 1 {
+		n := dims[0]
+		if os[0] == 0 {
+			acc := out[oo]
+			if isMax {
+				for i := 0; i < n; i++ {
+					acc = max(acc, x[xo+i*xs[0]])
+				}
+			} else {
+				for i := 0; i < n; i++ {
+					acc += x[xo+i*xs[0]]
+				}
+			}
+			out[oo] = acc
+			return
+		}
+		for i := 0; i < n; i++ {
+			if isMax {
+				out[oo+i*os[0]] = max(out[oo+i*os[0]], x[xo+i*xs[0]])
+			} else {
+				out[oo+i*os[0]] += x[xo+i*xs[0]]
+			}
+		}
+		return
+	}
+	for i := 0; i < dims[0]; i++ {
+		reduceWalk(out, os[1:], x, xs[1:], dims[1:], oo+i*os[0], xo+i*xs[0], isMax)
+	}
+}
+
+func execArgmax(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	ax, err := fr.scalarAxis(st, x)
+	if err != nil {
+		return err
+	}
+	var shape [maxDims]int64
+	if len(x.Shape) > maxDims {
+		return st.errorf("rank too large")
+	}
+	copy(shape[:], x.Shape)
+	shape[ax] = 1
+	out := fr.alloc(st.out[0], UI32, shape[:len(x.Shape)])
+	outer, n, inner := axisParts(x.Shape, ax)
+	if n == 0 {
+		return st.errorf("argmax over an empty axis of %s", x)
+	}
+	for o := 0; o < outer; o++ {
+		for i := 0; i < inner; i++ {
+			base := o*n*inner + i
+			best := 0
+			if x.DType.IsFloat() {
+				// NaN counts as the maximum, as in numpy.
+				bv := x.F[base]
+				for j := 1; j < n && bv == bv; j++ {
+					if v := x.F[base+j*inner]; v > bv || v != v {
+						best, bv = j, v
+					}
+				}
+			} else {
+				bv := x.I[base]
+				for j := 1; j < n; j++ {
+					if v := x.I[base+j*inner]; v > bv {
+						best, bv = j, v
+					}
+				}
+			}
+			out.I[o*inner+i] = int64(best)
+		}
+	}
+	return nil
+}
+
+// ---- conversions
+
+func execCast(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	dt := st.op.Results[0].Type.DType
+	out := fr.alloc(st.out[0], dt, x.Shape)
+	switch {
+	case x.DType.IsFloat() && dt.IsFloat():
+		copy(out.F, x.F)
+		roundResult(out)
+	case x.DType.IsFloat():
+		lo, hi := intRange(dt)
+		for i, v := range x.F {
+			switch {
+			case dt == I1:
+				out.I[i] = 0
+				if v != 0 {
+					out.I[i] = 1
+				}
+			case v != v:
+				out.I[i] = 0
+			default:
+				t := math.Trunc(float64(v))
+				out.I[i] = int64(max(float64(lo), min(float64(hi), t)))
+			}
+		}
+	case dt.IsFloat():
+		for i, v := range x.I {
+			out.F[i] = float32(v)
+		}
+		roundResult(out)
+	default:
+		for i, v := range x.I {
+			out.I[i] = wrapInt(dt, v)
+		}
+	}
+	return nil
+}
+
+func execGetShape(fr *interpFrame, st *interpStep) error {
+	x := fr.vals[st.in[0]]
+	out := fr.alloc(st.out[0], UI32, []int64{int64(len(x.Shape))})
+	copy(out.I, x.Shape)
+	return nil
+}
+
+// blockIndex walks the elements of an array of shape dims (row-major) and calls fn with each
+// element's index and the offset of its block in a grid array whose dim d has dims[d]/bs[d]
+// entries with element strides gs.
+func blockIndex(dims, bs, gs []int, fn func(i, g int)) {
+	r := len(dims)
+	total := 1
+	for _, d := range dims {
+		total *= d
+	}
+	if total == 0 {
+		return
+	}
+	if r == 0 {
+		fn(0, 0)
+		return
+	}
+	var idx [maxDims]int
+	last := r - 1
+	for i := 0; i < total; {
+		base := 0
+		for d := 0; d < last; d++ {
+			base += idx[d] / bs[d] * gs[d]
+		}
+		for c := 0; c < dims[last]; c++ {
+			fn(i, base+c/bs[last]*gs[last])
+			i++
+		}
+		for d := last - 1; d >= 0; d-- {
+			idx[d]++
+			if idx[d] < dims[d] {
+				break
+			}
+			idx[d] = 0
+		}
+	}
+}
+
+func execBlockwise(fr *interpFrame, st *interpStep) error {
+	data, scale, off1, off2 := fr.vals[st.in[0]], fr.vals[st.in[1]], fr.vals[st.in[2]], fr.vals[st.in[3]]
+	r := len(data.Shape)
+	if data.DType.IsFloat() || !scale.DType.IsFloat() || len(scale.Shape) != r || r > maxDims ||
+		off1.Len() != scale.Len() || off2.Len() != scale.Len() || off1.DType.IsFloat() || !off2.DType.IsFloat() {
+		return st.errorf("operands %s, %s, %s, %s do not fit", data, scale, off1, off2)
+	}
+	var dims, bs, gs [maxDims]int
+	for d := 0; d < r; d++ {
+		s := scale.Shape[d]
+		if s <= 0 || data.Shape[d]%s != 0 {
+			return st.errorf("scale %s does not tile data %s", scale, data)
+		}
+		dims[d], bs[d] = int(data.Shape[d]), int(data.Shape[d]/s)
+	}
+	rowMajorStrides(gs[:], scale.Shape)
+	out := fr.alloc(st.out[0], scale.DType, data.Shape)
+	q, s, o1, o2, dst := data.I, scale.F, off1.I, off2.F, out.F
+	blockIndex(dims[:r], bs[:r], gs[:r], func(i, g int) {
+		dst[i] = float32(q[i]-o1[g])*s[g] + o2[g]
+	})
+	roundResult(out)
+	return nil
+}
+
+func execLUTToDense(fr *interpFrame, st *interpStep) error {
+	idx, lut := fr.vals[st.in[0]], fr.vals[st.in[1]]
+	r := len(idx.Shape)
+	if idx.DType.IsFloat() || !lut.DType.IsFloat() || len(lut.Shape) != r+2 || r > maxDims {
+		return st.errorf("operands %s, %s do not fit", idx, lut)
+	}
+	entries, vec := int(lut.Shape[r]), int(lut.Shape[r+1])
+	if vec != 1 {
+		return st.errorf("lut %s has vectors of %d entries; only scalar LUTs are supported", lut, vec)
+	}
+	var dims, bs, gs [maxDims + 2]int
+	for d := 0; d < r; d++ {
+		g := lut.Shape[d]
+		if g <= 0 || idx.Shape[d]%g != 0 {
+			return st.errorf("lut groups %s do not tile indices %s", lut, idx)
+		}
+		dims[d], bs[d] = int(idx.Shape[d]), int(idx.Shape[d]/g)
+	}
+	rowMajorStrides(gs[:], lut.Shape)
+	out := fr.alloc(st.out[0], lut.DType, idx.Shape)
+	q, tab, dst := idx.I, lut.F, out.F
+	bad := int64(-1)
+	blockIndex(dims[:r], bs[:r], gs[:r], func(i, g int) {
+		k := q[i]
+		if k < 0 || k >= int64(entries) {
+			bad = k
+			return
+		}
+		dst[i] = tab[g+int(k)*vec]
+	})
+	if bad >= 0 {
+		return st.errorf("index %d outside the %d-entry table", bad, entries)
+	}
+	roundResult(out)
+	return nil
+}
