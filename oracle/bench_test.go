@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -80,6 +81,25 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+	logRSS(b)
+}
+
+// logRSS logs the process's resident memory split into anonymous (heap, scratch, caches) and
+// file-backed (the mapped checkpoint) pages, where /proc says so.
+func logRSS(b *testing.B) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	var fields []string
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, k := range []string{"VmHWM:", "RssAnon:", "RssFile:"} {
+			if strings.HasPrefix(line, k) {
+				fields = append(fields, strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
+	b.Logf("memory: %s", strings.Join(fields, ", "))
 }
 
 // BenchmarkPrefill times a 64-token prompt (two chunks through the n-vector kernels).
@@ -93,6 +113,7 @@ func BenchmarkPrefill(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(ids))/b.Elapsed().Seconds(), "tok/s")
+	logRSS(b)
 }
 
 // decodeWeightBytes lists the mapped bytes one decode step reads in full: every Linear weight
