@@ -65,14 +65,12 @@ func softmax(x []float32) {
 		mx = max(mx, v)
 	}
 	var sum float64
-	for i, v := range x {
-		e := math.Exp(float64(v - mx))
-		x[i] = float32(e)
-		sum += e
+	for _, v := range x {
+		sum += math.Exp(float64(v - mx))
 	}
 	inv := 1 / sum
-	for i := range x {
-		x[i] = float32(float64(x[i]) * inv)
+	for i, v := range x {
+		x[i] = float32(math.Exp(float64(v-mx)) * inv) // one rounding per weight
 	}
 }
 
