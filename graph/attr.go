@@ -37,9 +37,11 @@ func (SymbolRefAttr) isAttr() {}
 func (StringAttr) isAttr()    {}
 
 // Splat reports whether the attribute stores a single element for a bigger shape.
+// Sub-byte tensors whose full data fits in one byte (up to 8 i1, 2 si4) are never splats.
 func (d DenseAttr) Splat() bool {
 	n := d.Type.NumElements()
-	return n != 1 && int64(len(d.Data)) == int64(bytesFor(d.Type.DType, 1))
+	one := bytesFor(d.Type.DType, 1)
+	return n != 1 && len(d.Data) == one && int64(bytesFor(d.Type.DType, int(n))) != int64(one)
 }
 
 // Len is the number of stored elements (1 for a splat).
@@ -131,8 +133,14 @@ func DenseInts(dt DType, shape []int64, vals []int64) DenseAttr {
 	if len(vals) != n && len(vals) != 1 {
 		panic(fmt.Sprintf("graph: %d values for %s", len(vals), t))
 	}
-	if len(vals) == n && n > 1 && allEqual(vals) {
+	if len(vals) == n && n > 1 && allEqual(vals) && bytesFor(dt, n) > bytesFor(dt, 1) {
 		vals = vals[:1]
+	}
+	if len(vals) == 1 && n > 1 && bytesFor(dt, n) == bytesFor(dt, 1) { // too small to be a splat
+		vals = append(make([]int64, 0, n), vals[0])
+		for len(vals) < n {
+			vals = append(vals, vals[0])
+		}
 	}
 	data := make([]byte, bytesFor(dt, len(vals)))
 	for i, v := range vals {
