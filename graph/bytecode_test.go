@@ -248,13 +248,13 @@ func TestReadBytecodeEmptyModule(t *testing.T) {
 func TestAsmEntries(t *testing.T) {
 	types := map[string]string{
 		"!coreai.handle<tensor<6x1x2x?x256xf16>>": "!coreai.handle<tensor<6x1x2x?x256xf16>>",
-		"!coreai.token":                           "!coreai.token",
-		"tensor<1x?xsi32>":                        "tensor<1x?xsi32>",
-		"tensor<ui4>":                             "tensor<ui4>",
+		"!coreai.token":    "!coreai.token",
+		"tensor<1x?xsi32>": "tensor<1x?xsi32>",
+		"tensor<ui4>":      "tensor<ui4>",
 		"(tensor<2xf32>, !coreai.token) -> (tensor<2xf32>, i1)": "(tensor<2xf32>, !coreai.token) -> (tensor<2xf32>, i1)",
-		"() -> tensor<f16>":    "() -> (tensor<f16>)",
-		"() -> ()":             "() -> ()",
-		"tensor<4xbf16>":       "tensor<4xbf16>",
+		"() -> tensor<f16>":           "() -> (tensor<f16>)",
+		"() -> ()":                    "() -> ()",
+		"tensor<4xbf16>":              "tensor<4xbf16>",
 		"!quant.uniform<i8:f32, 1.0>": "!quant.uniform<i8:f32, 1.0>",
 	}
 	for in, want := range types {

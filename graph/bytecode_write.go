@@ -231,11 +231,11 @@ func custom(code uint64, parts ...bcPart) bcEntry {
 	return bcEntry{dialect: dialectBuiltin, custom: true, parts: append([]bcPart{{kind: partVarint, v: code}}, parts...)}
 }
 
-func pv(v uint64) bcPart       { return bcPart{kind: partVarint, v: v} }
-func pAttr(id uint64) bcPart   { return bcPart{kind: partAttr, v: id} }
-func pType(id uint64) bcPart   { return bcPart{kind: partType, v: id} }
-func pRaw(b []byte) bcPart     { return bcPart{kind: partRaw, raw: b} }
-func pList(n int) bcPart       { return pv(uint64(n)) }
+func pv(v uint64) bcPart         { return bcPart{kind: partVarint, v: v} }
+func pAttr(id uint64) bcPart     { return bcPart{kind: partAttr, v: id} }
+func pType(id uint64) bcPart     { return bcPart{kind: partType, v: id} }
+func pRaw(b []byte) bcPart       { return bcPart{kind: partRaw, raw: b} }
+func pList(n int) bcPart         { return pv(uint64(n)) }
 func keyOf(ids ...uint64) string { return fmt.Sprint(ids) }
 
 func (w *bcWriter) elemType(dt DType) uint64 {

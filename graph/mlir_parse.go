@@ -96,9 +96,9 @@ func (t *mType) graphType() (Type, error) {
 }
 
 type (
-	mAttr    interface{}
-	mString  struct{ s string }
-	mNamed   struct {
+	mAttr   interface{}
+	mString struct{ s string }
+	mNamed  struct {
 		name string
 		val  mAttr
 	}
