@@ -978,7 +978,7 @@ func (r *bcReader) readIR(c *cursor) error {
 	if err != nil {
 		return err
 	}
-	if op.name != opModule || op.regions != 1 {
+	if op.name != opModule || op.regions != 1 || len(op.results) != 0 {
 		return c.errf("top-level op is %s with %d regions, want builtin.module with one", op.name, op.regions)
 	}
 	if len(op.attrs) > 0 {

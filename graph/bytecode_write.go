@@ -15,7 +15,8 @@ import (
 // buffer, so a model is never held twice.
 //
 // Encoding choices: builtin types and attributes use the builtin dialect's own encodings
-// (dense_resource must, the rest follow mlir-opt); coreai types are assembly text filed under the
+// (dense_resource must, the rest follow mlir-opt) except i1 vectors of 2 to 8 elements, which
+// are assembly text (see attr); coreai types are assembly text filed under the
 // coreai dialect, as mlir-opt writes types of a dialect it does not know; op attributes go in
 // the discardable dictionary and the properties section stays empty (see mlir_text.go); the
 // coreai dialect has no version entry (a reader without the dialect rejects one); sections come
@@ -307,8 +308,17 @@ func (w *bcWriter) attr(a Attr) uint64 {
 	case dictAttr:
 		return w.dict(a)
 	case DenseAttr:
-		t := w.typ(a.Type)
 		elems := denseElements(a)
+		if a.Type.DType == I1 && len(elems) > 1 && len(elems) <= 8 {
+			// Packed into one byte, a short i1 vector is ambiguous to MLIR readers after 22
+			// (they take a one-byte blob as a splat); its text form reads the same everywhere.
+			var text strings.Builder
+			tw := bufio.NewWriter(&text)
+			writeDenseText(tw, a)
+			tw.Flush()
+			return w.attrs.intern("asm:"+text.String(), bcEntry{dialect: dialectBuiltin, parts: []bcPart{pRaw(append([]byte(text.String()), 0))}})
+		}
+		t := w.typ(a.Type)
 		raw := mlirStorage(a.Type.DType, elems, len(elems) == 1)
 		blob := append(appendVarint(nil, uint64(len(raw))), raw...)
 		return w.attrs.intern("d:"+keyOf(t)+string(raw), custom(codeDenseIntOrFP, pType(t), pRaw(blob)))
@@ -577,7 +587,17 @@ func WriteBytecode(out io.Writer, m *Module, producer string) error {
 				return fmt.Errorf("graph: resource %q: %w", r.Key, err)
 			}
 		}
-		if _, err := bw.Write(data); err != nil {
+		if len(data) < 1<<16 {
+			if _, err := bw.Write(data); err != nil {
+				return err
+			}
+			continue
+		}
+		// A large blob goes straight to out: through bufio, its first MiB would be copied.
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if _, err := out.Write(data); err != nil {
 			return err
 		}
 	}

@@ -193,6 +193,15 @@ func testModule(t testing.TB) *Module {
 	big, bigT := res("big.f16", F16, []int64{1024, 1031}, 16, true)
 	b.Resource(bigT, big)
 
+	// a graph without arguments names: arg_attrs keeps an empty dictionary, res_attrs is left out
+	noop := NewFunc("noop")
+	noop.Private = true
+	na := noop.AddArg("", Tensor(UI8, 2))
+	noop.AddArg("named", Tensor(I1, 3))
+	noop.AddResult("", na)
+	bare := NewFunc("bare") // no arguments, no results
+	m.Funcs = append(m.Funcs, noop, bare)
+
 	f.AddResult("keyCache", tok2)
 	f.AddResult("convState", tok4)
 	f.AddResult("logits", logits)
@@ -253,13 +262,14 @@ func diffText(t *testing.T, what string, got, want []byte) {
 // output and prints exactly WriteText's text (no normalisation applied).
 func TestTextAndBytecodeMatchMLIROpt(t *testing.T) {
 	dir := t.TempDir()
-	m := testModule(t)
-	txtPath, txt := writeFile(t, dir, "m.mlir", func(b *bytes.Buffer) error { return WriteText(b, m) })
-	diffText(t, "text through mlir-opt", mlirOpt(t, txtPath, "--mlir-print-op-generic"), txt)
-	bcPath, _ := writeFile(t, dir, "m.mlirb", func(b *bytes.Buffer) error { return WriteBytecode(b, m, "qconv test") })
-	diffText(t, "bytecode through mlir-opt", mlirOpt(t, bcPath, "--mlir-print-op-generic"), txt)
-	if !bytes.Contains(txt, []byte("big.f16: \"0x10000000")) || !bytes.Contains(txt, []byte(`"coreai.decomposable.broadcasting_batch_matmul"`)) {
-		t.Fatal("text lacks the big blob or the matmul")
+	for i, m := range []*Module{testModule(t), smallModule(t), tinyModule(), {}} {
+		txtPath, txt := writeFile(t, dir, "m.mlir", func(b *bytes.Buffer) error { return WriteText(b, m) })
+		diffText(t, fmt.Sprintf("module %d: text through mlir-opt", i), mlirOpt(t, txtPath, "--mlir-print-op-generic"), txt)
+		bcPath, _ := writeFile(t, dir, "m.mlirb", func(b *bytes.Buffer) error { return WriteBytecode(b, m, "qconv test") })
+		diffText(t, fmt.Sprintf("module %d: bytecode through mlir-opt", i), mlirOpt(t, bcPath, "--mlir-print-op-generic"), txt)
+		if i == 0 && (!bytes.Contains(txt, []byte("big.f16: \"0x10000000")) || !bytes.Contains(txt, []byte(`"coreai.decomposable.broadcasting_batch_matmul"`))) {
+			t.Fatal("text lacks the big blob or the matmul")
+		}
 	}
 }
 
@@ -282,6 +292,57 @@ func TestReadMLIROptBytecode(t *testing.T) {
 		}
 		if r := got.Resource("big.f16"); r == nil || r.Size != 1024*1031*2 || r.Align != 16 {
 			t.Fatalf("big blob: %+v", r)
+		}
+	}
+}
+
+// propertiesForm rewrites generic text so every op's attribute dictionary becomes properties
+// <{...}>, the form mlir-opt keeps for unregistered ops in bytecode properties entries.
+func propertiesForm(text string) string {
+	lines := strings.Split(text, "\n")
+	graphLine := -1
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, `  "coreai.graph"() ({`):
+			graphLine = i
+		case strings.HasPrefix(l, "  }) {") && strings.HasSuffix(l, "} : () -> ()"):
+			attrs := l[len("  }) ") : len(l)-len(" : () -> ()")]
+			lines[graphLine] = `  "coreai.graph"() <` + attrs + `> ({`
+			lines[i] = "  }) : () -> ()"
+		case strings.HasPrefix(l, "    ") && strings.Contains(l, ") {"):
+			end := strings.LastIndex(l, "} : (")
+			start := strings.Index(l, ") {")
+			lines[i] = l[:start] + ") <" + l[start+2:end+1] + ">" + l[end+1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Bytecode mlir-opt writes with properties entries for the coreai ops, and version 5 bytecode,
+// read back equal.
+func TestReadMLIROptPropertiesAndV5(t *testing.T) {
+	dir := t.TempDir()
+	m := testModule(t)
+	var txt bytes.Buffer
+	if err := WriteText(&txt, m); err != nil {
+		t.Fatal(err)
+	}
+	props := propertiesForm(txt.String())
+	path := filepath.Join(dir, "props.mlir")
+	if err := os.WriteFile(path, []byte(props), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	printed := string(mlirOpt(t, path, "--mlir-print-op-generic"))
+	if !strings.Contains(printed, `"coreai.graph"() <{arg_attrs = [`) || !strings.Contains(printed, `"coreai.constant"() <{value = `) || printed != props {
+		t.Fatalf("mlir-opt did not keep the properties form:\n%.400s", printed)
+	}
+	for _, flags := range [][]string{{"--emit-bytecode"}, {"--emit-bytecode", "--emit-bytecode-version=5"}} {
+		got, err := ReadBytecode(mlirOpt(t, path, flags...))
+		if err != nil {
+			t.Fatalf("%v: %v", flags, err)
+		}
+		if err := EqualModules(m, got); err != nil {
+			t.Fatalf("%v: %v", flags, err)
 		}
 	}
 }
@@ -465,12 +526,17 @@ func TestSubByteDenseIsNotASplat(t *testing.T) {
 	}
 }
 
-func TestWriteTextLayout(t *testing.T) {
+func tinyModule() *Module {
 	m := &Module{}
 	f := NewFunc("main")
 	x := f.AddArg("x", Tensor(F32, 2))
 	f.AddResult("y", NewBuilder(m, f).Op(OpExp, x))
 	m.Funcs = []*Func{f}
+	return m
+}
+
+func TestWriteTextLayout(t *testing.T) {
+	m := tinyModule()
 	var b bytes.Buffer
 	if err := WriteText(&b, m); err != nil {
 		t.Fatal(err)
@@ -482,6 +548,7 @@ func TestWriteTextLayout(t *testing.T) {
     "coreai.output"(%0) : (tensor<2xf32>) -> ()
   }) {arg_attrs = [{coreai.name = "x"}], function_type = (tensor<2xf32>) -> tensor<2xf32>, res_attrs = [{coreai.name = "y"}], sym_name = "main"} : () -> ()
 }) : () -> ()
+
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)

@@ -45,6 +45,9 @@ func WriteText(w io.Writer, m *Module) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	p := &textPrinter{w: bw, names: names}
 	bw.WriteString("\"builtin.module\"() ({\n")
+	if len(m.Funcs) == 0 {
+		bw.WriteString("^bb0:\n") // an empty block prints its header
+	}
 	for _, f := range m.Funcs {
 		p.graph(f)
 	}
@@ -69,8 +72,9 @@ func WriteText(w io.Writer, m *Module) error {
 			}
 			bw.WriteByte('\n')
 		}
-		bw.WriteString("    }\n  }\n#-}\n\n") // mlir-opt ends the trailer with an empty line
+		bw.WriteString("    }\n  }\n#-}\n")
 	}
+	bw.WriteByte('\n') // mlir-opt ends its output with an empty line
 	return bw.Flush()
 }
 
