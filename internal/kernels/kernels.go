@@ -62,7 +62,11 @@ func MatVec(m Matrix, dst, x []float32, n int) {
 	if chunks > rows {
 		chunks = rows
 	}
+	// Even chunk starts keep the multi-vector kernel's row pairs at the same absolute rows for
+	// every worker count, so results are bit-identical whatever GOMAXPROCS is (gate reports
+	// written into bundles are compared byte for byte on other machines).
 	chunkRows := (rows + chunks - 1) / chunks
+	chunkRows += chunkRows & 1
 	var next atomic.Int64
 	work := func() {
 		for {
