@@ -201,6 +201,8 @@ func (it *Interpreter) finishStates(states map[string]*Array) {
 		cur := states[name]
 		r := p.root[h.lastWrite]
 		switch {
+		case !p.exact[h.lastWrite]:
+			cur = it.copyArray(cur)
 		case r == h.arg:
 			// updated in place: same storage as the array the caller gave
 			if cur != old {
@@ -280,11 +282,14 @@ type interpPlan struct {
 	fn       *Func
 	index    map[*Value]int
 	kind     []valKind
-	root     []int // value owning the storage a value's elements live in
+	root     []int  // value owning the storage a value's elements live in
+	exact    []bool // the elements are exactly the root's storage (a slice may be a copy)
 	consts   []*Array
 	steps    []*interpStep
 	handles  []handleInfo
 	outRoots map[int]bool // roots of returned values
+	buf      []int        // shared buffer of a value (-1: its own), see planBuffers
+	nbuf     int
 }
 
 type handleInfo struct {
@@ -368,9 +373,10 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 	}
 	p.kind = make([]valKind, n)
 	p.root = make([]int, n)
+	p.exact = make([]bool, n)
 	p.consts = make([]*Array, n)
 	for i := range p.root {
-		p.root[i] = i
+		p.root[i], p.exact[i] = i, true
 	}
 	fail := func(i int, op *Op, format string, args ...any) error {
 		return fmt.Errorf("interpreter: @%s op #%d %s: %s", f.Name, i, op.Name, fmt.Sprintf(format, args...))
@@ -491,8 +497,12 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 			for _, o := range st.out {
 				p.kind[o] = vSlot
 			}
-		case isView(op.Name):
-			p.kind[st.out[0]], p.root[st.out[0]] = vView, p.root[st.in[0]]
+		case isView(op.Name) || op.Name == OpSlice:
+			// A slice is a view when its region is contiguous at run time, else a copy: count
+			// it as aliasing its operand, but not as exactly sharing its storage.
+			o := st.out[0]
+			p.kind[o], p.root[o] = vView, p.root[st.in[0]]
+			p.exact[o] = p.exact[st.in[0]] && op.Name != OpSlice
 		case op.Name == OpReadHandle || op.Name == OpWriteHandle:
 			h := st.in[0]
 			st.handle = f.Args[h].Name
@@ -501,7 +511,7 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 				o := st.out[0]
 				p.kind[o] = vRead
 				if w := p.handles[hi].lastWrite; w >= 0 {
-					p.root[o] = p.root[w]
+					p.root[o], p.exact[o] = p.root[w], p.exact[w]
 				} else {
 					p.root[o] = h
 				}
@@ -515,7 +525,9 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 			}
 		}
 	}
-	p.planInPlace()
+	u := p.usage()
+	p.planInPlace(u)
+	p.planBuffers(u)
 	pl.plans[f] = p
 	return p, nil
 }
@@ -603,30 +615,31 @@ func (p *interpPlan) constVals(vals []*Array) []*Array {
 	return vals
 }
 
-// planInPlace decides which slice_updates write into their operand's buffer: only when no value
-// sharing that buffer is read afterwards, no result returns it, and no state map keeps it
-// without a later write replacing it (see canInPlace).
-func (p *interpPlan) planInPlace() {
+// usage is where each value is used, for the in-place and buffer-sharing decisions.
+type usage struct {
+	stepOf  []int   // defining step (-1 for arguments and constants)
+	lastUse []int   // last step reading the value, write_handle aside (-1: none)
+	writes  [][]int // steps writing the value into a state
+	isOut   []bool  // returned by the function
+	hAccess map[int][]handleAccess
+}
+
+type handleAccess struct{ pos, write int } // write: 0 read_handle, 1 write_handle
+
+func (p *interpPlan) usage() *usage {
 	nv := len(p.kind)
-	stepOf := make([]int, nv) // defining step position (-1 for arguments)
-	for i := range stepOf {
-		stepOf[i] = -1
+	u := &usage{stepOf: make([]int, nv), lastUse: make([]int, nv), writes: make([][]int, nv), isOut: make([]bool, nv),
+		hAccess: map[int][]handleAccess{}}
+	for i := range nv {
+		u.stepOf[i], u.lastUse[i] = -1, -1
 	}
-	lastUse := make([]int, nv) // last non-write_handle use
-	writes := make([][]int, nv)
-	isOut := make([]bool, nv)
-	for i := range lastUse {
-		lastUse[i] = -1
-	}
-	type access struct{ pos, write int }
-	hAccess := map[int][]access{} // per handle arg: reads (write=0) and writes (1) by step order
 	for si, st := range p.steps {
 		for _, o := range st.out {
-			stepOf[o] = si
+			u.stepOf[o] = si
 		}
 		for k, j := range st.in {
 			if st.op.Name == OpWriteHandle && k == 1 {
-				writes[j] = append(writes[j], si)
+				u.writes[j] = append(u.writes[j], si)
 				continue
 			}
 			if (st.op.Name == OpWriteHandle || st.op.Name == OpReadHandle) && k == 0 {
@@ -635,18 +648,26 @@ func (p *interpPlan) planInPlace() {
 			if st.w != nil && k != activationOperand(st.op.Name) {
 				continue
 			}
-			lastUse[j] = si
+			u.lastUse[j] = si
 		}
 		switch st.op.Name {
 		case OpReadHandle:
-			hAccess[st.in[0]] = append(hAccess[st.in[0]], access{si, 0})
+			u.hAccess[st.in[0]] = append(u.hAccess[st.in[0]], handleAccess{si, 0})
 		case OpWriteHandle:
-			hAccess[st.in[0]] = append(hAccess[st.in[0]], access{si, 1})
+			u.hAccess[st.in[0]] = append(u.hAccess[st.in[0]], handleAccess{si, 1})
 		}
 	}
 	for _, r := range p.fn.Results {
-		isOut[p.index[r.Value]] = true
+		u.isOut[p.index[r.Value]] = true
 	}
+	return u
+}
+
+// planInPlace decides which slice_updates write into their operand's buffer: only when no value
+// sharing that buffer is read afterwards, no result returns it, and no state map keeps it
+// without a later write replacing it.
+func (p *interpPlan) planInPlace(u *usage) {
+	stepOf, lastUse, writes, isOut, hAccess := u.stepOf, u.lastUse, u.writes, u.isOut, u.hAccess
 	const never = 1 << 62
 	// nextWrite is the first write of handle h after position pos (never if none); readsIn
 	// reports a read of h strictly between a and b.
@@ -687,7 +708,7 @@ func (p *interpPlan) planInPlace() {
 		}
 		x := st.in[0]
 		r := p.root[x]
-		ok := p.kind[r] == vSlot || p.kind[r] == vHandle
+		ok := (p.kind[r] == vSlot || p.kind[r] == vHandle) && p.exact[x]
 		for _, j := range st.in[1:] {
 			ok = ok && p.root[j] != r
 		}
@@ -737,6 +758,65 @@ func (p *interpPlan) planInPlace() {
 	}
 }
 
+// planBuffers lets op results whose lifetimes do not overlap share buffers, so a step's
+// temporaries stay in cache. A root's lifetime runs to the last use of any value aliasing it;
+// roots that are returned or written to a state keep buffers of their own.
+func (p *interpPlan) planBuffers(u *usage) {
+	nv := len(p.kind)
+	p.buf = make([]int, nv)
+	last := make([]int, nv)
+	own := make([]bool, nv)
+	for v := range nv {
+		p.buf[v], last[v] = -1, -1
+	}
+	for v, k := range p.kind {
+		if k == vDead {
+			continue
+		}
+		r := p.root[v]
+		last[r] = max(last[r], u.lastUse[v])
+		own[r] = own[r] || u.isOut[v] || len(u.writes[v]) > 0
+	}
+	type live struct {
+		last, id int
+		float    bool
+	}
+	var active []live
+	var freeF, freeI []int
+	for si, st := range p.steps {
+		keep := active[:0]
+		for _, a := range active {
+			switch {
+			case a.last >= si:
+				keep = append(keep, a)
+			case a.float:
+				freeF = append(freeF, a.id)
+			default:
+				freeI = append(freeI, a.id)
+			}
+		}
+		active = keep
+		for k, o := range st.out {
+			if p.kind[o] != vSlot || p.root[o] != o || own[o] || last[o] < si {
+				continue
+			}
+			float := st.op.Results[k].Type.DType.IsFloat()
+			free := &freeI
+			if float {
+				free = &freeF
+			}
+			id := p.nbuf
+			if n := len(*free); n > 0 {
+				id, *free = (*free)[n-1], (*free)[:n-1]
+			} else {
+				p.nbuf++
+			}
+			p.buf[o] = id
+			active = append(active, live{last[o], id, float})
+		}
+	}
+}
+
 // ---- run time
 
 type interpFrame struct {
@@ -744,15 +824,18 @@ type interpFrame struct {
 	it        *Interpreter
 	vals      []*Array
 	slots     []*Array // buffers owned by value, reused across runs
+	copies    []*Array // slices that were not contiguous: their own buffers
 	states    map[string]*Array
 	subs      map[*interpPlan]*interpFrame
+	poolF     [][]float32 // shared buffers by id
+	poolI     [][]int64
 	preStates []*Array
 	scratch   []float32
 }
 
 func (p *interpPlan) newFrame(it *Interpreter) *interpFrame {
-	fr := &interpFrame{p: p, it: it, vals: make([]*Array, len(p.kind)), slots: make([]*Array, len(p.kind)),
-		subs: map[*interpPlan]*interpFrame{}}
+	fr := &interpFrame{p: p, it: it, vals: make([]*Array, len(p.kind)), slots: make([]*Array, len(p.kind)), copies: make([]*Array, len(p.kind)),
+		subs: map[*interpPlan]*interpFrame{}, poolF: make([][]float32, p.nbuf), poolI: make([][]int64, p.nbuf)}
 	p.constVals(fr.vals)
 	return fr
 }
@@ -787,6 +870,17 @@ func (fr *interpFrame) alloc(o int, dt DType, shape []int64) *Array {
 	t.DType = dt
 	t.Shape = append(t.Shape[:0], shape...)
 	n := shapeElems(shape)
+	if id := fr.p.buf; id != nil && id[o] >= 0 && len(fr.poolF) > id[o] {
+		if dt.IsFloat() {
+			fr.poolF[id[o]] = growF(fr.poolF[id[o]], n)
+			t.F, t.I = fr.poolF[id[o]], nil
+		} else {
+			fr.poolI[id[o]] = growI(fr.poolI[id[o]], n)
+			t.I, t.F = fr.poolI[id[o]], nil
+		}
+		fr.vals[o] = t
+		return t
+	}
 	if dt.IsFloat() {
 		if cap(t.F) < n && fr.it != nil {
 			if b := fr.it.takeFree(n); b != nil {
@@ -816,16 +910,18 @@ func (fr *interpFrame) view(o int, a *Array, shape []int64) *Array {
 	return t
 }
 
+// growF returns b resized to n, reallocating with headroom so a dimension that grows by one
+// per call (the KV positions) does not reallocate every call.
 func growF(b []float32, n int) []float32 {
 	if cap(b) < n {
-		return make([]float32, n)
+		return make([]float32, n, n+n/4)
 	}
 	return b[:n]
 }
 
 func growI(b []int64, n int) []int64 {
 	if cap(b) < n {
-		return make([]int64, n)
+		return make([]int64, n, n+n/4)
 	}
 	return b[:n]
 }

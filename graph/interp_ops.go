@@ -46,9 +46,20 @@ func execUnary(fr *interpFrame, st *interpStep) error {
 	if !x.DType.IsFloat() {
 		return st.errorf("operand is %s, want a float tensor", x)
 	}
-	out := fr.alloc(st.out[0], x.DType, x.Shape)
-	src, dst := x.F, out.F[:len(x.F)]
 	switch st.op.Name {
+	case OpExp, OpLog, OpSqrt, OpRsqrt, OpSigmoid, OpSilu, OpSin, OpCos:
+	default:
+		return st.errorf("not a unary op")
+	}
+	out := fr.alloc(st.out[0], x.DType, x.Shape)
+	unaryF32(st.op.Name, out.F, x.F)
+	roundResult(out)
+	return nil
+}
+
+func unaryF32(name string, dst, src []float32) {
+	dst = dst[:len(src)]
+	switch name {
 	case OpExp:
 		for i, v := range src {
 			dst[i] = float32(math.Exp(float64(v)))
@@ -81,11 +92,7 @@ func execUnary(fr *interpFrame, st *interpStep) error {
 		for i, v := range src {
 			dst[i] = float32(math.Cos(float64(v)))
 		}
-	default:
-		return st.errorf("not a unary op")
 	}
-	roundResult(out)
-	return nil
 }
 
 // bcast is a coalesced iteration space over an output shape with two operands' element strides
@@ -102,8 +109,8 @@ type bcast struct {
 }
 
 // makeBcast aligns shapes a and b on the right (numpy rules).
-func makeBcast(a, b []int64) *bcast {
-	bc := &bcast{}
+func makeBcast(a, b []int64) bcast {
+	var bc bcast
 	r := max(len(a), len(b))
 	if r > maxDims {
 		bc.rankTooBig = true
@@ -163,31 +170,36 @@ func makeBcast(a, b []int64) *bcast {
 
 // each calls fn for every innermost run: output offset o, operand offsets ao and bo, run length
 // n and the operands' strides along it.
-func (bc *bcast) each(fn func(o, ao, bo, n, sa, sb int)) {
-	if bc.total == 0 {
+func (bc *bcast) each(fn func(o, ao, bo, n, sa, sb int)) { bc.eachRange(0, bc.total, fn) }
+
+// eachRange is each restricted to the output elements [start, end).
+func (bc *bcast) eachRange(start, end int, fn func(o, ao, bo, n, sa, sb int)) {
+	if start >= end {
 		return
 	}
 	k := bc.n - 1
 	inner := bc.dims[k]
 	var idx [maxDims]int
-	o, ao, bo := 0, 0, 0
-	for {
-		fn(o, ao, bo, inner, bc.sa[k], bc.sb[k])
-		o += inner
-		d := k - 1
-		for ; d >= 0; d-- {
-			idx[d]++
-			ao += bc.sa[d]
-			bo += bc.sb[d]
-			if idx[d] < bc.dims[d] {
-				break
-			}
-			ao -= bc.sa[d] * bc.dims[d]
-			bo -= bc.sb[d] * bc.dims[d]
+	ao, bo := 0, 0
+	rem := start
+	for d := k; d >= 0; d-- {
+		idx[d] = rem % bc.dims[d]
+		rem /= bc.dims[d]
+		ao += idx[d] * bc.sa[d]
+		bo += idx[d] * bc.sb[d]
+	}
+	for o := start; o < end; {
+		n := min(inner-idx[k], end-o)
+		fn(o, ao, bo, n, bc.sa[k], bc.sb[k])
+		o += n
+		idx[k] += n
+		ao += n * bc.sa[k]
+		bo += n * bc.sb[k]
+		for d := k; d > 0 && idx[d] == bc.dims[d]; d-- {
+			ao += bc.sa[d-1] - bc.sa[d]*bc.dims[d]
+			bo += bc.sb[d-1] - bc.sb[d]*bc.dims[d]
 			idx[d] = 0
-		}
-		if d < 0 {
-			return
+			idx[d-1]++
 		}
 	}
 }
@@ -220,11 +232,7 @@ func execBinary(fr *interpFrame, st *interpStep) error {
 	op := binOpCode(st.op.Name)
 	out := fr.alloc(st.out[0], a.DType, bc.outShape[:bc.outRank])
 	if a.DType.IsFloat() {
-		dst, af, bf := out.F, a.F, b.F
-		bc.each(func(o, ao, bo, n, sa, sb int) {
-			binF32(op, dst[o:o+n], af[ao:], bf[bo:], sa, sb)
-		})
-		roundResult(out)
+		binaryRange(&bc, op, out, a, b, 0, bc.total)
 		return nil
 	}
 	dst, ai, bi := out.I, a.I, b.I
@@ -256,6 +264,18 @@ func execBinary(fr *interpFrame, st *interpStep) error {
 		return st.errorf("integer division by zero")
 	}
 	return nil
+}
+
+// binaryRange computes output elements [lo, hi) of a float binary op (a range, so the op can
+// be split over goroutines should that ever measure faster).
+func binaryRange(bc *bcast, op byte, out, a, b *Array, lo, hi int) {
+	dst, af, bf := out.F, a.F, b.F
+	bc.eachRange(lo, hi, func(o, ao, bo, n, sa, sb int) {
+		binF32(op, dst[o:o+n], af[ao:], bf[bo:], sa, sb)
+	})
+	if out.DType == F16 {
+		kernels.RoundF16(dst[lo:hi])
+	}
 }
 
 // binF32 computes dst[i] = a[i*sa] op b[i*sb].
@@ -524,19 +544,38 @@ func coalesce(dims, s1, s2 []int) (int, bool) {
 // stridedCopy copies the region dims from src (element strides ss, offset so) into dst (strides
 // ds, offset do).
 func stridedCopy[T float32 | int64](dst []T, do int, ds []int, src []T, so int, ss []int, dims []int) {
-	if len(dims) == 1 {
-		n := dims[0]
-		if ds[0] == 1 && ss[0] == 1 {
-			copy(dst[do:do+n], src[so:so+n])
-			return
+	switch len(dims) {
+	case 1:
+		copy2D(dst, do, 0, ds[0], src, so, 0, ss[0], 1, dims[0])
+	case 2:
+		copy2D(dst, do, ds[0], ds[1], src, so, ss[0], ss[1], dims[0], dims[1])
+	default:
+		for i := 0; i < dims[0]; i++ {
+			stridedCopy(dst, do+i*ds[0], ds[1:], src, so+i*ss[0], ss[1:], dims[1:])
 		}
-		for i := 0; i < n; i++ {
-			dst[do+i*ds[0]] = src[so+i*ss[0]]
-		}
-		return
 	}
-	for i := 0; i < dims[0]; i++ {
-		stridedCopy(dst, do+i*ds[0], ds[1:], src, so+i*ss[0], ss[1:], dims[1:])
+}
+
+// copy2D copies n0 rows of n1 elements.
+func copy2D[T float32 | int64](dst []T, do, ds0, ds1 int, src []T, so, ss0, ss1 int, n0, n1 int) {
+	switch {
+	case ds1 == 1 && ss1 == 1 && n1 > 16:
+		for i := 0; i < n0; i++ {
+			copy(dst[do+i*ds0:do+i*ds0+n1], src[so+i*ss0:so+i*ss0+n1])
+		}
+	case ds1 == 1 && ss1 == 1: // short rows: a loop beats a memmove call
+		for i := 0; i < n0; i++ {
+			d, s := dst[do+i*ds0:do+i*ds0+n1], src[so+i*ss0:so+i*ss0+n1]
+			for j := range d {
+				d[j] = s[j]
+			}
+		}
+	default:
+		for i := 0; i < n0; i++ {
+			for j := 0; j < n1; j++ {
+				dst[do+i*ds0+j*ds1] = src[so+i*ss0+j*ss1]
+			}
+		}
 	}
 }
 
@@ -702,19 +741,17 @@ func execConcat(fr *interpFrame, st *interpStep) error {
 		shape[ax] += t.Shape[ax]
 	}
 	out := fr.alloc(st.out[0], first.DType, shape[:r])
-	outer := shapeElems(shape[:ax])
+	var os, ts, dims [maxDims]int
+	rowMajorStrides(os[:], shape[:r])
 	pos := 0
-	for o := 0; o < outer; o++ {
-		for _, j := range st.in[1:] {
-			t := fr.vals[j]
-			chunk := shapeElems(t.Shape[ax:])
-			if t.DType.IsFloat() {
-				copy(out.F[pos:pos+chunk], t.F[o*chunk:(o+1)*chunk])
-			} else {
-				copy(out.I[pos:pos+chunk], t.I[o*chunk:(o+1)*chunk])
-			}
-			pos += chunk
+	for _, j := range st.in[1:] {
+		t := fr.vals[j]
+		rowMajorStrides(ts[:], t.Shape)
+		for d := range t.Shape {
+			dims[d] = int(t.Shape[d])
 		}
+		copyRegion(out, pos*os[ax], os[:r], t, 0, ts[:r], dims[:r])
+		pos += int(t.Shape[ax])
 	}
 	return nil
 }
@@ -771,10 +808,43 @@ func execSlice(fr *interpFrame, st *interpStep) error {
 		return err
 	}
 	var shape [maxDims]int64
+	n := 1
 	for d := 0; d < r; d++ {
 		shape[d] = int64(dims[d])
+		n *= dims[d]
 	}
-	out := fr.alloc(st.out[0], x.DType, shape[:r])
+	// A region that is one contiguous run of x is returned as a view.
+	contiguous := true
+	for d, run := r-1, 1; d >= 0; d-- {
+		if dims[d] != 1 && ss[d] != run {
+			contiguous = false
+			break
+		}
+		run *= dims[d]
+	}
+	if contiguous {
+		v := fr.view(st.out[0], x, shape[:r])
+		if x.DType.IsFloat() {
+			v.F = x.F[off : off+n]
+		} else {
+			v.I = x.I[off : off+n]
+		}
+		return nil
+	}
+	// A copy goes to a buffer of its own: the view header of other runs aliases x.
+	out := fr.copies[st.out[0]]
+	if out == nil {
+		out = &Array{}
+		fr.copies[st.out[0]] = out
+	}
+	out.DType = x.DType
+	out.Shape = append(out.Shape[:0], shape[:r]...)
+	if x.DType.IsFloat() {
+		out.F = growF(out.F, n)
+	} else {
+		out.I = growI(out.I, n)
+	}
+	fr.vals[st.out[0]] = out
 	rowMajorStrides(os[:], shape[:r])
 	copyRegion(out, 0, os[:r], x, off, ss[:r], dims[:r])
 	return nil
@@ -793,7 +863,9 @@ func execSliceUpdate(fr *interpFrame, st *interpStep) error {
 	}
 	for d := 0; d < r; d++ {
 		if int64(dims[d]) != u.Shape[d] {
-			return st.errorf("update %s does not match the region %v of %s", u, dims[:r], x)
+			region := make([]int, r) // a copy, so dims stays on the stack
+			copy(region, dims[:r])
+			return st.errorf("update %s does not match the region %v of %s", u, region, x)
 		}
 	}
 	var out *Array
@@ -991,6 +1063,17 @@ func reduceWalk(out []float32, os []int, x []float32, xs []int, dims []int, oo, 
 				}
 			}
 			out[oo] = acc
+			return
+		}
+		if os[0] == 1 && xs[0] == 1 {
+			o, v := out[oo:oo+n], x[xo:xo+n]
+			if isMax {
+				for i := range o {
+					o[i] = max(o[i], v[i])
+				}
+			} else {
+				kernels.Axpy(o, 1, v) // 1·v + o is exactly o + v
+			}
 			return
 		}
 		for i := 0; i < n; i++ {

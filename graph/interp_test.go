@@ -2,6 +2,7 @@ package graph
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -1194,5 +1195,278 @@ func TestInterpErrors(t *testing.T) {
 	}
 	if _, err := NewInterpreter(m, "nope"); err == nil || !strings.Contains(err.Error(), "@nope") {
 		t.Errorf("unknown function: %v", err)
+	}
+}
+
+// slice_update must copy whenever the old value is still observable: read later, returned,
+// re-read from the state before the write, or left in the state map without a write.
+func TestInterpInPlaceSafety(t *testing.T) {
+	type built struct {
+		m       *Module
+		inPlace int // expected slice_updates planned in place
+	}
+	upd := func(b *Builder, x *Value, v float64) *Value {
+		return b.Op(OpSliceUpdate, x, b.Splat(F32, v, 1), b.I32s(1), b.I32s(2), b.I32s(1))
+	}
+	cases := []struct {
+		name   string
+		build  func() built
+		outs   map[string][]float64
+		states []float64
+	}{
+		{"old value read after the update", func() built {
+			m, f, b := interpModule()
+			h := f.AddState("s", Tensor(F32, 3))
+			tok := b.Op(OpCreateToken)
+			cur, tok := b.ReadState(h, tok)
+			nv := upd(b, cur, 9)
+			f.AddResult("s", b.WriteState(h, nv, tok))
+			f.AddResult("old", b.ReduceSum(cur, 0))
+			return built{m, 0}
+		}, map[string][]float64{"old": {6}}, []float64{1, 9, 3}},
+		{"state re-read before the write", func() built {
+			m, f, b := interpModule()
+			h := f.AddState("s", Tensor(F32, 3))
+			tok := b.Op(OpCreateToken)
+			cur, tok := b.ReadState(h, tok)
+			nv := upd(b, cur, 9)
+			again, tok := b.ReadState(h, tok)
+			f.AddResult("again", b.ReduceSum(again, 0))
+			f.AddResult("s", b.WriteState(h, nv, tok))
+			return built{m, 0}
+		}, map[string][]float64{"again": {6}}, []float64{1, 9, 3}},
+		{"update never written back", func() built {
+			m, f, b := interpModule()
+			h := f.AddState("s", Tensor(F32, 3))
+			tok := b.Op(OpCreateToken)
+			cur, tok := b.ReadState(h, tok)
+			f.AddResult("s", b.WriteState(h, cur, tok))
+			f.AddResult("y", upd(b, cur, 9))
+			return built{m, 0}
+		}, map[string][]float64{"y": {1, 9, 3}}, []float64{1, 2, 3}},
+		{"returned operand", func() built {
+			m, f, b := interpModule()
+			x := f.AddArg("x", Tensor(F32, 3))
+			e := b.Add(x, b.Splat(F32, 0, 3))
+			f.AddResult("e", e)
+			f.AddResult("y", upd(b, e, 9))
+			return built{m, 0}
+		}, map[string][]float64{"e": {1, 2, 3}, "y": {1, 9, 3}}, nil},
+		{"input operand", func() built {
+			m, f, b := interpModule()
+			x := f.AddArg("x", Tensor(F32, 3))
+			f.AddResult("y", upd(b, x, 9))
+			return built{m, 0}
+		}, map[string][]float64{"y": {1, 9, 3}}, nil},
+		{"dead temporary", func() built {
+			m, f, b := interpModule()
+			x := f.AddArg("x", Tensor(F32, 3))
+			e := b.Add(x, b.Splat(F32, 1, 3))
+			f.AddResult("y", upd(b, upd(b, e, 9), 7))
+			return built{m, 2}
+		}, map[string][]float64{"y": {2, 7, 4}}, nil},
+		{"per-layer read/write chain", func() built {
+			m, f, b := interpModule()
+			h := f.AddState("s", Tensor(F32, 3))
+			tok := b.Op(OpCreateToken)
+			var cur *Value
+			for l := 0; l < 3; l++ {
+				cur, tok = b.ReadState(h, tok)
+				nv := b.Op(OpSliceUpdate, cur, b.Splat(F32, float64(10+l), 1), b.I32s(int64(l)), b.I32s(int64(l+1)), b.I32s(1))
+				f.AddResult("sum"+string(rune('0'+l)), b.ReduceSum(nv, 0))
+				tok = b.WriteState(h, nv, tok)
+			}
+			f.AddResult("s", tok)
+			return built{m, 3}
+		}, map[string][]float64{"sum0": {15}, "sum1": {24}, "sum2": {33}}, []float64{10, 11, 12}},
+		{"written, then updated and written again", func() built {
+			m, f, b := interpModule()
+			x := f.AddArg("x", Tensor(F32, 3))
+			h := f.AddState("s", Tensor(F32, 3))
+			tok := b.Op(OpCreateToken)
+			_, tok = b.ReadState(h, tok)
+			e := b.Add(x, b.Splat(F32, 0, 3))
+			tok = b.WriteState(h, e, tok)
+			tok = b.WriteState(h, upd(b, e, 9), tok)
+			f.AddResult("s", tok)
+			return built{m, 1}
+		}, nil, []float64{1, 9, 3}},
+		{"written, then updated but not written", func() built {
+			m, f, b := interpModule()
+			x := f.AddArg("x", Tensor(F32, 3))
+			h := f.AddState("s", Tensor(F32, 3))
+			tok := b.Op(OpCreateToken)
+			_, tok = b.ReadState(h, tok)
+			e := b.Add(x, b.Splat(F32, 0, 3))
+			f.AddResult("s", b.WriteState(h, e, tok))
+			f.AddResult("y", upd(b, e, 9))
+			return built{m, 0}
+		}, map[string][]float64{"y": {1, 9, 3}}, []float64{1, 2, 3}},
+	}
+	for _, c := range cases {
+		bt := c.build()
+		it, err := NewInterpreter(bt.m, "main")
+		if err != nil {
+			t.Fatal(c.name, err)
+		}
+		n := 0
+		for _, st := range it.plan.steps {
+			if st.inPlace {
+				n++
+			}
+		}
+		if n != bt.inPlace {
+			t.Errorf("%s: %d updates in place, want %d\n%s", c.name, n, bt.inPlace, it.plan.describeKinds())
+		}
+		for run := 0; run < 2; run++ {
+			states := map[string]*Array{"s": farr(F32, []int64{3}, 1, 2, 3)}
+			inputs := map[string]*Array{}
+			if bt.m.Funcs[0].Arg("x") != nil {
+				inputs["x"] = farr(F32, []int64{3}, 1, 2, 3)
+			}
+			out, err := it.Run(inputs, states)
+			if err != nil {
+				t.Fatal(c.name, err)
+			}
+			for k, want := range c.outs {
+				near(t, c.name+" "+k, out[k].F, want, 0)
+			}
+			if c.states != nil {
+				near(t, c.name+" state", states["s"].F, c.states, 0)
+			}
+		}
+	}
+}
+
+// After the first call, Run allocates nothing: buffers are reused per value, states update in
+// place, and the per-op index arithmetic stays on the stack.
+func TestInterpSteadyStateAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	q8 := makeQWeight(rng, 64, 64, 1, 32, 127)
+	m, f, b := interpModule()
+	x := f.AddArg("x", Tensor(F16, 1, 1, 64))
+	pos := f.AddArg("pos", Tensor(SI32, 1, Dyn))
+	h := f.AddState("s", Tensor(F16, 2, 64, Dyn))
+	tok := b.Op(OpCreateToken)
+	cur, tok := b.ReadState(h, tok)
+	y := b.Matmul(x, b.Transpose(q8.value(b, SI8, F16), 1, 0))
+	y = b.Op(OpSilu, y)
+	y = b.Mul(y, b.Splat(F16, 0.5, 64))
+	xf := b.Cast(y, F32)
+	ms := b.ReduceMean(b.Mul(xf, xf), 2)
+	y = b.Cast(b.Mul(xf, b.Op(OpRsqrt, b.Add(ms, b.Scalar(F32, 1e-6)))), F16)
+	p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, pos), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
+	cur = b.Op(OpSliceUpdate, cur, b.Reshape(y, 1, 64, 1), b.Concat(0, b.I32s(0, 0), b.Sub(p, b.I32s(1))), b.Concat(0, b.I32s(1, 64), p), b.I32s(1, 1, 1))
+	f.AddResult("s", b.WriteState(h, cur, tok))
+	f.AddResult("y", b.Op(OpSoftmax, y, b.I32(-1)))
+	if b.Err() != nil {
+		t.Fatal(b.Err())
+	}
+	it, err := NewInterpreter(m, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]*Array{"x": NewArray(F16, 1, 1, 64), "pos": NewArray(SI32, 1, 3)}
+	st := map[string]*Array{"s": NewArray(F16, 2, 64, 8)}
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, err := it.Run(in, st); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per Run in steady state, want 0", allocs)
+	}
+}
+
+// Contiguous slices alias their operand; strided ones copy. Either way an update of the operand
+// must not show through, and a slice written to a state must hold its own values.
+func TestInterpSliceViews(t *testing.T) {
+	// A view of a temporary is read after the temporary is updated: no update in place.
+	m, f, b := interpModule()
+	x := f.AddArg("x", Tensor(F32, 2, 3))
+	e := b.Add(x, b.Splat(F32, 0, 2, 3))
+	row := b.Slice(e, []int64{1, 0}, []int64{2, 3}) // contiguous: a view
+	col := b.Slice(e, []int64{0, 1}, []int64{2, 2}) // strided: a copy
+	y := b.Op(OpSliceUpdate, e, b.Splat(F32, -1, 2, 3), b.I32s(0, 0), b.I32s(2, 3), b.I32s(1, 1))
+	f.AddResult("y", y)
+	f.AddResult("row", b.Mul(row, b.Scalar(F32, 1)))
+	f.AddResult("col", b.Mul(col, b.Scalar(F32, 1)))
+	if b.Err() != nil {
+		t.Fatal(b.Err())
+	}
+	it, err := NewInterpreter(m, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range it.plan.steps {
+		if st.inPlace {
+			t.Error("update in place while a view of its operand is read later")
+		}
+	}
+	out, err := it.Run(map[string]*Array{"x": farr(F32, []int64{2, 3}, 1, 2, 3, 4, 5, 6)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "y", out["y"].F, []float64{-1, -1, -1, -1, -1, -1}, 0)
+	near(t, "row", out["row"].F, []float64{4, 5, 6}, 0)
+	near(t, "col", out["col"].F, []float64{2, 5}, 0)
+
+	// Shift registers: the state keeps the middle two (a contiguous slice) or the second column
+	// of [[s0, s1], [x0, x1]] (a strided slice) of the state and the input.
+	for _, strided := range []bool{false, true} {
+		m, f, b := interpModule()
+		x := f.AddArg("x", Tensor(F32, 2))
+		h := f.AddState("s", Tensor(F32, 2))
+		tok := b.Op(OpCreateToken)
+		cur, tok := b.ReadState(h, tok)
+		cat := b.Concat(0, cur, x) // [s0, s1, x0, x1]
+		next := b.Slice(cat, []int64{1}, []int64{3})
+		if strided {
+			next = b.Reshape(b.Slice(b.Reshape(cat, 2, 2), []int64{0, 1}, []int64{2, 2}), 2)
+		}
+		f.AddResult("s", b.WriteState(h, next, tok))
+		f.AddResult("cat", cat)
+		if b.Err() != nil {
+			t.Fatal(b.Err())
+		}
+		it, err := NewInterpreter(m, "main")
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]*Array{"s": farr(F32, []int64{2}, 1, 2)}
+		s := []float64{1, 2}
+		for step := 0; step < 4; step++ {
+			xv := []float64{float64(10 * step), float64(10*step + 1)}
+			out, err := it.Run(map[string]*Array{"x": farr(F32, []int64{2}, xv...)}, states)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cat := append(append([]float64{}, s...), xv...)
+			near(t, "cat", out["cat"].F, cat, 0)
+			s = []float64{cat[1], cat[2]}
+			if strided {
+				s = []float64{cat[1], cat[3]}
+			}
+			near(t, fmt.Sprintf("strided=%v state", strided), states["s"].F, s, 0)
+		}
+	}
+}
+
+func TestInterpEachRange(t *testing.T) {
+	bc := makeBcast([]int64{3, 1, 5, 4}, []int64{2, 1, 4})
+	want := make([][3]int, bc.total)
+	bc.each(func(o, ao, bo, n, sa, sb int) {
+		for i := 0; i < n; i++ {
+			want[o+i] = [3]int{o + i, ao + i*sa, bo + i*sb}
+		}
+	})
+	for _, r := range [][2]int{{0, 1}, {3, 17}, {5, 40}, {39, 120}, {0, 120}, {119, 120}} {
+		bc.eachRange(r[0], r[1], func(o, ao, bo, n, sa, sb int) {
+			for i := 0; i < n; i++ {
+				if o+i < r[0] || o+i >= r[1] || want[o+i] != [3]int{o + i, ao + i*sa, bo + i*sb} {
+					t.Fatalf("range %v: element %d at operands (%d, %d), want %v", r, o+i, ao+i*sa, bo+i*sb, want[o+i])
+				}
+			}
+		})
 	}
 }
