@@ -49,6 +49,7 @@ func NewArray(dt DType, shape ...int64) *Array {
 // Len is the number of elements the shape describes.
 func (a *Array) Len() int { return shapeElems(a.Shape) }
 
+// String is the dtype and shape, e.g. f16[1 1 1024].
 func (a *Array) String() string {
 	return fmt.Sprintf("%s%v", a.DType, a.Shape)
 }
@@ -87,7 +88,6 @@ func shapeElems(shape []int64) int {
 //
 // The fp16 rounding rule and the fused-weight numerics are described at the top of interp.go.
 type Interpreter struct {
-	mod      *Module
 	plan     *interpPlan
 	frame    *interpFrame
 	out      map[string]*Array
@@ -95,7 +95,7 @@ type Interpreter struct {
 	free     [][]float32     // buffers of old states, reused for new values
 }
 
-// InterpOption adjusts planning (tests use it to compare fused and unfused products).
+// interpOptions adjusts planning (tests use it to compare fused and unfused products).
 type interpOptions struct {
 	noFuse bool
 }
@@ -116,7 +116,7 @@ func newInterpreter(m *Module, fn string, opt interpOptions) (*Interpreter, erro
 	if err != nil {
 		return nil, err
 	}
-	it := &Interpreter{mod: m, plan: p, out: map[string]*Array{}, produced: map[*Array]bool{}}
+	it := &Interpreter{plan: p, out: map[string]*Array{}, produced: map[*Array]bool{}}
 	it.frame = p.newFrame(it)
 	return it, nil
 }
@@ -124,7 +124,7 @@ func newInterpreter(m *Module, fn string, opt interpOptions) (*Interpreter, erro
 // Run executes one call of the function. inputs holds the tensor arguments by coreai.name;
 // states holds the buffers behind the !coreai.handle arguments by name: read_handle yields the
 // current array and write_handle replaces it in the map, so the caller keeps the map across
-// calls. Run returns the non-token results by name.
+// calls. Run returns the non-token results by name, in a map the next Run reuses.
 //
 // Ownership: the returned arrays and the arrays Run puts into states alias the interpreter's
 // buffers; they stay valid until the next Run, which may reuse them (clone what you keep).
@@ -273,7 +273,7 @@ const (
 	vToken                  // ordering token: no data
 	vConst                  // constant or folded at plan time: immutable
 	vSlot                   // op result in its own buffer
-	vView                   // reshape/expand_dims/shrink_dims: operand 0's buffer
+	vView                   // reshape/expand_dims/shrink_dims/slice: operand 0's buffer (a slice may copy)
 	vRead                   // read_handle: the state map's array
 	vInPlace                // slice_update written into operand 0's buffer
 )
@@ -307,7 +307,6 @@ type interpStep struct {
 	inPlace bool         // slice_update into operand 0's buffer
 	callee  *interpPlan  // invoke
 	handle  string       // read/write_handle: the state's name
-	axes    []int        // scratch decoded per run (axes, perm)
 }
 
 type opExec func(fr *interpFrame, st *interpStep) error
@@ -481,6 +480,9 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 				return nil, fmt.Errorf("interpreter: @%s: folding constants: %w", f.Name, err)
 			}
 			o := st.out[0]
+			if err := fold.vals[o].check(op.Results[0].Type); err != nil {
+				return nil, fmt.Errorf("interpreter: @%s: folding constants: %w", f.Name, st.errorf("result %v", err))
+			}
 			p.kind[o], p.consts[o] = vConst, fold.vals[o]
 			fold.slots[o] = nil
 			continue

@@ -10,8 +10,8 @@ import (
 // its own buffer (fr.alloc) or aliases an operand (views, in-place slice_update), and rounds an
 // f16 result to fp16.
 
-// maxDims bounds the rank the strided loops handle with stack-allocated index arrays.
-const maxDims = 16
+// interpMaxRank bounds the rank the strided loops handle with stack-allocated index arrays.
+const interpMaxRank = 16
 
 func roundResult(a *Array) {
 	if a.DType == F16 {
@@ -99,10 +99,10 @@ func unaryF32(name string, dst, src []float32) {
 // (0 along broadcast dims).
 type bcast struct {
 	n          int
-	dims       [maxDims]int
-	sa, sb     [maxDims]int
+	dims       [interpMaxRank]int
+	sa, sb     [interpMaxRank]int
 	total      int
-	outShape   [maxDims]int64
+	outShape   [interpMaxRank]int64
 	outRank    int
 	incompat   bool
 	rankTooBig bool
@@ -112,12 +112,12 @@ type bcast struct {
 func makeBcast(a, b []int64) bcast {
 	var bc bcast
 	r := max(len(a), len(b))
-	if r > maxDims {
+	if r > interpMaxRank {
 		bc.rankTooBig = true
 		return bc
 	}
 	bc.outRank = r
-	var astr, bstr [maxDims]int
+	var astr, bstr [interpMaxRank]int
 	rowMajorStrides(astr[:], a)
 	rowMajorStrides(bstr[:], b)
 	bc.total = 1
@@ -179,7 +179,7 @@ func (bc *bcast) eachRange(start, end int, fn func(o, ao, bo, n, sa, sb int)) {
 	}
 	k := bc.n - 1
 	inner := bc.dims[k]
-	var idx [maxDims]int
+	var idx [interpMaxRank]int
 	ao, bo := 0, 0
 	rem := start
 	for d := k; d >= 0; d-- {
@@ -440,7 +440,7 @@ func execMatmul(fr *interpFrame, st *interpStep) error {
 		return st.errorf("contraction dims differ: %s x %s", a, b)
 	}
 	bc := makeBcast(a.Shape[:ra-2], b.Shape[:rb-2])
-	if bc.incompat || bc.rankTooBig || bc.outRank+2 > maxDims {
+	if bc.incompat || bc.rankTooBig || bc.outRank+2 > interpMaxRank {
 		return st.errorf("batch dims of %s and %s do not broadcast", a, b)
 	}
 	shape := append(bc.outShape[:bc.outRank:bc.outRank], int64(M), int64(N))
@@ -453,7 +453,7 @@ func execMatmul(fr *interpFrame, st *interpStep) error {
 	mk, kn, mn := M*K, K*N, M*N
 	bc.each(func(o, ao, bo, n, sa, sb int) {
 		for i := 0; i < n; i++ {
-			gemm(dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn], M, K, N, scratch)
+			gemmF32(dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn], M, K, N, scratch)
 		}
 	})
 	roundResult(out)
@@ -464,8 +464,8 @@ func execMatmul(fr *interpFrame, st *interpStep) error {
 // dotting rows of a with columns of b.
 const gemmAxpyMinN = 16
 
-// gemm sets dst[M,N] = a[M,K]·b[K,N], accumulating in float32.
-func gemm(dst, a, b []float32, M, K, N int, scratch []float32) {
+// gemmF32 sets dst[M,N] = a[M,K]·b[K,N], accumulating in float32.
+func gemmF32(dst, a, b []float32, M, K, N int, scratch []float32) {
 	if K == 0 {
 		clear(dst)
 		return
@@ -502,7 +502,7 @@ func execFusedMatmul(fr *interpFrame, st *interpStep) error {
 	if r < 2 || int(x.Shape[r-1]) != w.cols || x.DType != w.dtype {
 		return st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
 	}
-	var sbuf [maxDims]int64
+	var sbuf [interpMaxRank]int64
 	shape := append(sbuf[:0], x.Shape...)
 	shape[r-1] = int64(w.rows)
 	out := fr.alloc(st.out[0], x.DType, shape)
@@ -515,9 +515,9 @@ func execFusedMatmul(fr *interpFrame, st *interpStep) error {
 
 // ---- data movement
 
-// coalesce merges adjacent dims that are contiguous in both stride sets and drops size-1
+// coalesceDims merges adjacent dims that are contiguous in both stride sets and drops size-1
 // dims; it returns the new count. A zero-size shape returns 0 dims with ok false.
-func coalesce(dims, s1, s2 []int) (int, bool) {
+func coalesceDims(dims, s1, s2 []int) (int, bool) {
 	n := 0
 	for d := range dims {
 		if dims[d] == 0 {
@@ -581,11 +581,11 @@ func copy2D[T float32 | int64](dst []T, do, ds0, ds1 int, src []T, so, ss0, ss1 
 
 // copyRegion copies a region of extent dims between two arrays of the same dtype.
 func copyRegion(dst *Array, do int, ds []int, src *Array, so int, ss []int, dims []int) {
-	var cd, cs1, cs2 [maxDims]int
+	var cd, cs1, cs2 [interpMaxRank]int
 	copy(cd[:], dims)
 	copy(cs1[:], ds)
 	copy(cs2[:], ss)
-	n, ok := coalesce(cd[:len(dims)], cs1[:len(dims)], cs2[:len(dims)])
+	n, ok := coalesceDims(cd[:len(dims)], cs1[:len(dims)], cs2[:len(dims)])
 	if !ok {
 		return
 	}
@@ -603,13 +603,13 @@ func execTranspose(fr *interpFrame, st *interpStep) error {
 		return err
 	}
 	r := len(x.Shape)
-	if len(perm) != r || r > maxDims {
+	if len(perm) != r || r > interpMaxRank {
 		return st.errorf("perm %v for %s", perm, x)
 	}
-	var seen [maxDims]bool
-	var xs, ps, os [maxDims]int
-	var dims [maxDims]int
-	var shape [maxDims]int64
+	var seen [interpMaxRank]bool
+	var xs, ps, os [interpMaxRank]int
+	var dims [interpMaxRank]int
+	var shape [interpMaxRank]int64
 	rowMajorStrides(xs[:], x.Shape)
 	for i, p := range perm {
 		if p < 0 || int(p) >= r || seen[p] {
@@ -653,10 +653,10 @@ func execExpandDims(fr *interpFrame, st *interpStep) error {
 		return err
 	}
 	r := len(x.Shape) + len(axes)
-	if r > maxDims {
+	if r > interpMaxRank {
 		return st.errorf("rank %d too large", r)
 	}
-	var ins [maxDims]bool
+	var ins [interpMaxRank]bool
 	for _, a := range axes {
 		ax, err := normAxis(a, r)
 		if err != nil || ins[ax] {
@@ -664,7 +664,7 @@ func execExpandDims(fr *interpFrame, st *interpStep) error {
 		}
 		ins[ax] = true
 	}
-	var shape [maxDims]int64
+	var shape [interpMaxRank]int64
 	j := 0
 	for i := 0; i < r; i++ {
 		if ins[i] {
@@ -685,10 +685,10 @@ func execShrinkDims(fr *interpFrame, st *interpStep) error {
 		return err
 	}
 	r := len(x.Shape)
-	if r > maxDims {
+	if r > interpMaxRank {
 		return st.errorf("rank %d too large", r)
 	}
-	var drop [maxDims]bool
+	var drop [interpMaxRank]bool
 	for _, a := range axes {
 		ax, err := normAxis(a, r)
 		if err != nil || drop[ax] {
@@ -699,7 +699,7 @@ func execShrinkDims(fr *interpFrame, st *interpStep) error {
 		}
 		drop[ax] = true
 	}
-	var shape [maxDims]int64
+	var shape [interpMaxRank]int64
 	n := 0
 	for i, d := range x.Shape {
 		if !drop[i] {
@@ -722,10 +722,10 @@ func execConcat(fr *interpFrame, st *interpStep) error {
 	first := fr.vals[st.in[1]]
 	r := len(first.Shape)
 	ax, err := normAxis(axv[0], r)
-	if err != nil || r > maxDims {
+	if err != nil || r > interpMaxRank {
 		return st.errorf("axis %d invalid for %s", axv[0], first)
 	}
-	var shape [maxDims]int64
+	var shape [interpMaxRank]int64
 	copy(shape[:], first.Shape)
 	shape[ax] = 0
 	for _, j := range st.in[1:] {
@@ -741,7 +741,7 @@ func execConcat(fr *interpFrame, st *interpStep) error {
 		shape[ax] += t.Shape[ax]
 	}
 	out := fr.alloc(st.out[0], first.DType, shape[:r])
-	var os, ts, dims [maxDims]int
+	var os, ts, dims [interpMaxRank]int
 	rowMajorStrides(os[:], shape[:r])
 	pos := 0
 	for _, j := range st.in[1:] {
@@ -775,7 +775,7 @@ func (fr *interpFrame) sliceRegion(st *interpStep, k int, shape []int64, dims []
 	if len(begin) != r || len(end) != r || len(step) != r {
 		return 0, st.errorf("begin %v, end %v, strides %v for rank %d", begin, end, step, r)
 	}
-	var xs [maxDims]int
+	var xs [interpMaxRank]int
 	rowMajorStrides(xs[:], shape)
 	off := 0
 	for d := 0; d < r; d++ {
@@ -799,15 +799,15 @@ func (fr *interpFrame) sliceRegion(st *interpStep, k int, shape []int64, dims []
 func execSlice(fr *interpFrame, st *interpStep) error {
 	x := fr.vals[st.in[0]]
 	r := len(x.Shape)
-	if r > maxDims {
+	if r > interpMaxRank {
 		return st.errorf("rank %d too large", r)
 	}
-	var dims, ss, os [maxDims]int
+	var dims, ss, os [interpMaxRank]int
 	off, err := fr.sliceRegion(st, 1, x.Shape, dims[:r], ss[:r])
 	if err != nil {
 		return err
 	}
-	var shape [maxDims]int64
+	var shape [interpMaxRank]int64
 	n := 1
 	for d := 0; d < r; d++ {
 		shape[d] = int64(dims[d])
@@ -853,10 +853,10 @@ func execSlice(fr *interpFrame, st *interpStep) error {
 func execSliceUpdate(fr *interpFrame, st *interpStep) error {
 	x, u := fr.vals[st.in[0]], fr.vals[st.in[1]]
 	r := len(x.Shape)
-	if u.DType != x.DType || len(u.Shape) != r || r > maxDims {
+	if u.DType != x.DType || len(u.Shape) != r || r > interpMaxRank {
 		return st.errorf("update %s does not fit %s", u, x)
 	}
-	var dims, ds, us [maxDims]int
+	var dims, ds, us [interpMaxRank]int
 	off, err := fr.sliceRegion(st, 2, x.Shape, dims[:r], ds[:r])
 	if err != nil {
 		return err
@@ -889,7 +889,7 @@ func execGather(fr *interpFrame, st *interpStep) error {
 	}
 	ri := len(idx.Shape)
 	k := int(idx.Shape[ri-1])
-	var shape [2 * maxDims]int64
+	var shape [2 * interpMaxRank]int64
 	n := copy(shape[:], idx.Shape[:ri-1])
 	if st.w != nil {
 		w := st.w
@@ -908,12 +908,12 @@ func execGather(fr *interpFrame, st *interpStep) error {
 		return nil
 	}
 	rt := len(tab.Shape)
-	if k < 1 || k > rt || rt > maxDims {
+	if k < 1 || k > rt || rt > interpMaxRank {
 		return st.errorf("index depth %d for table %s", k, tab)
 	}
 	n += copy(shape[n:], tab.Shape[k:])
 	out := fr.alloc(st.out[0], tab.DType, shape[:n])
-	var ts [maxDims]int
+	var ts [interpMaxRank]int
 	rowMajorStrides(ts[:], tab.Shape)
 	block := shapeElems(tab.Shape[k:])
 	rows := len(idx.I) / k
@@ -1000,11 +1000,11 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 		return err
 	}
 	r := len(x.Shape)
-	if r > maxDims {
+	if r > interpMaxRank {
 		return st.errorf("rank %d too large", r)
 	}
-	var red [maxDims]bool
-	var shape [maxDims]int64
+	var red [interpMaxRank]bool
+	var shape [interpMaxRank]int64
 	copy(shape[:], x.Shape)
 	count := 1
 	for _, a := range axes {
@@ -1025,7 +1025,7 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 	for i := range out.F {
 		out.F[i] = init
 	}
-	var dims, xs, os [maxDims]int
+	var dims, xs, os [interpMaxRank]int
 	rowMajorStrides(xs[:], x.Shape)
 	rowMajorStrides(os[:], shape[:r])
 	for d := 0; d < r; d++ {
@@ -1034,7 +1034,7 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 			os[d] = 0
 		}
 	}
-	n, ok := coalesce(dims[:r], xs[:r], os[:r])
+	n, ok := coalesceDims(dims[:r], xs[:r], os[:r])
 	if ok {
 		reduceWalk(out.F, os[:n], x.F, xs[:n], dims[:n], 0, 0, isMax)
 	}
@@ -1096,8 +1096,8 @@ func execArgmax(fr *interpFrame, st *interpStep) error {
 	if err != nil {
 		return err
 	}
-	var shape [maxDims]int64
-	if len(x.Shape) > maxDims {
+	var shape [interpMaxRank]int64
+	if len(x.Shape) > interpMaxRank {
 		return st.errorf("rank too large")
 	}
 	copy(shape[:], x.Shape)
@@ -1195,7 +1195,7 @@ func blockIndex(dims, bs, gs []int, fn func(i, g int)) {
 		fn(0, 0)
 		return
 	}
-	var idx [maxDims]int
+	var idx [interpMaxRank]int
 	last := r - 1
 	for i := 0; i < total; {
 		base := 0
@@ -1219,11 +1219,11 @@ func blockIndex(dims, bs, gs []int, fn func(i, g int)) {
 func execBlockwise(fr *interpFrame, st *interpStep) error {
 	data, scale, off1, off2 := fr.vals[st.in[0]], fr.vals[st.in[1]], fr.vals[st.in[2]], fr.vals[st.in[3]]
 	r := len(data.Shape)
-	if data.DType.IsFloat() || !scale.DType.IsFloat() || len(scale.Shape) != r || r > maxDims ||
+	if data.DType.IsFloat() || !scale.DType.IsFloat() || len(scale.Shape) != r || r > interpMaxRank ||
 		off1.Len() != scale.Len() || off2.Len() != scale.Len() || off1.DType.IsFloat() || !off2.DType.IsFloat() {
 		return st.errorf("operands %s, %s, %s, %s do not fit", data, scale, off1, off2)
 	}
-	var dims, bs, gs [maxDims]int
+	var dims, bs, gs [interpMaxRank]int
 	for d := 0; d < r; d++ {
 		s := scale.Shape[d]
 		if s <= 0 || data.Shape[d]%s != 0 {
@@ -1244,14 +1244,14 @@ func execBlockwise(fr *interpFrame, st *interpStep) error {
 func execLUTToDense(fr *interpFrame, st *interpStep) error {
 	idx, lut := fr.vals[st.in[0]], fr.vals[st.in[1]]
 	r := len(idx.Shape)
-	if idx.DType.IsFloat() || !lut.DType.IsFloat() || len(lut.Shape) != r+2 || r > maxDims {
+	if idx.DType.IsFloat() || !lut.DType.IsFloat() || len(lut.Shape) != r+2 || r > interpMaxRank {
 		return st.errorf("operands %s, %s do not fit", idx, lut)
 	}
 	entries, vec := int(lut.Shape[r]), int(lut.Shape[r+1])
 	if vec != 1 {
 		return st.errorf("lut %s has vectors of %d entries; only scalar LUTs are supported", lut, vec)
 	}
-	var dims, bs, gs [maxDims + 2]int
+	var dims, bs, gs [interpMaxRank + 2]int
 	for d := 0; d < r; d++ {
 		g := lut.Shape[d]
 		if g <= 0 || idx.Shape[d]%g != 0 {

@@ -65,8 +65,8 @@ func checkShape(t *testing.T, name string, a *Array, shape ...int64) {
 	}
 }
 
-// near checks got against want within an absolute-plus-relative tolerance.
-func near(t *testing.T, name string, got []float32, want []float64, tol float64) {
+// checkNear checks got against want within an absolute-plus-relative tolerance.
+func checkNear(t *testing.T, name string, got []float32, want []float64, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
@@ -94,8 +94,8 @@ func sameInts(t *testing.T, name string, got, want []int64) {
 
 func f16round(v float64) float64 { return float64(float16.Fromfloat32(float32(v)).Float32()) }
 
-// index/unindex convert between a flat row-major offset and a multi-index.
-func unindex(i int, shape []int64) []int64 {
+// multiIndex/flatIndex convert between a flat row-major offset and a multi-index.
+func multiIndex(i int, shape []int64) []int64 {
 	idx := make([]int64, len(shape))
 	for d := len(shape) - 1; d >= 0; d-- {
 		idx[d] = int64(i) % shape[d]
@@ -104,7 +104,7 @@ func unindex(i int, shape []int64) []int64 {
 	return idx
 }
 
-func index(idx, shape []int64) int {
+func flatIndex(idx, shape []int64) int {
 	o := 0
 	for d := range shape {
 		o = o*int(shape[d]) + int(idx[d])
@@ -117,7 +117,7 @@ func bcastRef(a []float64, as []int64, b []float64, bs []int64, out []int64, fn 
 	r := len(out)
 	res := make([]float64, shapeElems(out))
 	for i := range res {
-		oi := unindex(i, out)
+		oi := multiIndex(i, out)
 		pick := func(s []int64) []int64 {
 			idx := make([]int64, len(s))
 			for d := range s {
@@ -127,7 +127,7 @@ func bcastRef(a []float64, as []int64, b []float64, bs []int64, out []int64, fn 
 			}
 			return idx
 		}
-		res[i] = fn(a[index(pick(as), as)], b[index(pick(bs), bs)])
+		res[i] = fn(a[flatIndex(pick(as), as)], b[flatIndex(pick(bs), bs)])
 	}
 	return res
 }
@@ -191,7 +191,7 @@ func TestInterpUnary(t *testing.T) {
 			if dt == F16 {
 				tol = 0 // f64 -> f32 -> f16 equals f64 -> f16 for these values
 			}
-			near(t, c.op+"/"+dt.String(), got.F, want, tol)
+			checkNear(t, c.op+"/"+dt.String(), got.F, want, tol)
 		}
 	}
 }
@@ -248,7 +248,7 @@ func TestInterpBinaryBroadcast(t *testing.T) {
 					}
 					tol = 1e-3 // one f16 ulp where f32 arithmetic rounds differently from f64
 				}
-				near(t, o.op, got.F, want, tol)
+				checkNear(t, o.op, got.F, want, tol)
 			}
 		}
 	}
@@ -285,7 +285,7 @@ func matmulRef(a []float64, as []int64, b []float64, bs []int64) ([]float64, []i
 	out := append(append([]int64{}, batch...), M, N)
 	res := make([]float64, shapeElems(out))
 	for i := range res {
-		oi := unindex(i, out)
+		oi := multiIndex(i, out)
 		pa := make([]int64, ra)
 		pb := make([]int64, rb)
 		for d := 0; d < len(ab); d++ {
@@ -302,7 +302,7 @@ func matmulRef(a []float64, as []int64, b []float64, bs []int64) ([]float64, []i
 		for k := int64(0); k < K; k++ {
 			pa[ra-2], pa[ra-1] = oi[r], k
 			pb[rb-2], pb[rb-1] = k, oi[r+1]
-			s += a[index(pa, as)] * b[index(pb, bs)]
+			s += a[flatIndex(pa, as)] * b[flatIndex(pb, bs)]
 		}
 		res[i] = s
 	}
@@ -327,7 +327,7 @@ func TestInterpMatmul(t *testing.T) {
 		got := mustRun(t, m, map[string]*Array{"a": farr(F32, c.a, av...), "b": farr(F32, c.b, bv...)}, nil)["y"]
 		want, shape := matmulRef(f64s(farr(F32, c.a, av...).F), c.a, f64s(farr(F32, c.b, bv...).F), c.b)
 		checkShape(t, "matmul", got, shape...)
-		near(t, "matmul", got.F, want, 1e-5)
+		checkNear(t, "matmul", got.F, want, 1e-5)
 	}
 	// f16: accumulated in f32, rounded once.
 	m, f, b := interpModule()
@@ -335,7 +335,7 @@ func TestInterpMatmul(t *testing.T) {
 	y := f.AddArg("b", Tensor(F16, 3, 1))
 	f.AddResult("y", b.Matmul(x, y))
 	got := mustRun(t, m, map[string]*Array{"a": farr(F16, []int64{1, 3}, 1, 1, 1), "b": farr(F16, []int64{3, 1}, 2048, 1, 1)}, nil)["y"]
-	near(t, "f16 matmul", got.F, []float64{2050}, 0) // 2048+1 = 2049 (a tie) would round to 2048 if rounded per step
+	checkNear(t, "f16 matmul", got.F, []float64{2050}, 0) // 2048+1 = 2049 (a tie) would round to 2048 if rounded per step
 }
 
 // ---- shape ops
@@ -364,12 +364,12 @@ func TestInterpShapeOps(t *testing.T) {
 	checkShape(t, "transpose", out["tr"], 4, 2, 3)
 	want := make([]float64, 24)
 	for i := range want {
-		o := unindex(i, []int64{4, 2, 3}) // out[k,i,j] = x[i,j,k]
-		want[i] = vals[index([]int64{o[1], o[2], o[0]}, []int64{2, 3, 4})]
+		o := multiIndex(i, []int64{4, 2, 3}) // out[k,i,j] = x[i,j,k]
+		want[i] = vals[flatIndex([]int64{o[1], o[2], o[0]}, []int64{2, 3, 4})]
 	}
-	near(t, "transpose", out["tr"].F, want, 0)
+	checkNear(t, "transpose", out["tr"].F, want, 0)
 	checkShape(t, "reshape", out["rs"], 4, 6)
-	near(t, "reshape", out["rs"].F, vals, 0)
+	checkNear(t, "reshape", out["rs"].F, vals, 0)
 	checkShape(t, "expand_dims", out["ex"], 1, 2, 3, 4, 1)
 	checkShape(t, "shrink_dims", out["sh"], 2, 3, 4)
 	sameInts(t, "get_shape", out["shape"].I, []int64{2, 3, 4})
@@ -386,8 +386,8 @@ func TestInterpConcat(t *testing.T) {
 	f.AddResult("c0", b.Concat(0, y, y))
 	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2, 1}, 1, 2), "y": farr(F32, []int64{2, 2}, 3, 4, 5, 6)}, nil)
 	checkShape(t, "concat", out["c1"], 2, 4)
-	near(t, "concat -1", out["c1"].F, []float64{1, 3, 4, 1, 2, 5, 6, 2}, 0)
-	near(t, "concat 0", out["c0"].F, []float64{3, 4, 5, 6, 3, 4, 5, 6}, 0)
+	checkNear(t, "concat -1", out["c1"].F, []float64{1, 3, 4, 1, 2, 5, 6, 2}, 0)
+	checkNear(t, "concat 0", out["c0"].F, []float64{3, 4, 5, 6, 3, 4, 5, 6}, 0)
 }
 
 func TestInterpSlice(t *testing.T) {
@@ -408,9 +408,9 @@ func TestInterpSlice(t *testing.T) {
 	}
 	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{3, 5}, vals...)}, nil)
 	checkShape(t, "slice to end", out["s1"], 2, 2)
-	near(t, "slice to end", out["s1"].F, []float64{6, 8, 11, 13}, 0)
+	checkNear(t, "slice to end", out["s1"].F, []float64{6, 8, 11, 13}, 0)
 	checkShape(t, "dynamic slice", out["s2"], 3, 1)
-	near(t, "dynamic slice", out["s2"].F, []float64{4, 9, 14}, 0)
+	checkNear(t, "dynamic slice", out["s2"].F, []float64{4, 9, 14}, 0)
 
 	// out of range
 	m, f, b = interpModule()
@@ -440,9 +440,9 @@ func TestInterpSliceUpdate(t *testing.T) {
 	}
 	in := farr(F32, []int64{2, 4}, 1, 2, 3, 4, 5, 6, 7, 8)
 	out := mustRun(t, m, map[string]*Array{"x": in, "u": farr(F32, []int64{2, 1}, -1, -2)}, nil)
-	near(t, "slice_update", out["y"].F, []float64{1, 2, -1, 4, 5, 6, -2, 8}, 0)
-	near(t, "input untouched", out["x"].F, []float64{1, 2, 3, 4, 5, 6, 7, 8}, 0)
-	near(t, "input untouched", in.F, []float64{1, 2, 3, 4, 5, 6, 7, 8}, 0)
+	checkNear(t, "slice_update", out["y"].F, []float64{1, 2, -1, 4, 5, 6, -2, 8}, 0)
+	checkNear(t, "input untouched", out["x"].F, []float64{1, 2, 3, 4, 5, 6, 7, 8}, 0)
+	checkNear(t, "input untouched", in.F, []float64{1, 2, 3, 4, 5, 6, 7, 8}, 0)
 }
 
 func TestInterpGather(t *testing.T) {
@@ -466,9 +466,9 @@ func TestInterpGather(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkShape(t, "gather", out["g"], 2, 2, 3)
-	near(t, "gather", out["g"].F, []float64{12, 13, 14, 0, 1, 2, 0, 1, 2, 6, 7, 8}, 0)
+	checkNear(t, "gather", out["g"].F, []float64{12, 13, 14, 0, 1, 2, 0, 1, 2, 6, 7, 8}, 0)
 	checkShape(t, "gather depth 2", out["g2"], 2)
-	near(t, "gather depth 2", out["g2"].F, []float64{14, 1}, 0)
+	checkNear(t, "gather depth 2", out["g2"].F, []float64{14, 1}, 0)
 	for _, bad := range []int64{5, -1} {
 		in["i"] = iarr(SI32, []int64{2, 2, 1}, 0, bad, 0, 0)
 		if _, err := it.Run(in, nil); err == nil || !strings.Contains(err.Error(), "out of range") {
@@ -502,7 +502,7 @@ func TestInterpSoftmaxLarge(t *testing.T) {
 		}
 		return r
 	}
-	near(t, "softmax -1", out["y"].F, append(ref(in[:3]), ref(in[3:])...), 1e-6)
+	checkNear(t, "softmax -1", out["y"].F, append(ref(in[:3]), ref(in[3:])...), 1e-6)
 	var w0 []float64
 	cols := [][]float64{ref([]float64{1000, -1e4}), ref([]float64{1001, 0}), ref([]float64{1002, 88})}
 	for r := 0; r < 2; r++ {
@@ -510,7 +510,7 @@ func TestInterpSoftmaxLarge(t *testing.T) {
 			w0 = append(w0, cols[c][r])
 		}
 	}
-	near(t, "softmax 0", out["y0"].F, w0, 1e-6)
+	checkNear(t, "softmax 0", out["y0"].F, w0, 1e-6)
 }
 
 func TestInterpReduce(t *testing.T) {
@@ -547,13 +547,13 @@ func TestInterpReduce(t *testing.T) {
 			}
 		}
 		for i, v := range vals {
-			idx := unindex(i, shape)
+			idx := multiIndex(i, shape)
 			for d := range idx {
 				if red[d] {
 					idx[d] = 0
 				}
 			}
-			o := index(idx, oshape)
+			o := flatIndex(idx, oshape)
 			cnt[o]++
 			if c.op == OpReduceMax {
 				want[o] = math.Max(want[o], v)
@@ -567,7 +567,7 @@ func TestInterpReduce(t *testing.T) {
 			}
 		}
 		checkShape(t, c.op, got, oshape...)
-		near(t, c.op, got.F, want, 1e-6)
+		checkNear(t, c.op, got.F, want, 1e-6)
 	}
 }
 
@@ -608,9 +608,9 @@ func TestInterpCast(t *testing.T) {
 	}
 	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{10}, in...), "n": iarr(SI32, []int64{4}, 2049, 2051, -1, 7)}, nil)
 	sameInts(t, "f32->si32", out["i"].I, []int64{-2, 2, 0, 1, 1, 65519, 65520, -70000, 0, math.MaxInt32})
-	near(t, "f32->f16", out["h"].F, []float64{
+	checkNear(t, "f32->f16", out["h"].F, []float64{
 		f16round(-2.7), f16round(2.7), -0.5, 1, 1 + 1.0/512, 65504, math.Inf(1), math.Inf(-1), 0, math.Inf(1)}, 0)
-	near(t, "si32->f16", out["nh"].F, []float64{2048, 2052, -1, 7}, 0)
+	checkNear(t, "si32->f16", out["nh"].F, []float64{2048, 2052, -1, 7}, 0)
 	sameInts(t, "si32->ui32", out["nu"].I, []int64{2049, 2051, math.MaxUint32, 7})
 }
 
@@ -721,7 +721,7 @@ func TestInterpBlockwise(t *testing.T) {
 				}
 			}
 			checkShape(t, c.name, got, 3, 64)
-			near(t, c.name+"/"+sdt.String(), got.F, want, 0)
+			checkNear(t, c.name+"/"+sdt.String(), got.F, want, 0)
 		}
 	}
 	// Nonzero offsets, data as a runtime input: (q - o1)*s + o2 with scales per [2,2] block.
@@ -732,7 +732,7 @@ func TestInterpBlockwise(t *testing.T) {
 	o2 := b.Const(DenseFloats(F32, []int64{1, 2}, []float64{10, 0}))
 	f.AddResult("w", b.Op(OpBlockwise, q, s, o1, o2))
 	got := mustRun(t, m, map[string]*Array{"q": iarr(SI8, []int64{2, 4}, 1, 3, -128, 127, 5, -1, 0, 2)}, nil)["w"]
-	near(t, "offsets", got.F, []float64{10, 11, -252, 258, 12, 9, 4, 8}, 0)
+	checkNear(t, "offsets", got.F, []float64{10, 11, -252, 258, 12, 9, 4, 8}, 0)
 }
 
 // lutweight is a palettized [rows, cols] test weight with one table per group of gr rows.
@@ -786,7 +786,7 @@ func TestInterpLUTToDense(t *testing.T) {
 		f.AddResult("w", w.value(b, F16))
 		got := mustRun(t, m, nil, nil)["w"]
 		checkShape(t, "lut_to_dense", got, 64, 6)
-		near(t, "lut_to_dense", got.F, w.deq, 0)
+		checkNear(t, "lut_to_dense", got.F, w.deq, 0)
 	}
 	// Groups along both dims: lut [2, 3, 4, 1] over ui8 indices [4, 6] (ui8 with 2^8 entries is
 	// what the type rules demand, so use a 256-entry table and small indices).
@@ -806,7 +806,7 @@ func TestInterpLUTToDense(t *testing.T) {
 		want[i] = float64(((r/2)*3+c/2)*256) + float64(iv[i])
 	}
 	got := mustRun(t, m, map[string]*Array{"i": iarr(UI8, []int64{4, 6}, iv...)}, nil)["w"]
-	near(t, "lut groups on both dims", got.F, want, 0)
+	checkNear(t, "lut groups on both dims", got.F, want, 0)
 }
 
 // ---- fused products
@@ -908,10 +908,10 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 					wantW[i] = f16round(v)
 				}
 			}
-			near(t, name+" dequantized W", uo["w"].F, wantW, 0)
+			checkNear(t, name+" dequantized W", uo["w"].F, wantW, 0)
 			// Gathered rows are identical either way.
-			near(t, name+" gather fused vs unfused", fo["e"].F, f64s(uo["e"].F), 0)
-			near(t, name+" gather", fo["e"].F, append(append(append([]float64{}, wantW[:cols]...), wantW[(rows-1)*cols:]...), wantW[17*cols:18*cols]...), 0)
+			checkNear(t, name+" gather fused vs unfused", fo["e"].F, f64s(uo["e"].F), 0)
+			checkNear(t, name+" gather", fo["e"].F, append(append(append([]float64{}, wantW[:cols]...), wantW[(rows-1)*cols:]...), wantW[17*cols:18*cols]...), 0)
 			// Products: float64 reference with the exact weights; the tolerance scales with
 			// Σ|x||w| of the row (the f32 accumulation error bound).
 			want, _ := matmulRef(xv, []int64{6, cols}, transpose2(c.deq, rows, cols), []int64{cols, rows})
@@ -924,10 +924,10 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 				}
 				tol = 1e-3 * scale // fp16 output rounding (and the unfused fp16 weights)
 			}
-			nearAbs(t, name+" fused", fo["y"].F, want, tol)
-			nearAbs(t, name+" unfused", uo["y"].F, want, tol)
+			checkNearAbs(t, name+" fused", fo["y"].F, want, tol)
+			checkNearAbs(t, name+" unfused", uo["y"].F, want, tol)
 			if dt == F32 {
-				nearAbs(t, name+" fused vs unfused", fo["y"].F, f64s(uo["y"].F), tol)
+				checkNearAbs(t, name+" fused vs unfused", fo["y"].F, f64s(uo["y"].F), tol)
 			}
 		}
 	}
@@ -948,7 +948,7 @@ func absProductMax(x, w []float64, n, rows, cols int) float64 {
 	return m
 }
 
-func nearAbs(t *testing.T, name string, got []float32, want []float64, tol float64) {
+func checkNearAbs(t *testing.T, name string, got []float32, want []float64, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
@@ -984,9 +984,9 @@ func TestInterpFusedWithReturnedWeight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	near(t, "returned W", out["w"].F, q8.deq, 0)
+	checkNear(t, "returned W", out["w"].F, q8.deq, 0)
 	want, _ := matmulRef(f64s(farr(F32, []int64{1, 64}, x...).F), []int64{1, 64}, transpose2(q8.deq, 32, 64), []int64{64, 32})
-	nearAbs(t, "product", out["y"].F, want, 1e-6*absProductMax(f64s(farr(F32, []int64{1, 64}, x...).F), q8.deq, 1, 32, 64))
+	checkNearAbs(t, "product", out["y"].F, want, 1e-6*absProductMax(f64s(farr(F32, []int64{1, 64}, x...).F), q8.deq, 1, 32, 64))
 	for _, st := range it.plan.steps {
 		if st.op.Name == OpBlockwise || st.op.Name == OpTranspose {
 			t.Errorf("%s runs per call; the returned weight should be folded at plan time", st.op.Name)
@@ -1020,12 +1020,12 @@ func TestInterpStatePersists(t *testing.T) {
 		for i := range want {
 			want[i] += float64(in["x"].F[i])
 		}
-		near(t, "state", states["s"].F, want, 0)
+		checkNear(t, "state", states["s"].F, want, 0)
 		y := make([]float64, 4)
 		for i := range y {
 			y[i] = 2 * want[i]
 		}
-		near(t, "y", out["y"].F, y, 0)
+		checkNear(t, "y", out["y"].F, y, 0)
 		if _, ok := out["s"]; ok {
 			t.Error("token result returned")
 		}
@@ -1081,7 +1081,7 @@ func TestInterpStateSliceUpdateInPlace(t *testing.T) {
 			for r := 0; r < 2; r++ {
 				sums[l][r] += xv[r] * float64(l+1)
 			}
-			near(t, "column sums", out[[]string{"sum0", "sum1"}[l]].F, sums[l][:], 0)
+			checkNear(t, "column sums", out[[]string{"sum0", "sum1"}[l]].F, sums[l][:], 0)
 		}
 		c := states["cache"]
 		checkShape(t, "cache", c, 2, 2, S)
@@ -1119,11 +1119,11 @@ func TestInterpStateHandOver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		near(t, "old", out["old"].F, want, 0)
+		checkNear(t, "old", out["old"].F, want, 0)
 		for i := range want {
 			want[i] = 2*want[i] + 1
 		}
-		near(t, "state", states["s"].F, want, 0)
+		checkNear(t, "state", states["s"].F, want, 0)
 	}
 }
 
@@ -1148,8 +1148,8 @@ func TestInterpInvoke(t *testing.T) {
 		t.Fatal(b.Err(), gb.Err())
 	}
 	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2}, 2, 3), "y": farr(F32, []int64{2}, 5, 7)}, nil)
-	near(t, "invoke 1", out["r1"].F, []float64{11, 22}, 0)
-	near(t, "invoke 2", out["r2"].F, []float64{23, 67}, 0)
+	checkNear(t, "invoke 1", out["r1"].F, []float64{11, 22}, 0)
+	checkNear(t, "invoke 2", out["r2"].F, []float64{23, 67}, 0)
 }
 
 // ---- errors
@@ -1186,6 +1186,27 @@ func TestInterpErrors(t *testing.T) {
 		_, err := it.Run(c.inputs, c.states)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+	// A result whose run-time shape contradicts its declared type is reported with the op.
+	{
+		m, f, b := interpModule()
+		x := f.AddArg("x", Tensor(F32, 2, Dyn))
+		p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
+		f.AddResult("y", b.Typed(OpSlice, Tensor(F32, 2, 1), x, b.I32s(0, 0), b.Concat(0, b.I32s(2), p), b.I32s(1, 1)))
+		if b.Err() != nil {
+			t.Fatal(b.Err())
+		}
+		it, err := NewInterpreter(m, "main")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := it.Run(map[string]*Array{"x": NewArray(F32, 2, 1)}, nil); err != nil {
+			t.Errorf("declared shape met: %v", err)
+		}
+		_, err = it.Run(map[string]*Array{"x": NewArray(F32, 2, 3)}, nil)
+		if err == nil || !strings.Contains(err.Error(), "coreai.slice: result 0 is f32[2 3], want tensor<2x1xf32>") {
+			t.Errorf("declared shape contradicted: %v", err)
 		}
 	}
 	// An op the interpreter does not know is refused at plan time, by name.
@@ -1329,10 +1350,10 @@ func TestInterpInPlaceSafety(t *testing.T) {
 				t.Fatal(c.name, err)
 			}
 			for k, want := range c.outs {
-				near(t, c.name+" "+k, out[k].F, want, 0)
+				checkNear(t, c.name+" "+k, out[k].F, want, 0)
 			}
 			if c.states != nil {
-				near(t, c.name+" state", states["s"].F, c.states, 0)
+				checkNear(t, c.name+" state", states["s"].F, c.states, 0)
 			}
 		}
 	}
@@ -1407,9 +1428,9 @@ func TestInterpSliceViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	near(t, "y", out["y"].F, []float64{-1, -1, -1, -1, -1, -1}, 0)
-	near(t, "row", out["row"].F, []float64{4, 5, 6}, 0)
-	near(t, "col", out["col"].F, []float64{2, 5}, 0)
+	checkNear(t, "y", out["y"].F, []float64{-1, -1, -1, -1, -1, -1}, 0)
+	checkNear(t, "row", out["row"].F, []float64{4, 5, 6}, 0)
+	checkNear(t, "col", out["col"].F, []float64{2, 5}, 0)
 
 	// Shift registers: the state keeps the middle two (a contiguous slice) or the second column
 	// of [[s0, s1], [x0, x1]] (a strided slice) of the state and the input.
@@ -1442,12 +1463,12 @@ func TestInterpSliceViews(t *testing.T) {
 				t.Fatal(err)
 			}
 			cat := append(append([]float64{}, s...), xv...)
-			near(t, "cat", out["cat"].F, cat, 0)
+			checkNear(t, "cat", out["cat"].F, cat, 0)
 			s = []float64{cat[1], cat[2]}
 			if strided {
 				s = []float64{cat[1], cat[3]}
 			}
-			near(t, fmt.Sprintf("strided=%v state", strided), states["s"].F, s, 0)
+			checkNear(t, fmt.Sprintf("strided=%v state", strided), states["s"].F, s, 0)
 		}
 	}
 }
