@@ -833,6 +833,7 @@ type interpFrame struct {
 	poolI     [][]int64
 	preStates []*Array
 	scratch   []float32
+	acc64     []float64 // float64 accumulators of sums (reduce_sum/mean, softmax)
 }
 
 func (p *interpPlan) newFrame(it *Interpreter) *interpFrame {

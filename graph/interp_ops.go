@@ -975,14 +975,15 @@ func execSoftmax(fr *interpFrame, st *interpStep) error {
 			for j := 0; j < n; j++ {
 				m = max(m, x.F[base+j*inner])
 			}
-			var sum float32
+			// The denominator accumulates in float64 and each weight is rounded once, so the
+			// result does not depend on the summation order's f32 rounding.
+			var sum float64
 			for j := 0; j < n; j++ {
-				e := float32(math.Exp(float64(x.F[base+j*inner] - m)))
-				out.F[base+j*inner] = e
-				sum += e
+				sum += math.Exp(float64(x.F[base+j*inner] - m))
 			}
+			inv := 1 / sum
 			for j := 0; j < n; j++ {
-				out.F[base+j*inner] /= sum
+				out.F[base+j*inner] = float32(math.Exp(float64(x.F[base+j*inner]-m)) * inv)
 			}
 		}
 	}
@@ -1035,16 +1036,45 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 		}
 	}
 	n, ok := coalesceDims(dims[:r], xs[:r], os[:r])
-	if ok {
-		reduceWalk(out.F, os[:n], x.F, xs[:n], dims[:n], 0, 0, isMax)
-	}
-	if st.op.Name == OpReduceMean && count > 0 {
-		for i := range out.F {
-			out.F[i] /= float32(count)
+	if isMax {
+		if ok {
+			reduceWalk(out.F, os[:n], x.F, xs[:n], dims[:n], 0, 0, true)
 		}
+		roundResult(out)
+		return nil
+	}
+	// Sums accumulate in float64 and round once: the result is then the correctly rounded sum
+	// up to float64 error, independent of the order the walk visits the elements in.
+	if cap(fr.acc64) < len(out.F) {
+		fr.acc64 = make([]float64, len(out.F))
+	}
+	acc := fr.acc64[:len(out.F)]
+	clear(acc)
+	if ok {
+		sumWalk64(acc, os[:n], x.F, xs[:n], dims[:n], 0, 0)
+	}
+	div := 1.0
+	if st.op.Name == OpReduceMean && count > 0 {
+		div = float64(count)
+	}
+	for i, v := range acc {
+		out.F[i] = float32(v / div)
 	}
 	roundResult(out)
 	return nil
+}
+
+// sumWalk64 accumulates x (strides xs) into acc (strides os, 0 along reduced dims) in float64.
+func sumWalk64(acc []float64, os []int, x []float32, xs []int, dims []int, oo, xo int) {
+	if len(dims) == 1 {
+		for i := 0; i < dims[0]; i++ {
+			acc[oo+i*os[0]] += float64(x[xo+i*xs[0]])
+		}
+		return
+	}
+	for i := 0; i < dims[0]; i++ {
+		sumWalk64(acc, os[1:], x, xs[1:], dims[1:], oo+i*os[0], xo+i*xs[0])
+	}
 }
 
 // reduceWalk accumulates x (strides xs) into out (strides os, 0 along reduced dims).

@@ -69,7 +69,10 @@ type LowerOptions struct {
 	Context       int   // static context of the host-cache contracts
 	PrefillTokens int   // tokens per HostPrefill pass (16)
 	GreedyHead    bool  // also output next_token = argmax(logits) (host-cache contracts)
-	Weights       WeightSource
+	// UntieHead projects with "lm_head.weight" even when the checkpoint ties it to the embedding
+	// (the weight source then serves a separately quantized copy of the embedding).
+	UntieHead bool
+	Weights   WeightSource
 }
 
 // Lower builds the module holding @main for one contract. Weights come from opt.Weights; their
@@ -105,6 +108,9 @@ func Lower(cfg *hf.Config, opt LowerOptions) (*Module, error) {
 	l := &lowering{cfg: cfg, opt: opt, b: NewBuilder(m, f), m: m, weights: map[string]*Value{}, specs: map[string]hf.TensorSpec{}}
 	for _, s := range cfg.ExpectedTensors() {
 		l.specs[s.Name] = s
+	}
+	if _, ok := l.specs["lm_head.weight"]; !ok {
+		l.specs["lm_head.weight"] = hf.TensorSpec{Name: "lm_head.weight", Shape: []int{cfg.VocabSize, cfg.HiddenSize}, Kind: hf.KindHead, Layer: -1}
 	}
 	if err := l.build(); err != nil {
 		return nil, err
@@ -311,7 +317,7 @@ func (l *lowering) embed(ids *Value) *Value {
 // head is the final norm and the output projection: x [1,1,h] -> logits [1,1,V].
 func (l *lowering) head(x *Value) *Value {
 	name := "lm_head.weight"
-	if l.cfg.TieWordEmbeddings {
+	if l.cfg.TieWordEmbeddings && !l.opt.UntieHead {
 		name = "embed_tokens.weight"
 	}
 	return l.linear(l.rmsnorm(x, "norm.weight"), name)
