@@ -139,7 +139,6 @@ func appendSignedVarint(b []byte, v int64) []byte {
 	return appendVarint(b, uint64(v<<1)^uint64(v>>63))
 }
 
-func varintLen(v uint64) int { return len(appendVarint(nil, v)) }
 
 // appendSection frames data as a section without alignment.
 func appendSection(b []byte, id int, data []byte) []byte {
@@ -388,7 +387,9 @@ func (w *bcWriter) encodeTable(t *bcTable, offsets, data []byte) ([]byte, []byte
 }
 
 // WriteBytecode writes m as MLIR bytecode version 6 with the given producer string. The output
-// is deterministic: the same module gives the same bytes.
+// is deterministic: the same module gives the same bytes. Blobs are written last but for the
+// string and properties sections, from Resource.Data or through Resource.Fill into one buffer
+// the size of the largest lazy blob (Fill must not keep its dst: the buffer is released on return).
 func WriteBytecode(out io.Writer, m *Module, producer string) error {
 	if strings.IndexByte(producer, 0) >= 0 {
 		return errors.New("graph: bytecode producer string contains a NUL byte")
@@ -579,8 +580,10 @@ func WriteBytecode(out io.Writer, m *Module, producer string) error {
 		}
 		data := r.Data
 		if data == nil && r.Size > 0 {
-			if int64(cap(fillBuf)) < r.Size {
-				fillBuf = make([]byte, maxLazySize(m))
+			if fillBuf == nil {
+				buf, release := fillBuffer(maxLazySize(m))
+				defer release()
+				fillBuf = buf
 			}
 			data = fillBuf[:r.Size]
 			if err := r.Fill(data); err != nil {
