@@ -139,7 +139,6 @@ func appendSignedVarint(b []byte, v int64) []byte {
 	return appendVarint(b, uint64(v<<1)^uint64(v>>63))
 }
 
-
 // appendSection frames data as a section without alignment.
 func appendSection(b []byte, id int, data []byte) []byte {
 	b = append(b, byte(id))
