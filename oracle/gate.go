@@ -1,0 +1,373 @@
+package oracle
+
+import (
+	"fmt"
+	"math"
+	"sync"
+)
+
+// Candidate is the model the gate judges, stepped one token at a time from an empty state: the
+// lowered graph run by the interpreter on the exact bytes of a bundle. The oracle package does
+// not know graphs; callers adapt them to this interface.
+type Candidate interface {
+	// Step feeds one token and returns the logits for the next position.
+	Step(id int) ([]float32, error)
+	// Fork returns an independent candidate at the same position.
+	Fork() (Candidate, error)
+}
+
+// GateOptions are the gate's thresholds (design.md, "The gate, exactly").
+type GateOptions struct {
+	Tokens    int     // greedy tokens decoded per prompt (16)
+	MinMargin float64 // steps whose reference top-2 probability margin is below this are ties (0.1)
+	MinCosine float64 // prefill logit cosine floor (0.9999)
+}
+
+// DefaultGateOptions are the published thresholds.
+func DefaultGateOptions() GateOptions {
+	return GateOptions{Tokens: 16, MinMargin: 0.1, MinCosine: 0.9999}
+}
+
+// GatePrompt is one prompt: token ids, and the text they came from when there is one.
+type GatePrompt struct {
+	Name string `json:"name"`
+	Text string `json:"text,omitempty"`
+	IDs  []int  `json:"ids"`
+}
+
+// Step verdicts.
+const (
+	VerdictMatch    = "match"    // candidate top-1 equals the reference's
+	VerdictTie      = "tie"      // they differ where the reference margin is below MinMargin
+	VerdictMismatch = "mismatch" // they differ at a confident step: a failure
+)
+
+// GateStep is one position of a prompt's report.
+type GateStep struct {
+	Pos       int     `json:"pos"`   // tokens fed before this prediction, minus one
+	Phase     string  `json:"phase"` // "prompt" (teacher-forced on the prompt), "decode" (teacher-forced on the reference's continuation) or "greedy" (free rollout)
+	RefID     int     `json:"ref_id"`
+	CandID    int     `json:"cand_id"`
+	RefMargin float64 `json:"ref_margin"`
+	// CandMargin is the candidate's own top-2 probability margin.
+	CandMargin float64 `json:"cand_margin"`
+	Verdict    string  `json:"verdict"`
+}
+
+// GatePromptReport is the gate's judgement of one prompt.
+type GatePromptReport struct {
+	Prompt GatePrompt `json:"prompt"`
+	RefGen []int      `json:"ref_gen_ids"`
+	// CandGen is the candidate's free greedy rollout.
+	CandGen []int `json:"cand_gen_ids"`
+	// TeacherForced counts prompt and decode positions fed the reference trajectory: matches at
+	// confident steps over confident steps, and over all steps.
+	TeacherForcedMatched   int `json:"teacher_forced_matched"`
+	TeacherForcedConfident int `json:"teacher_forced_confident"`
+	TeacherForcedSteps     int `json:"teacher_forced_steps"`
+	TeacherForcedAllMatch  int `json:"teacher_forced_all_match"`
+	// DecodeTop1Match counts the 1+Tokens positions after the prompt (the goldens' 17 rows) whose
+	// candidate top-1 equals the reference's, regardless of margin.
+	DecodeTop1Match int `json:"decode_top1_match"`
+	DecodeSteps     int `json:"decode_steps"`
+	// GreedyMatch counts generated positions where the candidate chose the reference's token;
+	// FirstDivergence is the first such position that differs (-1 when none).
+	GreedyMatch     int        `json:"greedy_match"`
+	FirstDivergence int        `json:"first_divergence"`
+	PrefillCosine   float64    `json:"prefill_cosine"`
+	Passed          bool       `json:"passed"`
+	Failures        []string   `json:"failures,omitempty"`
+	LowMarginSteps  int        `json:"low_margin_steps"`
+	Steps           []GateStep `json:"steps"`
+}
+
+// GateReport is the whole gate's verdict.
+type GateReport struct {
+	Passed  bool               `json:"passed"`
+	Options GateOptions        `json:"options"`
+	Prompts []GatePromptReport `json:"prompts"`
+	Totals  GateTotals         `json:"totals"`
+}
+
+// GateTotals summarise the prompts.
+type GateTotals struct {
+	Prompts                int     `json:"prompts"`
+	PromptsPassed          int     `json:"prompts_passed"`
+	TeacherForcedMatched   int     `json:"teacher_forced_matched"`
+	TeacherForcedConfident int     `json:"teacher_forced_confident"`
+	TeacherForcedSteps     int     `json:"teacher_forced_steps"`
+	GreedyMatch            int     `json:"greedy_match"`
+	GreedySteps            int     `json:"greedy_steps"`
+	LowMarginSteps         int     `json:"low_margin_steps"`
+	MinPrefillCosine       float64 `json:"min_prefill_cosine"`
+	FirstFailure           string  `json:"first_failure,omitempty"`
+}
+
+// refTrajectory is the reference's side of one prompt.
+type refTrajectory struct {
+	rows    [][]float32 // logits after each fed token: prompt positions, then each generated token
+	gen     []int
+	margins []float64
+}
+
+func (m *Model) trajectory(ids []int, n int) (*refTrajectory, error) {
+	st := m.NewState()
+	all, err := m.PrefillAll(st, ids)
+	if err != nil {
+		return nil, err
+	}
+	V := m.VocabSize()
+	tr := &refTrajectory{}
+	for i := range ids {
+		tr.rows = append(tr.rows, all[i*V:(i+1)*V])
+	}
+	last := tr.rows[len(tr.rows)-1]
+	for k := 0; k < n; k++ {
+		id := argmaxF32(last)
+		tr.gen = append(tr.gen, id)
+		if last, err = m.Decode(st, id); err != nil {
+			return nil, err
+		}
+		tr.rows = append(tr.rows, last)
+	}
+	for _, r := range tr.rows {
+		tr.margins = append(tr.margins, Margin(r))
+	}
+	return tr, nil
+}
+
+// argmaxF32 is the lowest index of the largest value (torch.argmax); NaN never wins.
+func argmaxF32(v []float32) int {
+	best := -1
+	for i, x := range v {
+		if x == x && (best < 0 || x > v[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0
+	}
+	return best
+}
+
+// candPass is the candidate's side of one prompt.
+type candPass struct {
+	promptRows [][]float32
+	greedy     []int
+	greedyRows [][]float32
+	decodeRows [][]float32 // teacher-forced on the reference continuation
+}
+
+// Gate runs every prompt through the reference and a fresh candidate from newCand and judges:
+// teacher-forced top-1 along the reference trajectory at every confident position, the free
+// greedy rollout (equal, or first diverging at a tie), and the prefill logit cosine. The
+// reference and the candidate of a prompt run concurrently.
+func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, opt GateOptions) (*GateReport, error) {
+	if opt.Tokens < 1 {
+		return nil, fmt.Errorf("gate: %d tokens per prompt, need at least 1", opt.Tokens)
+	}
+	if len(prompts) == 0 {
+		return nil, fmt.Errorf("gate: no prompts")
+	}
+	rep := &GateReport{Passed: true, Options: opt, Totals: GateTotals{MinPrefillCosine: 1}}
+	for _, p := range prompts {
+		if len(p.IDs) == 0 {
+			return nil, fmt.Errorf("gate: prompt %s has no tokens", p.Name)
+		}
+		if err := ref.CheckIDs(p.IDs); err != nil {
+			return nil, fmt.Errorf("gate: prompt %s: %w", p.Name, err)
+		}
+		var tr *refTrajectory
+		var refErr, candErr error
+		cp := &candPass{}
+		var cand Candidate
+		var wg sync.WaitGroup
+		wg.Go(func() { tr, refErr = ref.trajectory(p.IDs, opt.Tokens) })
+		wg.Go(func() {
+			// The candidate's prompt pass and free rollout need nothing from the reference.
+			if cand, candErr = newCand(); candErr != nil {
+				return
+			}
+			for _, id := range p.IDs {
+				row, err := cand.Step(id)
+				if err != nil {
+					candErr = err
+					return
+				}
+				cp.promptRows = append(cp.promptRows, row)
+			}
+			free, err := cand.Fork()
+			if err != nil {
+				candErr = err
+				return
+			}
+			last := cp.promptRows[len(cp.promptRows)-1]
+			for k := 0; k < opt.Tokens; k++ {
+				id := argmaxF32(last)
+				cp.greedy = append(cp.greedy, id)
+				cp.greedyRows = append(cp.greedyRows, last)
+				if k == opt.Tokens-1 {
+					break
+				}
+				if last, err = free.Step(id); err != nil {
+					candErr = err
+					return
+				}
+			}
+		})
+		wg.Wait()
+		if refErr != nil {
+			return nil, fmt.Errorf("gate: prompt %s: reference: %w", p.Name, refErr)
+		}
+		if candErr != nil {
+			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, candErr)
+		}
+		// Teacher forcing on the reference's continuation.
+		for _, id := range tr.gen {
+			row, err := cand.Step(id)
+			if err != nil {
+				return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
+			}
+			cp.decodeRows = append(cp.decodeRows, row)
+		}
+		pr := judge(p, tr, cp, opt)
+		rep.add(pr)
+	}
+	return rep, nil
+}
+
+func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GatePromptReport {
+	L := len(p.IDs)
+	pr := GatePromptReport{Prompt: p, RefGen: tr.gen, CandGen: cp.greedy, FirstDivergence: -1, Passed: true}
+	fail := func(format string, args ...any) {
+		pr.Passed = false
+		pr.Failures = append(pr.Failures, fmt.Sprintf(format, args...))
+	}
+	cand := append(append([][]float32{}, cp.promptRows...), cp.decodeRows...)
+	for pos, row := range cand {
+		refID, candID := argmaxF32(tr.rows[pos]), argmaxF32(row)
+		phase := "prompt"
+		if pos >= L {
+			phase = "decode"
+		}
+		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: Margin(row)}
+		st.Verdict = verdict(refID, candID, st.RefMargin, opt.MinMargin, row)
+		pr.TeacherForcedSteps++
+		if st.RefMargin < opt.MinMargin {
+			pr.LowMarginSteps++
+		} else {
+			pr.TeacherForcedConfident++
+		}
+		if st.Verdict == VerdictMatch {
+			pr.TeacherForcedAllMatch++
+			if st.RefMargin >= opt.MinMargin {
+				pr.TeacherForcedMatched++
+			}
+		}
+		if pos >= L-1 {
+			pr.DecodeSteps++
+			if st.Verdict == VerdictMatch {
+				pr.DecodeTop1Match++
+			}
+		}
+		if st.Verdict == VerdictMismatch {
+			fail("teacher-forced %s position %d: candidate top-1 %d, reference %d at margin %.3f", phase, pos, candID, refID, st.RefMargin)
+		}
+		pr.Steps = append(pr.Steps, st)
+	}
+	for k, id := range cp.greedy {
+		pos := L - 1 + k
+		refMargin := tr.margins[pos]
+		st := GateStep{Pos: pos, Phase: "greedy", RefID: tr.gen[k], CandID: id, RefMargin: refMargin, CandMargin: Margin(cp.greedyRows[k])}
+		if id == tr.gen[k] {
+			pr.GreedyMatch++
+			st.Verdict = VerdictMatch
+		} else {
+			st.Verdict = VerdictTie
+			if pr.FirstDivergence < 0 {
+				pr.FirstDivergence = k
+				if refMargin >= opt.MinMargin {
+					st.Verdict = VerdictMismatch
+					fail("greedy step %d: candidate %d, reference %d at margin %.3f (not a tie)", k, id, tr.gen[k], refMargin)
+				}
+			}
+		}
+		// After a tie-divergence the trajectories differ; later steps are informational.
+		if pr.FirstDivergence >= 0 && k > pr.FirstDivergence && id != tr.gen[k] {
+			st.Verdict = "diverged"
+		}
+		pr.Steps = append(pr.Steps, st)
+	}
+	pr.PrefillCosine = cosine(tr.rows[:L], cp.promptRows)
+	if !(pr.PrefillCosine >= opt.MinCosine) {
+		fail("prefill logit cosine %.6f < %.6f", pr.PrefillCosine, opt.MinCosine)
+	}
+	return pr
+}
+
+func verdict(refID, candID int, refMargin, minMargin float64, row []float32) string {
+	for _, v := range row {
+		if v != v {
+			return VerdictMismatch // NaN logits are never a tie
+		}
+	}
+	switch {
+	case refID == candID:
+		return VerdictMatch
+	case refMargin < minMargin:
+		return VerdictTie
+	}
+	return VerdictMismatch
+}
+
+// cosine of the flattened rows (float64 sums); NaN when either side is all zero.
+func cosine(a, b [][]float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		for j := range a[i] {
+			x, y := float64(a[i][j]), float64(b[i][j])
+			ab += x * y
+			aa += x * x
+			bb += y * y
+		}
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+func (r *GateReport) add(pr GatePromptReport) {
+	t := &r.Totals
+	t.Prompts++
+	if pr.Passed {
+		t.PromptsPassed++
+	} else {
+		r.Passed = false
+		if t.FirstFailure == "" {
+			t.FirstFailure = fmt.Sprintf("prompt %s: %s", pr.Prompt.Name, pr.Failures[0])
+		}
+	}
+	t.TeacherForcedMatched += pr.TeacherForcedMatched
+	t.TeacherForcedConfident += pr.TeacherForcedConfident
+	t.TeacherForcedSteps += pr.TeacherForcedSteps
+	t.GreedyMatch += pr.GreedyMatch
+	t.GreedySteps += len(pr.CandGen)
+	t.LowMarginSteps += pr.LowMarginSteps
+	if !(pr.PrefillCosine >= t.MinPrefillCosine) {
+		t.MinPrefillCosine = pr.PrefillCosine
+	}
+	r.Prompts = append(r.Prompts, pr)
+}
+
+// Summary is a short human account of the report.
+func (r *GateReport) Summary() string {
+	t := r.Totals
+	verdict := "PASSED"
+	if !r.Passed {
+		verdict = "FAILED"
+	}
+	s := fmt.Sprintf("gate %s: %d/%d prompts; teacher-forced top-1 %d/%d confident steps (%d low-margin ties); greedy %d/%d; min prefill cosine %.6f",
+		verdict, t.PromptsPassed, t.Prompts, t.TeacherForcedMatched, t.TeacherForcedConfident, t.LowMarginSteps, t.GreedyMatch, t.GreedySteps, t.MinPrefillCosine)
+	if t.FirstFailure != "" {
+		s += "\n  first failure: " + t.FirstFailure
+	}
+	return s
+}
