@@ -141,10 +141,10 @@ func (c *cursor) section() (id int, body *cursor, err error) {
 		}
 	}
 	start := c.base + c.pos
-	b, err := c.bytes(length)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s section: %w", sectionNames[id], err)
+	if length > uint64(c.left()) {
+		return 0, nil, c.errf("%s section of %d bytes, only %d left", sectionNames[id], length, c.left())
 	}
+	b, _ := c.bytes(length)
 	return id, &cursor{b: b, base: start, what: sectionNames[id] + " section"}, nil
 }
 
@@ -1192,7 +1192,13 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		return c.errf("module body holds %s (%d regions, %d results, %d operands), want coreai.graph with one region", op.name, op.regions, len(op.results), len(op.operands))
 	}
 	f := &Func{}
-	fail := func(err error) error { return fmt.Errorf("coreai.graph at offset %d (@%s): %w", at, f.Name, err) }
+	name := "?"
+	for _, na := range op.attrs {
+		if s, ok := na.val.(mString); ok && na.name == attrSymName {
+			name = s.s
+		}
+	}
+	fail := func(err error) error { return fmt.Errorf("coreai.graph @%s at offset %d: %w", name, at, err) }
 	body, err := r.regionReader(c, op)
 	if err != nil {
 		return fail(err)

@@ -294,6 +294,11 @@ func TestReadMLIROptBytecode(t *testing.T) {
 			t.Fatalf("big blob: %+v", r)
 		}
 	}
+	// resources declared without data are refused, naming the constant
+	out := mlirOpt(t, bcPath, "--emit-bytecode", "--elide-resource-data-from-bytecode")
+	if _, err := ReadBytecode(out); err == nil || !strings.Contains(err.Error(), "0 bytes for tensor<16x8xf16>") {
+		t.Fatalf("elided resource data: %v", err)
+	}
 }
 
 // propertiesForm rewrites generic text so every op's attribute dictionary becomes properties
