@@ -3,8 +3,6 @@ package graph
 import (
 	"fmt"
 	"slices"
-
-	"qconv/hf"
 )
 
 // Session runs a lowered module token by token the way its engine does: for the pipelined
@@ -13,7 +11,7 @@ import (
 // at its position and carries the SSM states, using the prefill companion for full blocks when
 // one is given. It is what `qconv run --target` and the gate drive.
 type Session struct {
-	cfg      *hf.Config
+	vocab    int
 	contract Contract
 	dec      *Module
 	pre      *Module // HostPrefill companion, or nil
@@ -33,12 +31,16 @@ type Session struct {
 
 // NewSession prepares a session on dec (a Pipelined or HostDecode module); pre, if non-nil, is the
 // HostPrefill companion used for whole blocks of prompt tokens.
-func NewSession(cfg *hf.Config, dec, pre *Module) (*Session, error) {
+func NewSession(dec, pre *Module) (*Session, error) {
 	f := dec.Func("main")
 	if f == nil {
 		return nil, fmt.Errorf("session: module has no @main")
 	}
-	s := &Session{cfg: cfg, dec: dec, pre: pre}
+	logits := f.Result(OutLogits)
+	if logits == nil || logits.Value.Type.Rank() != 3 || logits.Value.Type.Shape[2] <= 0 {
+		return nil, fmt.Errorf("session: @main has no logits [1, q, V] result")
+	}
+	s := &Session{vocab: int(logits.Value.Type.Shape[2]), dec: dec, pre: pre}
 	it, err := NewInterpreter(dec, "main")
 	if err != nil {
 		return nil, err
@@ -90,12 +92,15 @@ func NewSession(cfg *hf.Config, dec, pre *Module) (*Session, error) {
 	return s, nil
 }
 
+// VocabSize is the logits' width.
+func (s *Session) VocabSize() int { return s.vocab }
+
 // Pos is the number of tokens fed so far.
 func (s *Session) Pos() int { return s.pos }
 
 // Fork returns an independent session at the same position (its own interpreters and states).
 func (s *Session) Fork() (*Session, error) {
-	n, err := NewSession(s.cfg, s.dec, s.pre)
+	n, err := NewSession(s.dec, s.pre)
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +128,8 @@ func ids2D(ids []int) *Array {
 
 // Step feeds one token through the decode graph and returns the next-token logits (a fresh slice).
 func (s *Session) Step(id int) ([]float32, error) {
-	if id < 0 || id >= s.cfg.VocabSize {
-		return nil, fmt.Errorf("token id %d out of range [0, %d)", id, s.cfg.VocabSize)
+	if id < 0 || id >= s.vocab {
+		return nil, fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
 	}
 	switch s.contract {
 	case Pipelined:
@@ -245,8 +250,8 @@ func (s *Session) Prefill(ids []int) ([]float32, error) {
 		return nil, fmt.Errorf("prefill of no tokens")
 	}
 	for _, id := range ids {
-		if id < 0 || id >= s.cfg.VocabSize {
-			return nil, fmt.Errorf("token id %d out of range [0, %d)", id, s.cfg.VocabSize)
+		if id < 0 || id >= s.vocab {
+			return nil, fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
 		}
 	}
 	var logits []float32

@@ -119,7 +119,7 @@ func TestGraphsMatchReference(t *testing.T) {
 				m := lowerFor(t, ck, c.opt)
 				worstRef, worstGold := 0.0, 0.0
 				for _, p := range gf.Models[fx.model].Prompts {
-					s, err := NewSession(ck.Config, m, nil)
+					s, err := NewSession(m, nil)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -169,8 +169,8 @@ func TestPrefillCompanionMatchesDecode(t *testing.T) {
 	dec := lowerFor(t, ck, LowerOptions{Contract: HostDecode, Compute: F32, StateDType: F32, Context: ctx, GreedyHead: true, Weights: w})
 	pre := lowerFor(t, ck, LowerOptions{Contract: HostPrefill, Compute: F32, StateDType: F32, Context: ctx, PrefillTokens: 16, GreedyHead: true, Weights: w})
 
-	plain, _ := NewSession(ck.Config, dec, nil)
-	withPre, err := NewSession(ck.Config, dec, pre)
+	plain, _ := NewSession(dec, nil)
+	withPre, err := NewSession(dec, pre)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestDeviceFormsDrift(t *testing.T) {
 		m := lowerFor(t, ck, c.opt)
 		worst, match, total := 0.0, 0, 0
 		for _, p := range gf.Models["tinyqwen35-code"].Prompts {
-			s, err := NewSession(ck.Config, m, nil)
+			s, err := NewSession(m, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -38,6 +38,7 @@ func newRoot() *cobra.Command {
 		return exitcode.Badf("%s: %w", c.CommandPath(), err)
 	})
 	root.AddCommand(newInfoCmd())
+	root.AddCommand(newExportCmd())
 	root.AddCommand(newRunCmd())
 	return root
 }

@@ -1,0 +1,745 @@
+package export
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"qconv/graph"
+	"qconv/hf"
+	"qconv/internal/exitcode"
+	"qconv/oracle"
+)
+
+// PrefillTokens is the block size of the ios-gpu prefill companion.
+const PrefillTokens = 16
+
+// Options configure one export run.
+type Options struct {
+	Checkpoint  *hf.Checkpoint
+	Targets     []*Target
+	Flags       Flags
+	OutDir      string
+	GatePrompts []oracle.GatePrompt // nil: DefaultPrompts
+	Gate        oracle.GateOptions
+	NoGate      bool
+	DryRun      bool
+	Check       bool
+	Version     string
+	Progress    Progress // nil: silent
+}
+
+// Progress receives phase updates (the command draws bars on stderr).
+type Progress interface {
+	Phase(name string, total int64) // start a phase of total units (bytes or steps)
+	Add(n int64)                    // units done
+	Done()
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Phase(string, int64) {}
+func (nopProgress) Add(int64)           {}
+func (nopProgress) Done()               {}
+
+// Result is what an export produced.
+type Result struct {
+	Bundles []BundleResult `json:"bundles"`
+	Passed  bool           `json:"passed"`
+	Drift   []string       `json:"drift,omitempty"` // --check: what differs
+	DryRun  bool           `json:"dry_run,omitempty"`
+}
+
+// BundleResult describes one bundle.
+type BundleResult struct {
+	Target   string             `json:"target"`
+	Name     string             `json:"name"`
+	Path     string             `json:"path,omitempty"` // absent when not published
+	Recipe   Recipe             `json:"recipe"`
+	Contract string             `json:"contract"`
+	Gate     GateSummary        `json:"gate"`
+	Bytes    int64              `json:"bytes"`
+	Tensors  []TensorPlan       `json:"tensors,omitempty"`
+	Report   *oracle.GateReport `json:"-"`
+	Phases   map[string]float64 `json:"phase_seconds,omitempty"`
+}
+
+// job is one bundle being built.
+type job struct {
+	target   *Target
+	recipe   Recipe
+	contract graph.Contract
+	name     string
+	dir      string // final path
+	tmp      string // staging directory
+	src      *weightSource
+	module   *graph.Module // lowered
+	shipped  *graph.Module // read back from the written bytes
+	mapping  []byte
+	sum      [32]byte
+	size     int64
+	report   *oracle.GateReport
+	extra    any // companion check for the prefill bundle
+	partner  *job
+	plans    []TensorPlan
+	result   BundleResult
+}
+
+// Run exports every requested target. Nothing is published unless every bundle was written,
+// read back, verified and gated; a failed gate returns an exitcode.GateFailed error with the
+// result (Passed false, no paths), and --check returns exitcode.Drift when anything differs.
+func Run(ctx context.Context, opt Options) (*Result, error) {
+	if opt.Progress == nil {
+		opt.Progress = nopProgress{}
+	}
+	if opt.Gate.Tokens == 0 {
+		opt.Gate = oracle.DefaultGateOptions()
+	}
+	ck := opt.Checkpoint
+	short := ShortName(ck)
+	var jobs []*job
+	for _, t := range opt.Targets {
+		r, err := opt.Flags.Apply(t)
+		if err != nil {
+			return nil, err
+		}
+		contracts := []graph.Contract{t.Contract}
+		if t.Prefill != 0 {
+			contracts = append(contracts, t.Prefill)
+		}
+		var dec *job
+		for _, c := range contracts {
+			j := &job{target: t, recipe: r, contract: c, name: BundleName(short, t, c, &r, PrefillTokens)}
+			j.dir = filepath.Join(opt.OutDir, t.Name, j.name)
+			if c == graph.HostPrefill {
+				j.partner = dec
+			} else {
+				dec = j
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	res := &Result{Passed: true, DryRun: opt.DryRun}
+	for _, j := range jobs {
+		if err := j.lower(ck); err != nil {
+			return nil, err
+		}
+		j.result = BundleResult{Target: j.target.Name, Name: j.name, Recipe: j.recipe, Contract: j.contract.String(), Phases: map[string]float64{}}
+	}
+	if opt.DryRun {
+		for _, j := range jobs {
+			j.result.Tensors = j.src.Plans(ck.Config.ExpectedTensors())
+			for _, p := range j.result.Tensors {
+				j.result.Bytes += p.Bytes
+			}
+			j.result.Gate = GateSummary{Skipped: true}
+			res.Bundles = append(res.Bundles, j.result)
+		}
+		return res, nil
+	}
+
+	var digests []FileDigestJSON
+	{
+		start := time.Now()
+		ds, err := ck.Digests()
+		if err != nil {
+			return nil, fmt.Errorf("hashing the checkpoint: %w", err)
+		}
+		for _, d := range ds {
+			digests = append(digests, FileDigestJSON(d))
+		}
+		_ = start
+	}
+	var ref *oracle.Model
+	var prompts []oracle.GatePrompt
+	if !opt.NoGate {
+		var err error
+		if ref, err = oracle.New(ck, oracle.Options{}); err != nil {
+			return nil, fmt.Errorf("building the fp32 reference: %w", err)
+		}
+		prompts = opt.GatePrompts
+		if prompts == nil {
+			if prompts, err = DefaultPrompts(ck); err != nil {
+				return nil, err
+			}
+		}
+	}
+	date, err := creationTime()
+	if err != nil {
+		return nil, exitcode.Bad(err)
+	}
+
+	// Stage everything; clean up whatever is not published.
+	defer func() {
+		for _, j := range jobs {
+			j.release()
+			if j.tmp != "" {
+				os.RemoveAll(j.tmp)
+			}
+		}
+	}()
+	for _, j := range jobs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d := date
+		if opt.Check {
+			if prev, ok := recordedDate(j.dir); ok {
+				d = prev
+			}
+		}
+		if err := j.write(ctx, opt, d); err != nil {
+			return nil, err
+		}
+	}
+	// Gate (pairs gate together: the prefill companion is judged against its decode graph).
+	for _, j := range jobs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if opt.NoGate {
+			j.result.Gate = GateSummary{Passed: true, Skipped: true}
+			continue
+		}
+		start := time.Now()
+		if err := j.gate(ref, prompts, opt); err != nil {
+			return nil, err
+		}
+		j.result.Phases["gate"] = time.Since(start).Seconds()
+		if !j.result.Gate.Passed {
+			res.Passed = false
+		}
+	}
+	for _, j := range jobs {
+		if err := j.finish(ck, opt, date, digests); err != nil {
+			return nil, err
+		}
+	}
+	if !res.Passed {
+		for _, j := range jobs {
+			res.Bundles = append(res.Bundles, j.result)
+		}
+		return res, exitcode.Wrap(exitcode.GateFailed, fmt.Errorf("gate failed; nothing was published"))
+	}
+	if opt.Check {
+		for _, j := range jobs {
+			diffs, err := compareDirs(j.tmp, j.dir)
+			if err != nil {
+				return nil, err
+			}
+			res.Drift = append(res.Drift, diffs...)
+			j.result.Path = j.dir
+			res.Bundles = append(res.Bundles, j.result)
+		}
+		if len(res.Drift) > 0 {
+			return res, exitcode.Wrap(exitcode.Drift, fmt.Errorf("--check: %d difference(s) from the bundles on disk", len(res.Drift)))
+		}
+		return res, nil
+	}
+	for _, j := range jobs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		j.release()
+		if err := os.MkdirAll(filepath.Dir(j.dir), 0o755); err != nil {
+			return nil, err
+		}
+		if err := publish(j.tmp, j.dir); err != nil {
+			return nil, fmt.Errorf("publishing %s: %w", j.dir, err)
+		}
+		j.tmp = ""
+		j.result.Path = j.dir
+		res.Bundles = append(res.Bundles, j.result)
+	}
+	return res, nil
+}
+
+func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
+	t, r := j.target, &j.recipe
+	return graph.LowerOptions{
+		Contract: j.contract, Compute: r.Compute, StateDType: t.stateDType(r), NormDType: t.normDType(r),
+		Context: r.Context, PrefillTokens: PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
+		UntieHead: r.Head != "tied", Weights: src,
+	}
+}
+
+func (j *job) lower(ck *hf.Checkpoint) error {
+	j.src = newWeightSource(ck, j.target, &j.recipe)
+	m, err := graph.Lower(ck.Config, j.lowerOptions(j.src))
+	if err != nil {
+		return err
+	}
+	if err := graph.Verify(m, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
+		return fmt.Errorf("bundle %s: %w", j.name, err)
+	}
+	j.module = m
+	return nil
+}
+
+// ctxWriter fails writes once ctx is cancelled, so Ctrl-C stops a long write promptly.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+	p   Progress
+}
+
+func (c ctxWriter) Write(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.w.Write(b)
+	c.p.Add(int64(n))
+	return n, err
+}
+
+// write streams main.mlirb (quantizing on the way), its hash and the asset metadata into a
+// staging directory beside the destination, then maps the file and reads the module back, so
+// everything after this point (verify, gate, inspect) sees the shipped bytes.
+func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
+	parent := filepath.Join(opt.OutDir, j.target.Name)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return exitcode.Badf("output directory %s: %w", parent, err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".qconv-tmp-"+j.name+"-")
+	if err != nil {
+		return fmt.Errorf("staging in %s: %w", parent, err)
+	}
+	j.tmp = tmp
+	asset := filepath.Join(tmp, j.name+".aimodel")
+	if err := os.Mkdir(asset, 0o755); err != nil {
+		return err
+	}
+	var total int64
+	for _, r := range j.module.Resources {
+		total += r.Size
+	}
+	start := time.Now()
+	opt.Progress.Phase("quantize+write "+j.name, total)
+	path := filepath.Join(asset, "main.mlirb")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	sum, size, err := writeMLIRBTo(f, ctxWriter{ctx, f, opt.Progress}, j.module, "qconv "+opt.Version)
+	opt.Progress.Done()
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", j.name, err)
+	}
+	j.sum, j.size = sum, size
+	j.result.Phases["quantize_write"] = time.Since(start).Seconds()
+	j.plans = j.src.Plans(opt.Checkpoint.Config.ExpectedTensors())
+	j.src = nil // the lowered module's lazy resources are no longer needed
+	if err := writeFile(filepath.Join(asset, "main.hash"), sum[:]); err != nil {
+		return err
+	}
+	am := AssetMetadata{
+		Producer: "qconv " + opt.Version, AssetVersion: "2.0", CreationDate: date.Format(time.RFC3339),
+		Description: fmt.Sprintf("%s for %s (%s), exported by qconv from %s", j.name, j.target.Name, j.contract, ShortName(opt.Checkpoint)),
+	}
+	b, err := marshalJSON(am)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(asset, "metadata.json"), b); err != nil {
+		return err
+	}
+	// Read the shipped bytes back.
+	start = time.Now()
+	shipped, mapping, err := ReadBundleModule(path)
+	if err != nil {
+		return fmt.Errorf("reading back %s: %w", j.name, err)
+	}
+	j.shipped, j.mapping = shipped, mapping
+	if err := graph.Verify(shipped, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
+		return fmt.Errorf("bundle %s as written: %w", j.name, err)
+	}
+	j.module = nil
+	j.result.Phases["read_back"] = time.Since(start).Seconds()
+	j.result.Bytes = size
+	return nil
+}
+
+// writeMLIRBTo streams the bytecode through w (which also writes f), returning hash and size.
+func writeMLIRBTo(f *os.File, w io.Writer, m *graph.Module, producer string) ([32]byte, int64, error) {
+	var sum [32]byte
+	h := newHashCounter(w)
+	bw := bufioWriter(h)
+	if err := graph.WriteBytecode(bw, m, producer); err != nil {
+		f.Close()
+		return sum, 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return sum, 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return sum, 0, err
+	}
+	if err := f.Close(); err != nil {
+		return sum, 0, err
+	}
+	copy(sum[:], h.h.Sum(nil))
+	return sum, h.n, nil
+}
+
+// ReadBundleModule maps a main.mlirb read-only and parses it; resource data aliases the mapping,
+// which the caller releases with unix.Munmap when done with the module.
+func ReadBundleModule(path string) (*graph.Module, []byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Size() == 0 {
+		return nil, nil, fmt.Errorf("%s: empty file", path)
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: mmap: %w", path, err)
+	}
+	m, err := graph.ReadBytecode(data)
+	if err != nil {
+		unix.Munmap(data)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, data, nil
+}
+
+func (j *job) release() {
+	if j.mapping != nil {
+		unix.Munmap(j.mapping)
+		j.mapping = nil
+		j.shipped = nil
+	}
+}
+
+// sessionCandidate adapts a graph session to the gate.
+type sessionCandidate struct{ s *graph.Session }
+
+func (c sessionCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
+func (c sessionCandidate) Fork() (oracle.Candidate, error) {
+	f, err := c.s.Fork()
+	if err != nil {
+		return nil, err
+	}
+	return sessionCandidate{f}, nil
+}
+
+// CompanionCheck is the prefill companion's rule: decoding after it equals decoding without it.
+type CompanionCheck struct {
+	Passed  bool              `json:"passed"`
+	Prompts []CompanionPrompt `json:"prompts"`
+}
+
+// CompanionPrompt compares one prompt with and without the companion.
+type CompanionPrompt struct {
+	Name         string  `json:"name"`
+	Blocks       int     `json:"prefill_blocks"`
+	DecodeOnly   []int   `json:"decode_only_ids"`
+	WithPrefill  []int   `json:"with_prefill_ids"`
+	MaxLogitDiff float64 `json:"max_logit_diff"`
+	Identical    bool    `json:"identical"`
+}
+
+func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
+	if j.contract != graph.HostPrefill {
+		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
+			s, err := graph.NewSession(j.shipped, nil)
+			if err != nil {
+				return nil, err
+			}
+			return sessionCandidate{s}, nil
+		}, fitPrompts(prompts, j), opt.Gate)
+		if err != nil {
+			return fmt.Errorf("gating %s: %w", j.name, err)
+		}
+		j.report = rep
+		j.result.Gate = summarize(rep)
+		j.result.Report = rep
+		return nil
+	}
+	// The companion passes when its decode partner passed and, on every gate prompt long enough
+	// for a block, greedy decoding after it is identical to decoding without it.
+	dec := j.partner
+	cc := &CompanionCheck{Passed: true}
+	for _, p := range fitPrompts(prompts, j) {
+		if len(p.IDs) < PrefillTokens {
+			continue
+		}
+		a, err := graph.NewSession(dec.shipped, nil)
+		if err != nil {
+			return err
+		}
+		b, err := graph.NewSession(dec.shipped, j.shipped)
+		if err != nil {
+			return err
+		}
+		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens}
+		la, err := a.Prefill(p.IDs)
+		if err != nil {
+			return err
+		}
+		lb, err := b.Prefill(p.IDs)
+		if err != nil {
+			return err
+		}
+		for k := 0; k < opt.Gate.Tokens; k++ {
+			cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
+			ia, ib := argmax(la), argmax(lb)
+			cp.DecodeOnly, cp.WithPrefill = append(cp.DecodeOnly, ia), append(cp.WithPrefill, ib)
+			if k == opt.Gate.Tokens-1 {
+				break
+			}
+			if la, err = a.Step(ia); err != nil {
+				return err
+			}
+			if lb, err = b.Step(ib); err != nil {
+				return err
+			}
+		}
+		cp.Identical = equalInts(cp.DecodeOnly, cp.WithPrefill)
+		if !cp.Identical {
+			cc.Passed = false
+		}
+		cc.Prompts = append(cc.Prompts, cp)
+	}
+	j.extra = cc
+	j.report = dec.report
+	s := summarize(dec.report)
+	s.Passed = s.Passed && cc.Passed
+	if !cc.Passed && s.FirstFailure == "" {
+		s.FirstFailure = "decoding after the prefill companion differs from decoding without it"
+	}
+	j.result.Gate = s
+	j.result.Report = dec.report
+	return nil
+}
+
+// fitPrompts drops prompts that do not fit a static context (host-cache graphs).
+func fitPrompts(prompts []oracle.GatePrompt, j *job) []oracle.GatePrompt {
+	if j.contract == graph.Pipelined {
+		return prompts
+	}
+	var out []oracle.GatePrompt
+	for _, p := range prompts {
+		if len(p.IDs)+32 <= j.recipe.Context {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func summarize(r *oracle.GateReport) GateSummary {
+	t := r.Totals
+	return GateSummary{
+		Passed: r.Passed, Prompts: t.Prompts,
+		TeacherForced:    fmt.Sprintf("%d/%d", t.TeacherForcedMatched, t.TeacherForcedConfident),
+		Greedy:           fmt.Sprintf("%d/%d", t.GreedyMatch, t.GreedySteps),
+		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure,
+	}
+}
+
+func maxDiff(a, b []float32) float64 {
+	m := 0.0
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		if d < 0 {
+			d = -d
+		}
+		m = max(m, d)
+	}
+	return m
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// finish writes the bundle metadata and the tokenizer into the staging directory.
+func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []FileDigestJSON) error {
+	cfg := ck.Config
+	var f *graph.Func
+	if j.shipped != nil {
+		f = j.shipped.Func("main")
+	}
+	tokenizer := ck.RepoID
+	if tokenizer == "" {
+		tokenizer = ShortName(ck)
+	}
+	comp := j.recipe.compression()
+	md := BundleMetadata{
+		MetadataVersion: "0.2", Kind: "llm", Name: j.name,
+		Assets: map[string]string{"main": j.name + ".aimodel"},
+		Language: LanguageMetadata{
+			Tokenizer: tokenizer, VocabSize: cfg.VocabSize, MaxContextLength: j.recipe.Context,
+			EmbeddedTokenizer: true, FunctionMap: map[string][]string{"main": {"main"}},
+		},
+		Source:      SourceMetadata{ModelDefinition: "qconv", HFModelID: ck.RepoID},
+		Compression: comp,
+		Compilation: CompilationInfo{Date: date.Format(time.RFC3339), Targets: []string{}},
+	}
+	if j.contract == graph.Pipelined {
+		md.Language.States = map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
+	}
+	q := &QConvBlock{
+		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract.String(),
+		Recipe: j.recipe, Tensors: j.plans,
+		Checkpoint: SourceInfo{Ref: ck.Ref, RepoID: ck.RepoID, Revision: ck.Revision, Files: digests},
+		MainHash:   fmt.Sprintf("%x", j.sum), MainBytes: j.size,
+	}
+	if f != nil {
+		q.Function = DescribeIO(f)
+	}
+	if j.contract == graph.HostPrefill {
+		q.PrefillTokens = PrefillTokens
+		q.Companion = j.partner.name
+	} else if j.partner == nil && j.target.Prefill != 0 {
+		q.Companion = BundleName(ShortName(ck), j.target, j.target.Prefill, &j.recipe, PrefillTokens)
+	}
+	if j.report != nil {
+		gs := j.result.Gate
+		q.Gate = &gs
+		if j.extra != nil {
+			q.GateReport = map[string]any{"decode": j.report, "companion": j.extra}
+		} else {
+			q.GateReport = j.report
+		}
+	} else if opt.NoGate {
+		q.Gate = &GateSummary{Passed: true, Skipped: true}
+		q.Notes = append(q.Notes, "published with --no-gate: not checked against the fp32 reference")
+	}
+	if j.recipe.AllowDelegate {
+		q.Notes = append(q.Notes, "--allow-known-delegate-bugs: per-channel int8 on a GPU target is known to give garbage logits on the current delegate")
+	}
+	md.QConv = q
+	b, err := marshalJSON(md)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(j.tmp, "metadata.json"), b); err != nil {
+		return err
+	}
+	if _, err := copyTokenizer(ck.Dir, filepath.Join(j.tmp, "tokenizer")); err != nil {
+		return fmt.Errorf("copying the tokenizer: %w", err)
+	}
+	return nil
+}
+
+// compression is the bundle metadata's compression string (null for fp16).
+func (r *Recipe) compression() *string {
+	if r.Weights == FP16 && r.Head == "tied" {
+		return nil
+	}
+	s := string(r.Weights)
+	if r.Head != "tied" {
+		s += "+head-" + r.Head + "-" + r.HeadGranularity
+	}
+	return &s
+}
+
+// recordedDate is the creation date an existing bundle recorded (for --check).
+func recordedDate(dir string) (time.Time, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var md BundleMetadata
+	if err := decodeStrict(b, &md); err != nil {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, md.Compilation.Date)
+	return t, err == nil
+}
+
+// compareDirs lists differences between the regenerated tree a and the tree on disk b.
+func compareDirs(a, b string) ([]string, error) {
+	files := map[string]bool{}
+	for _, root := range []string{a, b} {
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				if root == b && errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if !d.IsDir() {
+				rel, _ := filepath.Rel(root, p)
+				files[rel] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var names []string
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var diffs []string
+	for _, n := range names {
+		x, errA := os.ReadFile(filepath.Join(a, n))
+		y, errB := os.ReadFile(filepath.Join(b, n))
+		switch {
+		case errA != nil:
+			diffs = append(diffs, fmt.Sprintf("%s: on disk but no longer produced", filepath.Join(b, n)))
+		case errB != nil:
+			diffs = append(diffs, fmt.Sprintf("%s: missing on disk", filepath.Join(b, n)))
+		case !bytes.Equal(x, y):
+			diffs = append(diffs, fmt.Sprintf("%s: %s", filepath.Join(b, n), firstDifference(x, y)))
+		}
+	}
+	return diffs, nil
+}
+
+func firstDifference(x, y []byte) string {
+	n := min(len(x), len(y))
+	for i := 0; i < n; i++ {
+		if x[i] != y[i] {
+			return fmt.Sprintf("differs from the regenerated bytes at offset %d", i)
+		}
+	}
+	return fmt.Sprintf("regenerated %d bytes, on disk %d", len(x), len(y))
+}
+
+// describeTargets is a one-line list for messages.
+func describeTargets(ts []*Target) string {
+	var s []string
+	for _, t := range ts {
+		s = append(s, t.Name)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,421 @@
+package export
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"qconv/graph"
+	"qconv/internal/exitcode"
+)
+
+// TensorInfo is what the bytes say about one stored tensor.
+type TensorInfo struct {
+	Name        string  `json:"name"`
+	DType       string  `json:"dtype"`       // the stored element type: f16, f32, si8, si4, ui8, ui4
+	Format      string  `json:"format"`      // f16, f32, int8, int4, lut8, lut4 (as in the scheme table)
+	Granularity string  `json:"granularity"` // block32, perchan, pertensor, g32, dense
+	BlockSize   int     `json:"block_size"`
+	Shape       []int64 `json:"shape"`
+	ScaleShape  []int64 `json:"scale_shape,omitempty"` // blockwise scales or LUT [groups,1,entries,1]
+	Bytes       int64   `json:"bytes"`
+}
+
+// Inspection is `qconv inspect`: what a bundle's bytes hold, checked against its name and metadata.
+type Inspection struct {
+	Path      string          `json:"path"`
+	Name      string          `json:"name"`
+	HashOK    bool            `json:"hash_ok"`
+	MainBytes int64           `json:"main_mlirb_bytes"`
+	SHA256    string          `json:"main_mlirb_sha256"`
+	Functions []FunctionIO    `json:"functions"`
+	Tensors   []TensorInfo    `json:"tensors"`
+	Derived   DerivedRecipe   `json:"derived"`
+	Metadata  *BundleMetadata `json:"metadata"`
+	Problems  []string        `json:"problems"`
+}
+
+// DerivedRecipe is the part of the recipe the bytes alone determine.
+type DerivedRecipe struct {
+	Weights         string `json:"weights"`          // the decoder Linear weights' scheme
+	Head            string `json:"head"`             // tied, int8, int4, f16, f32
+	HeadGranularity string `json:"head_granularity"` // for an int head
+	Compute         string `json:"compute"`
+	Contract        string `json:"contract"`
+}
+
+// Inspect reads a bundle directory. It returns an error (exit 2) listing every disagreement
+// between the bytes, the main.hash, the directory name and the metadata, after filling in what
+// it could read.
+func Inspect(dir string) (*Inspection, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inspection{Path: abs, Name: filepath.Base(abs), Problems: []string{}}
+	mdPath := filepath.Join(abs, "metadata.json")
+	b, err := os.ReadFile(mdPath)
+	if err != nil {
+		return nil, exitcode.Badf("%s: not a bundle (%v)", abs, err)
+	}
+	md := &BundleMetadata{}
+	if err := decodeStrict(b, md); err != nil {
+		return nil, exitcode.Badf("%s: %v", mdPath, err)
+	}
+	in.Metadata = md
+	asset := md.Assets["main"]
+	if asset == "" {
+		return in, exitcode.Badf("%s: assets.main is missing", mdPath)
+	}
+	mlirb := filepath.Join(abs, asset, "main.mlirb")
+	m, mapping, err := ReadBundleModule(mlirb)
+	if err != nil {
+		return in, exitcode.Bad(err)
+	}
+	defer unix.Munmap(mapping)
+	in.MainBytes = int64(len(mapping))
+	sum := sha256.Sum256(mapping)
+	in.SHA256 = fmt.Sprintf("%x", sum)
+	hash, err := os.ReadFile(filepath.Join(abs, asset, "main.hash"))
+	in.HashOK = err == nil && bytes.Equal(hash, sum[:])
+	if !in.HashOK {
+		in.Problems = append(in.Problems, fmt.Sprintf("%s: does not hold the SHA-256 of main.mlirb (%s)", filepath.Join(abs, asset, "main.hash"), in.SHA256))
+	}
+	for _, f := range m.Funcs {
+		if !f.Private {
+			in.Functions = append(in.Functions, DescribeIO(f))
+		}
+	}
+	main := m.Func("main")
+	if main == nil {
+		return in, exitcode.Badf("%s: no @main function", mlirb)
+	}
+	in.Tensors, in.Derived = describeWeights(m, main)
+	in.check()
+	if len(in.Problems) > 0 {
+		return in, exitcode.Badf("%s: the bundle disagrees with itself:\n  %s", abs, strings.Join(in.Problems, "\n  "))
+	}
+	return in, nil
+}
+
+// weightKeySuffixes are the suffixes qconv's resource keys add to a tensor's name.
+var weightKeySuffixes = []string{".q", ".scale", ".idx", ".lut"}
+
+func tensorName(key string) string {
+	for _, s := range weightKeySuffixes {
+		if strings.HasSuffix(key, s) {
+			return strings.TrimSuffix(key, s)
+		}
+	}
+	return key
+}
+
+// describeWeights reads every weight constant's storage from the IR, and derives the recipe.
+func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecipe) {
+	infos := map[string]*TensorInfo{}
+	var order []string
+	get := func(name string) *TensorInfo {
+		if t, ok := infos[name]; ok {
+			return t
+		}
+		t := &TensorInfo{Name: name}
+		infos[name] = t
+		order = append(order, name)
+		return t
+	}
+	resOf := func(v *graph.Value) (*graph.Resource, graph.Type, bool) {
+		if v.Def == nil || v.Def.Name != graph.OpConstant {
+			return nil, graph.Type{}, false
+		}
+		ra, ok := v.Def.Attrs["value"].(graph.ResourceAttr)
+		return ra.Res, ra.Type, ok
+	}
+	consumed := map[*graph.Resource]bool{}
+	for _, op := range f.Body {
+		switch op.Name {
+		case graph.OpBlockwise:
+			dr, dt, ok1 := resOf(op.Operands[0])
+			sr, st, ok2 := resOf(op.Operands[1])
+			if !ok1 || !ok2 {
+				continue
+			}
+			consumed[dr], consumed[sr] = true, true
+			t := get(tensorName(dr.Key))
+			t.DType, t.Shape, t.ScaleShape = dt.DType.String(), dt.Shape, st.Shape
+			t.Bytes = dr.Size + sr.Size
+			t.Format = map[graph.DType]string{graph.SI8: "int8", graph.SI4: "int4"}[dt.DType]
+			in := dt.Shape[len(dt.Shape)-1]
+			sc := st.Shape[len(st.Shape)-1]
+			switch {
+			case st.NumElements() == 1:
+				t.Granularity = "pertensor"
+			case sc == 1 && in > 1:
+				t.Granularity = "perchan"
+			default:
+				t.BlockSize = int(in / sc)
+				t.Granularity = fmt.Sprintf("block%d", t.BlockSize)
+			}
+		case graph.OpLUTToDense:
+			ir, it, ok1 := resOf(op.Operands[0])
+			lr, lt, ok2 := resOf(op.Operands[1])
+			if !ok1 || !ok2 {
+				continue
+			}
+			consumed[ir], consumed[lr] = true, true
+			t := get(tensorName(ir.Key))
+			t.DType, t.Shape, t.ScaleShape = it.DType.String(), it.Shape, lt.Shape
+			t.Bytes = ir.Size + lr.Size
+			t.Format = map[graph.DType]string{graph.UI8: "lut8", graph.UI4: "lut4"}[it.DType]
+			groups := lt.Shape[0]
+			if groups == 1 {
+				t.Granularity = "pertensor"
+			} else {
+				t.Granularity = fmt.Sprintf("g%d", it.Shape[0]/groups)
+			}
+		}
+	}
+	for _, op := range f.Body {
+		if r, t, ok := resOf(opResult(op)); ok && !consumed[r] {
+			ti := get(tensorName(r.Key))
+			ti.DType, ti.Format, ti.Shape, ti.Granularity, ti.Bytes = t.DType.String(), t.DType.String(), t.Shape, "dense", r.Size
+		}
+	}
+	var out []TensorInfo
+	for _, n := range order {
+		out = append(out, *infos[n])
+	}
+	sort.SliceStable(out, func(i, j int) bool { return modelOrder(out[i].Name) < modelOrder(out[j].Name) })
+
+	d := DerivedRecipe{Contract: contractOf(f).String()}
+	// The compute dtype is the logits' (f32 only in the validation form).
+	if r := f.Result(graph.OutLogits); r != nil {
+		d.Compute = r.Value.Type.DType.String()
+	}
+	// Decoder weights: the scheme every Linear layer shares (a mix is reported as such).
+	schemes := map[string]bool{}
+	for _, t := range out {
+		if strings.HasPrefix(t.Name, "layers.") && strings.Contains(t.Name, "proj") && !strings.Contains(t.Name, "in_proj_a") && !strings.Contains(t.Name, "in_proj_b") {
+			schemes[linearScheme(t)] = true
+		}
+	}
+	// A Linear kept float because its shape does not take the scheme is listed per tensor in the
+	// scheme table; the recipe is what the quantized ones hold.
+	if len(schemes) > 1 {
+		delete(schemes, string(FP16))
+		delete(schemes, "f32")
+	}
+	d.Weights = joinKeys(schemes)
+	d.Head = "tied"
+	for _, t := range out {
+		if t.Name == "lm_head.weight" {
+			switch t.Format {
+			case "int8", "int4":
+				d.Head, d.HeadGranularity = t.Format, t.Granularity
+			default:
+				d.Head = t.Format
+			}
+		}
+	}
+	return out, d
+}
+
+func opResult(op *graph.Op) *graph.Value {
+	if len(op.Results) == 0 {
+		return &graph.Value{}
+	}
+	return op.Results[0]
+}
+
+// linearScheme names a Linear weight's storage as a --weights value.
+func linearScheme(t TensorInfo) string {
+	switch t.Format {
+	case "int8":
+		if t.Granularity == "perchan" {
+			return string(Int8PerChan)
+		}
+		return "int8-" + t.Granularity
+	case "int4":
+		return "int4-" + t.Granularity
+	case "lut8":
+		return string(Int8LUT)
+	case "lut4":
+		return string(Int4LUT)
+	case "f16":
+		return string(FP16)
+	}
+	return t.Format
+}
+
+func joinKeys(m map[string]bool) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, "+")
+}
+
+func contractOf(f *graph.Func) graph.Contract {
+	switch {
+	case f.Arg(graph.StateKey) != nil:
+		return graph.Pipelined
+	case f.Arg(graph.InPastK) != nil && f.Arg(graph.InInputIDs) != nil && f.Arg(graph.InInputIDs).Value.Type.Shape[1] > 1:
+		return graph.HostPrefill
+	case f.Arg(graph.InPastK) != nil:
+		return graph.HostDecode
+	}
+	return 0
+}
+
+// modelOrder sorts tensor names embedding, layers by index, norm, head.
+func modelOrder(name string) string {
+	switch {
+	case name == "embed_tokens.weight":
+		return "0"
+	case strings.HasPrefix(name, "layers."):
+		var i int
+		fmt.Sscanf(name, "layers.%d.", &i)
+		return fmt.Sprintf("1%06d%s", i, name)
+	case name == "norm.weight":
+		return "2"
+	}
+	return "3" + name
+}
+
+// check compares the bytes with the metadata and the directory name.
+func (in *Inspection) check() {
+	md, d := in.Metadata, in.Derived
+	bad := func(format string, args ...any) { in.Problems = append(in.Problems, fmt.Sprintf(format, args...)) }
+	if md.Name != in.Name {
+		bad("directory is named %q but metadata.json says %q", in.Name, md.Name)
+	}
+	if md.MetadataVersion != "0.2" || md.Kind != "llm" {
+		bad("metadata.json: metadata_version %q kind %q, want \"0.2\" and \"llm\"", md.MetadataVersion, md.Kind)
+	}
+	if md.Assets["main"] != md.Name+".aimodel" {
+		bad("metadata.json: assets.main is %q, want %q", md.Assets["main"], md.Name+".aimodel")
+	}
+	q := md.QConv
+	if q == nil {
+		bad("metadata.json has no qconv block: cannot check the recipe against the bytes")
+		return
+	}
+	r := q.Recipe
+	if string(r.Weights) != d.Weights {
+		bad("metadata says weights %s, the bytes hold %s", r.Weights, d.Weights)
+	}
+	if r.Head != d.Head {
+		bad("metadata says head %s, the bytes hold a %s head", r.Head, d.Head)
+	} else if r.Head != "tied" && r.HeadGranularity != d.HeadGranularity {
+		bad("metadata says head granularity %s, the bytes hold %s", r.HeadGranularity, d.HeadGranularity)
+	}
+	if r.ComputeName != d.Compute {
+		bad("metadata says compute %s, the logits are %s", r.ComputeName, d.Compute)
+	}
+	if q.Contract != d.Contract {
+		bad("metadata says contract %s, @main follows %s", q.Contract, d.Contract)
+	}
+	if q.MainHash != "" && q.MainHash != in.SHA256 {
+		bad("metadata records main.mlirb sha256 %s, the file's is %s", q.MainHash, in.SHA256)
+	}
+	// The name must be the one the recipe in the bytes gives (constraint 8).
+	t, err := TargetByName(q.Target)
+	if err != nil {
+		bad("metadata names unknown target %q", q.Target)
+		return
+	}
+	derived := r
+	derived.Weights = WeightScheme(d.Weights)
+	derived.Head, derived.HeadGranularity = d.Head, d.HeadGranularity
+	contract := contractFromName(d.Contract)
+	short := shortFromName(in.Name, t, contract)
+	want := BundleName(short, t, contract, &derived, q.PrefillTokens)
+	if want != in.Name {
+		bad("the bytes (weights %s, head %s %s) make the name %q, not %q", d.Weights, d.Head, d.HeadGranularity, want, in.Name)
+	}
+	// The scheme table must describe the bytes.
+	byName := map[string]TensorInfo{}
+	for _, ti := range in.Tensors {
+		byName[ti.Name] = ti
+	}
+	for _, p := range q.Tensors {
+		ti, ok := byName[graph.SanitizeKey(p.Name)]
+		if !ok {
+			bad("metadata lists tensor %s, the bytes do not hold it", p.Name)
+			continue
+		}
+		if ti.Format != p.Format || (p.Granularity != "" && ti.Granularity != p.Granularity) {
+			bad("tensor %s: metadata says %s %s, the bytes hold %s %s", p.Name, p.Format, p.Granularity, ti.Format, ti.Granularity)
+		}
+	}
+}
+
+func contractFromName(s string) graph.Contract {
+	for _, c := range []graph.Contract{graph.Pipelined, graph.HostDecode, graph.HostPrefill} {
+		if c.String() == s {
+			return c
+		}
+	}
+	return 0
+}
+
+// shortFromName recovers the {short} prefix of a bundle name (its marker is the contract's).
+func shortFromName(name string, t *Target, c graph.Contract) string {
+	marker := "_decode_"
+	switch c {
+	case graph.HostDecode:
+		marker = "_ios_hc0_"
+	case graph.HostPrefill:
+		marker = "_ios_hc_prefill_"
+	}
+	if i := strings.Index(name, marker); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// WriteText prints a human summary.
+func (in *Inspection) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "bundle      %s\n", in.Path)
+	fmt.Fprintf(w, "main.mlirb  %d bytes, sha256 %s (main.hash %s)\n", in.MainBytes, in.SHA256, map[bool]string{true: "ok", false: "MISMATCH"}[in.HashOK])
+	d := in.Derived
+	head := d.Head
+	if d.HeadGranularity != "" {
+		head += " " + d.HeadGranularity
+	}
+	fmt.Fprintf(w, "recipe      weights %s, head %s, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
+	if q := in.Metadata.QConv; q != nil && q.Gate != nil {
+		g := q.Gate
+		fmt.Fprintf(w, "gate        passed %v: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", g.Passed, g.TeacherForced, g.Greedy, g.MinPrefillCosine)
+	}
+	for _, f := range in.Functions {
+		fmt.Fprintf(w, "function    @%s\n", f.Name)
+		for _, x := range f.Inputs {
+			fmt.Fprintf(w, "  input     %-14s %s\n", x.Name, x.Type)
+		}
+		for _, x := range f.States {
+			fmt.Fprintf(w, "  state     %-14s %s\n", x.Name, x.Type)
+		}
+		for _, x := range f.Outputs {
+			fmt.Fprintf(w, "  output    %-14s %s\n", x.Name, x.Type)
+		}
+	}
+	fmt.Fprintf(w, "tensors     %d\n", len(in.Tensors))
+	for _, t := range in.Tensors {
+		extra := ""
+		if t.ScaleShape != nil {
+			extra = fmt.Sprintf(" scales %v", t.ScaleShape)
+		}
+		fmt.Fprintf(w, "  %-44s %-5s %-9s %v%s %d bytes\n", t.Name, t.Format, t.Granularity, t.Shape, extra, t.Bytes)
+	}
+	for _, p := range in.Problems {
+		fmt.Fprintf(w, "PROBLEM     %s\n", p)
+	}
+}

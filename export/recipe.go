@@ -1,0 +1,383 @@
+// Package export ties the reader, the quantizers, the lowering, the MLIR writer and the gate
+// into Core AI bundles: recipes and the target table, the weight source that quantizes on
+// demand, bundle naming from the applied recipe, atomic deterministic writing, and inspection of
+// what a bundle's bytes hold.
+package export
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"qconv/graph"
+	"qconv/hf"
+	"qconv/internal/exitcode"
+	"qconv/quant"
+)
+
+// WeightScheme is how the decoder's Linear weights are stored.
+type WeightScheme string
+
+const (
+	FP16        WeightScheme = "fp16"
+	Int8Block32 WeightScheme = "int8-block32"
+	Int8LUT     WeightScheme = "int8-lut"
+	Int4Block32 WeightScheme = "int4-block32"
+	Int4LUT     WeightScheme = "int4-lut"
+	Int8PerChan WeightScheme = "int8-perchan"
+)
+
+// WeightSchemes lists the --weights values (community mode aliases are in weightAliases).
+var WeightSchemes = []WeightScheme{FP16, Int8Block32, Int8LUT, Int4Block32, Int4LUT, Int8PerChan}
+
+// Recipe is what a bundle applies. Every field shows in the bytes and in the bundle's name and
+// metadata; nothing here is parsed without being applied.
+type Recipe struct {
+	Weights WeightScheme `json:"weights"`
+	// Head: "tied" (fp16, shares the embedding) or an int width ("int8", "int4") that unties it.
+	Head            string       `json:"head"`
+	HeadGranularity string       `json:"head_granularity,omitempty"` // block32|block16|block8|perchan (int head)
+	HeadScheme      quant.Scheme `json:"-"`
+	BodyScheme      quant.Scheme `json:"-"`
+	Compute         graph.DType  `json:"-"` // f16 (device) or f32 (validation form)
+	Context         int          `json:"max_context_length"`
+	AllowDelegate   bool         `json:"allow_known_delegate_bugs,omitempty"`
+	HeadSchemeName  string       `json:"head_scheme,omitempty"`
+	BodySchemeName  string       `json:"scheme"`
+	ComputeName     string       `json:"compute"`
+	StateDType      string       `json:"recurrence_dtype"`
+	headOverridden  bool
+}
+
+// finish fills the JSON mirror fields from the typed ones.
+func (r *Recipe) finish(t *Target) {
+	r.BodySchemeName = r.BodyScheme.String()
+	r.HeadSchemeName = ""
+	if r.Head != "tied" {
+		r.HeadSchemeName = r.HeadScheme.String()
+	}
+	r.ComputeName = r.Compute.String()
+	r.StateDType = t.stateDType(r).String()
+}
+
+// Target is one row of the target table.
+type Target struct {
+	Name     string
+	Device   graph.Device
+	Contract graph.Contract
+	// Prefill is the companion contract exported beside the decode bundle (ios-gpu), or 0.
+	Prefill graph.Contract
+	// SameBytesAs names a target whose bundle bytes this one shares (macos = ios-ane).
+	SameBytesAs string
+	Default     Recipe
+	About       string
+}
+
+// Targets is the target table (coreai-targets.md §3). Defaults follow the published bundles.
+var Targets = []*Target{
+	{
+		Name: "gpu-pipelined", Device: graph.GPU, Contract: graph.Pipelined,
+		Default: Recipe{Weights: Int8Block32, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		About:   "decode-only loop-free step, [1,1] query, dynamic KV, 4 states; iOS + macOS GPU",
+	},
+	{
+		Name: "ios-gpu", Device: graph.GPU, Contract: graph.HostDecode, Prefill: graph.HostPrefill,
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 2048},
+		About:   "static monolith with host-managed caches and greedy argmax, plus a 16-token prefill companion",
+	},
+	{
+		Name: "ios-ane", Device: graph.ANE, Contract: graph.Pipelined,
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		About:   "one dynamic graph, 4 states, fp16 recurrence; iPhone Neural Engine",
+	},
+	{
+		Name: "macos", Device: graph.ANE, Contract: graph.Pipelined, SameBytesAs: "ios-ane",
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		About:   "the ios-ane bundle for macOS (identical bytes)",
+	},
+}
+
+// TargetByName looks a target up.
+func TargetByName(name string) (*Target, error) {
+	for _, t := range Targets {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	var names []string
+	for _, t := range Targets {
+		names = append(names, t.Name)
+	}
+	return nil, exitcode.Badf("flag --target: unknown target %q (targets: %s, all)", name, strings.Join(names, ", "))
+}
+
+// ParseTargets reads a --target list ("all" expands to every target, in table order).
+func ParseTargets(list string) ([]*Target, error) {
+	var out []*Target
+	seen := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		var ts []*Target
+		if name == "all" {
+			ts = Targets
+		} else {
+			t, err := TargetByName(name)
+			if err != nil {
+				return nil, err
+			}
+			ts = []*Target{t}
+		}
+		for _, t := range ts {
+			if !seen[t.Name] {
+				seen[t.Name] = true
+				out = append(out, t)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, exitcode.Badf("flag --target: no target given (targets: gpu-pipelined, ios-gpu, ios-ane, macos, all)")
+	}
+	return out, nil
+}
+
+// stateDType is the recurrence dtype a target's graphs use.
+func (t *Target) stateDType(r *Recipe) graph.DType {
+	if r.Compute == graph.F32 || t.Device == graph.GPU {
+		return graph.F32
+	}
+	return graph.F16
+}
+
+// normDType is the dtype RMSNorm statistics run in.
+func (t *Target) normDType(r *Recipe) graph.DType {
+	if r.Compute == graph.F32 || t.Device == graph.GPU {
+		return graph.F32
+	}
+	return graph.F16
+}
+
+// Flags are the recipe-related command-line flags as typed ("" = not given).
+type Flags struct {
+	Weights         string
+	Head            string
+	HeadSym         bool
+	HeadGranularity string
+	Scheme          string
+	Compute         string
+	MaxCtx          int
+	AllowDelegate   bool
+}
+
+// weightAliases maps the community exporter's mode names onto recipes: weights, and the head
+// they imply ("" = leave the head alone).
+var weightAliases = map[string]struct {
+	weights WeightScheme
+	head    string
+}{
+	"int8lin": {Int8Block32, "tied"},
+	"int8hu":  {Int8Block32, "int8"},
+	"int8":    {Int8LUT, ""},
+	"int4lin": {Int4Block32, ""},
+}
+
+// Apply overrides t's default recipe with flags. Errors name the flag.
+func (f Flags) Apply(t *Target) (Recipe, error) {
+	r := t.Default
+	if f.Weights != "" {
+		if a, ok := weightAliases[f.Weights]; ok {
+			r.Weights = a.weights
+			if a.head != "" && f.Head == "" {
+				r.Head, r.headOverridden = a.head, a.head != "tied"
+			}
+		} else {
+			found := false
+			for _, w := range WeightSchemes {
+				if string(w) == f.Weights {
+					r.Weights, found = w, true
+				}
+			}
+			if !found {
+				return r, exitcode.Badf("flag --weights: unknown scheme %q (%s; aliases int8lin, int8hu, int8, int4lin)", f.Weights, joinSchemes())
+			}
+		}
+	}
+	head := f.Head
+	if head == "" && f.HeadSym && !r.headOverridden {
+		head = "int8-block32" // --head-sym alone is the published ship configuration
+	}
+	if head != "" {
+		h, gran, err := parseHead(head)
+		if err != nil {
+			return r, err
+		}
+		r.Head = h
+		if gran != "" {
+			r.HeadGranularity = gran
+		}
+	}
+	if r.Head != "tied" && r.HeadGranularity == "" {
+		r.HeadGranularity = "block32"
+	}
+	if f.HeadGranularity != "" {
+		if r.Head == "tied" {
+			return r, exitcode.Badf("flag --head-granularity: the head is tied (fp16, shared with the embedding); give --head int8 (or --head-sym) to quantize it")
+		}
+		if _, err := granularity(f.HeadGranularity); err != nil {
+			return r, err
+		}
+		if head != "" && r.HeadGranularity != f.HeadGranularity && strings.Contains(head, "-") {
+			return r, exitcode.Badf("flag --head-granularity: %s contradicts --head %s", f.HeadGranularity, head)
+		}
+		r.HeadGranularity = f.HeadGranularity
+	}
+	switch f.Scheme {
+	case "":
+	case "absmax":
+		r.BodyScheme = quant.Absmax
+	case "clip":
+		r.BodyScheme = quant.Clip
+	default:
+		return r, exitcode.Badf("flag --scheme: unknown scheme %q (absmax, clip)", f.Scheme)
+	}
+	if r.Head != "tied" {
+		// An int head follows --scheme; --head-sym makes it plain absmax whatever --scheme says
+		// (constraint 4: clipping corrupts top-1s on a big-vocabulary head).
+		r.HeadScheme = r.BodyScheme
+		if f.HeadSym {
+			r.HeadScheme = quant.Absmax
+		}
+	} else if f.HeadSym && f.Head == "tied" {
+		return r, exitcode.Badf("flag --head-sym: the head is tied (fp16); --head-sym quantizes it (omit --head tied)")
+	}
+	switch f.Compute {
+	case "", "fp16":
+	case "fp32":
+		r.Compute = graph.F32
+	default:
+		return r, exitcode.Badf("flag --compute: unknown dtype %q (fp16, fp32)", f.Compute)
+	}
+	if f.MaxCtx != 0 {
+		if f.MaxCtx < 16 || f.MaxCtx > 1<<20 {
+			return r, exitcode.Badf("flag --max-ctx: %d is out of range [16, 1048576]", f.MaxCtx)
+		}
+		r.Context = f.MaxCtx
+	}
+	r.AllowDelegate = f.AllowDelegate
+	if t.Device == graph.GPU && !r.AllowDelegate {
+		if r.Weights == Int8PerChan || (r.Head != "tied" && r.HeadGranularity == "perchan") {
+			what := "--weights int8-perchan"
+			if r.Weights != Int8PerChan {
+				what = "--head-granularity perchan"
+			}
+			return r, exitcode.Badf("%s on target %s: per-channel (axis-0) int8 gives garbage logits on the current GPU delegate (constraint 3); use per-block-32, or pass --allow-known-delegate-bugs to export it anyway", what, t.Name)
+		}
+	}
+	r.finish(t)
+	return r, nil
+}
+
+func joinSchemes() string {
+	var s []string
+	for _, w := range WeightSchemes {
+		s = append(s, string(w))
+	}
+	return strings.Join(s, ", ")
+}
+
+// parseHead reads --head: tied, int8, int4, or int8-block32 / int4-perchan style.
+func parseHead(h string) (head, gran string, err error) {
+	if h == "tied" {
+		return "tied", "", nil
+	}
+	width, g, _ := strings.Cut(h, "-")
+	if width != "int8" && width != "int4" {
+		return "", "", exitcode.Badf("flag --head: unknown head %q (tied, int8, int4, or e.g. int8-block32, int8-perchan)", h)
+	}
+	if g != "" {
+		if _, err := granularity(g); err != nil {
+			return "", "", exitcode.Badf("flag --head: %q: %v", h, err)
+		}
+	}
+	return width, g, nil
+}
+
+// granularity maps a --head-granularity value to the quantizer's.
+func granularity(s string) (quant.Granularity, error) {
+	switch s {
+	case "block32":
+		return quant.Block32, nil
+	case "block16":
+		return quant.Block16, nil
+	case "block8":
+		return quant.Block8, nil
+	case "perchan":
+		return quant.PerChannel, nil
+	}
+	return 0, exitcode.Badf("flag --head-granularity: unknown granularity %q (block32, block16, block8, perchan)", s)
+}
+
+// mode is the community-style mode name of the applied recipe.
+func (r *Recipe) mode() string {
+	base := map[WeightScheme]string{FP16: "fp16", Int8Block32: "int8lin", Int8LUT: "int8", Int4Block32: "int4lin", Int4LUT: "int4", Int8PerChan: "int8perchan"}[r.Weights]
+	if r.Head == "tied" {
+		return base
+	}
+	if r.Weights == Int8Block32 && r.Head == "int8" {
+		return "int8hu"
+	}
+	return base + "_head" + r.Head
+}
+
+// BundleName derives a bundle's name from the applied recipe (never from flags as typed):
+// {short}_decode_{mode}[_{headgran}[_sym]] for pipelined targets, {short}_ios_hc0_{mode} and
+// {short}_ios_hc_prefill_q16_b{ctx}_{mode} for ios-gpu. Departures from the defaults the
+// published names leave implicit are spelled out: _clip for a clipped body, _fp32 for the
+// fp32 validation form.
+func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, prefillTokens int) string {
+	mode := r.mode()
+	if r.Head != "tied" {
+		mode += "_" + r.HeadGranularity
+		if r.HeadScheme == quant.Absmax {
+			mode += "_sym"
+		}
+	}
+	if r.Weights != FP16 && r.BodyScheme == quant.Clip && !strings.HasSuffix(string(r.Weights), "lut") {
+		mode += "_clip"
+	}
+	if r.Compute == graph.F32 {
+		mode += "_fp32"
+	}
+	switch contract {
+	case graph.HostDecode:
+		return fmt.Sprintf("%s_ios_hc0_%s", short, mode)
+	case graph.HostPrefill:
+		return fmt.Sprintf("%s_ios_hc_prefill_q%d_b%d_%s", short, prefillTokens, r.Context, mode)
+	}
+	return fmt.Sprintf("%s_decode_%s", short, mode)
+}
+
+// ShortName is the repo name lowercased with '.' and '-' turned into '_'.
+func ShortName(ck *hf.Checkpoint) string {
+	name := ck.RepoID
+	if name == "" {
+		name = ck.Dir
+	}
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.ToLower(name)
+	return strings.NewReplacer(".", "_", "-", "_").Replace(name)
+}
+
+// TargetNames lists the table's target names.
+func TargetNames() []string {
+	var out []string
+	for _, t := range Targets {
+		out = append(out, t.Name)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,340 @@
+package export
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"qconv/graph"
+	"qconv/hf"
+	"qconv/internal/exitcode"
+	"qconv/quant"
+)
+
+// TensorPlan is one row of a bundle's per-tensor scheme table: how a checkpoint tensor is stored.
+type TensorPlan struct {
+	Name        string         `json:"name"`
+	Kind        hf.Kind        `json:"kind"`
+	Shape       []int          `json:"shape"`
+	Format      string         `json:"format"` // f16, f32, int8, int4, lut8, lut4
+	Granularity string         `json:"granularity,omitempty"`
+	BlockSize   int            `json:"block_size,omitempty"`
+	Scheme      string         `json:"scheme,omitempty"`
+	Bytes       int64          `json:"bytes"`
+	Note        string         `json:"note,omitempty"`
+	Metrics     *quant.Metrics `json:"metrics,omitempty"`
+}
+
+// storage is the decision for one tensor.
+type storage struct {
+	dense   graph.DType // f16/f32 when stored dense
+	linear  *quant.Linear
+	palette *quant.Palette
+	note    string
+}
+
+// weightSource serves the graph form of every tensor under a recipe: dense tensors are
+// converted, quantized ones quantized on demand (when the writer streams them, or when a caller
+// materializes them), and each decision is recorded for the scheme table.
+type weightSource struct {
+	ck     *hf.Checkpoint
+	target *Target
+	recipe *Recipe
+
+	mu      sync.Mutex
+	plans   map[string]*TensorPlan
+	weights map[string]*graph.Weight
+}
+
+var _ graph.WeightSource = (*weightSource)(nil)
+
+func newWeightSource(ck *hf.Checkpoint, t *Target, r *Recipe) *weightSource {
+	return &weightSource{ck: ck, target: t, recipe: r, plans: map[string]*TensorPlan{}, weights: map[string]*graph.Weight{}}
+}
+
+// decide is the per-target storage table: which kind of tensor is stored how.
+func (s *weightSource) decide(spec hf.TensorSpec) storage {
+	r := s.recipe
+	compute := r.Compute
+	switch spec.Kind {
+	case hf.KindLinear:
+		switch r.Weights {
+		case FP16:
+			return storage{dense: compute}
+		case Int8Block32:
+			return storage{linear: &quant.Linear{Bits: 8, Scheme: r.BodyScheme, Granularity: quant.Block32}}
+		case Int4Block32:
+			return storage{linear: &quant.Linear{Bits: 4, Scheme: r.BodyScheme, Granularity: quant.Block32}}
+		case Int8PerChan:
+			return storage{linear: &quant.Linear{Bits: 8, Scheme: r.BodyScheme, Granularity: quant.PerChannel}}
+		case Int8LUT:
+			return storage{palette: &quant.Palette{Bits: 8, GroupRows: quant.PaletteGroupRows}}
+		case Int4LUT:
+			return storage{palette: &quant.Palette{Bits: 4, GroupRows: quant.PaletteGroupRows}}
+		}
+	case hf.KindHead:
+		if r.Head == "tied" {
+			return storage{dense: compute}
+		}
+		g, _ := granularity(r.HeadGranularity)
+		bits := 8
+		if r.Head == "int4" {
+			bits = 4
+		}
+		return storage{linear: &quant.Linear{Bits: bits, Scheme: r.HeadScheme, Granularity: g}}
+	case hf.KindEmbedding, hf.KindConv, hf.KindGatedNorm:
+		// Embeddings are gathered, the conv taps are 4 wide: both stay float (as published).
+		return storage{dense: compute}
+	case hf.KindNorm:
+		return storage{dense: s.target.normDType(r)}
+	case hf.KindALog, hf.KindDtBias:
+		return storage{dense: graph.F32}
+	}
+	return storage{dense: compute}
+}
+
+// Weight implements graph.WeightSource. A request for lm_head.weight from a tied checkpoint
+// (an int head unties it) quantizes a copy of the embedding.
+func (s *weightSource) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.weights[spec.Name]; ok {
+		return w, nil
+	}
+	src := spec.Name
+	if spec.Name == "lm_head.weight" && s.ck.Config.TieWordEmbeddings {
+		src = "embed_tokens.weight"
+	}
+	t, err := s.ck.Tensor(src)
+	if err != nil {
+		return nil, err
+	}
+	st := s.decide(spec)
+	plan := &TensorPlan{Name: spec.Name, Kind: spec.Kind, Shape: spec.Shape}
+	if src != spec.Name {
+		plan.Note = "untied from the embedding"
+	}
+	var w *graph.Weight
+	switch {
+	case st.linear != nil:
+		if why := st.linear.Check(t.Rows(), t.Cols()); why != "" {
+			plan.Note = join(plan.Note, "kept "+s.recipe.Compute.String()+": "+why)
+			w, err = s.dense(t, spec, s.recipe.Compute, plan)
+		} else {
+			w, err = s.linear(t, spec, *st.linear, plan)
+		}
+	case st.palette != nil:
+		pal := *st.palette
+		if why := pal.Check(t.Rows(), t.Cols()); why != "" && pal.GroupRows > 0 {
+			// Too few rows for groups of 32 (in_proj_a/b have nv rows): one LUT for the tensor.
+			pal.GroupRows = 0
+			plan.Note = join(plan.Note, "one LUT for the whole tensor: "+why)
+		}
+		if why := pal.Check(t.Rows(), t.Cols()); why != "" {
+			plan.Note = join(plan.Note, "kept "+s.recipe.Compute.String()+": "+why)
+			w, err = s.dense(t, spec, s.recipe.Compute, plan)
+		} else {
+			w, err = s.palette(t, spec, pal, plan)
+		}
+	default:
+		w, err = s.dense(t, spec, st.dense, plan)
+	}
+	if err != nil {
+		return nil, err
+	}
+	w.Name = spec.Name
+	s.plans[spec.Name] = plan
+	s.weights[spec.Name] = w
+	return w, nil
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+func (s *weightSource) dense(t *hf.Tensor, spec hf.TensorSpec, dt graph.DType, plan *TensorPlan) (*graph.Weight, error) {
+	w, err := graph.DenseWeight(t, dt)
+	if err != nil {
+		return nil, err
+	}
+	w.Data.Key = graph.SanitizeKey(spec.Name)
+	plan.Format = dt.String()
+	plan.Bytes = w.Data.Size
+	return w, nil
+}
+
+// rowSource adapts a checkpoint tensor for the quantizers; bf16 tensors expose their raw rows so
+// the int8 kernel reads bf16 directly.
+func rowSource(t *hf.Tensor) quant.RowSource {
+	if t.DType == hf.BF16 {
+		return &quant.BF16Matrix{R: t.Rows(), C: t.Cols(), Data: t.Bytes()}
+	}
+	return t
+}
+
+// lazyQuant computes a tensor's quantization once, when the first of its resources is filled,
+// and drops it once every resource has copied its part, so streaming a model holds one tensor's
+// quantized bytes at a time.
+type lazyQuant struct {
+	mu      sync.Mutex
+	run     func() ([][]byte, error)
+	parts   [][]byte
+	pending int
+}
+
+func (l *lazyQuant) fill(part int, dst []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parts == nil {
+		parts, err := l.run()
+		if err != nil {
+			return err
+		}
+		l.parts, l.pending = parts, len(parts)
+	}
+	if len(dst) != len(l.parts[part]) {
+		return fmt.Errorf("part %d: %d bytes, want %d", part, len(l.parts[part]), len(dst))
+	}
+	copy(dst, l.parts[part])
+	if l.pending--; l.pending == 0 {
+		l.parts = nil
+	}
+	return nil
+}
+
+// weightErr names the tensor in a quantizer error; a bad weight is the input's fault.
+func weightErr(t *hf.Tensor, err error) error {
+	if _, ok := err.(*quant.WeightError); ok {
+		return exitcode.Badf("tensor %s: %w", t.StoredName, err)
+	}
+	return fmt.Errorf("tensor %s: %w", t.StoredName, err)
+}
+
+func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear, plan *TensorPlan) (*graph.Weight, error) {
+	rows, cols := t.Rows(), t.Cols()
+	compute := s.recipe.Compute
+	var scaleShape []int64
+	switch lin.Granularity {
+	case quant.PerTensor:
+		scaleShape = []int64{1, 1}
+	case quant.PerChannel:
+		scaleShape = []int64{int64(rows), 1}
+	default:
+		scaleShape = []int64{int64(rows), int64(cols / int(lin.Granularity))}
+	}
+	nScales := int(scaleShape[0] * scaleShape[1])
+	dataBytes := int64(rows * cols)
+	dtype := graph.SI8
+	plan.Format = "int8"
+	if lin.Bits == 4 {
+		dataBytes, dtype, plan.Format = int64((rows*cols+1)/2), graph.SI4, "int4"
+	}
+	plan.Granularity = lin.Granularity.String()
+	if lin.Granularity > 0 {
+		plan.BlockSize = int(lin.Granularity)
+	}
+	plan.Scheme = lin.Scheme.String()
+	scaleBytes := int64(nScales * compute.Bits() / 8)
+	plan.Bytes = dataBytes + scaleBytes
+	lq := &lazyQuant{run: func() ([][]byte, error) {
+		qt, err := quant.QuantizeLinear(rowSource(t), lin, quant.Options{})
+		if err != nil {
+			return nil, weightErr(t, err)
+		}
+		s.mu.Lock()
+		m := qt.Metrics
+		plan.Metrics = &m
+		s.mu.Unlock()
+		return [][]byte{qt.Data, scaleBytesOf(qt.Scales, compute)}, nil
+	}}
+	key := graph.SanitizeKey(spec.Name)
+	return &graph.Weight{
+		Format: graph.Blockwise, Shape: []int64{int64(rows), int64(cols)},
+		Data:       &graph.Resource{Key: key + ".q", Size: dataBytes, Fill: func(b []byte) error { return lq.fill(0, b) }},
+		DataType:   dtype,
+		Scale:      &graph.Resource{Key: key + ".scale", Size: scaleBytes, Fill: func(b []byte) error { return lq.fill(1, b) }},
+		ScaleShape: scaleShape, FloatType: compute,
+	}, nil
+}
+
+func (s *weightSource) palette(t *hf.Tensor, spec hf.TensorSpec, pal quant.Palette, plan *TensorPlan) (*graph.Weight, error) {
+	rows, cols := t.Rows(), t.Cols()
+	compute := s.recipe.Compute
+	groups := pal.Groups(rows)
+	entries := pal.Entries()
+	idxBytes := int64(rows * cols)
+	dtype := graph.UI8
+	plan.Format = "lut8"
+	if pal.Bits == 4 {
+		idxBytes, dtype, plan.Format = int64((rows*cols+1)/2), graph.UI4, "lut4"
+	}
+	plan.Granularity = fmt.Sprintf("g%d", pal.GroupRows)
+	if pal.GroupRows == 0 {
+		plan.Granularity = "pertensor"
+	}
+	lutBytes := int64(groups * entries * compute.Bits() / 8)
+	plan.Bytes = idxBytes + lutBytes
+	lq := &lazyQuant{run: func() ([][]byte, error) {
+		lt, err := quant.QuantizeLUT(rowSource(t), pal, quant.Options{})
+		if err != nil {
+			return nil, weightErr(t, err)
+		}
+		s.mu.Lock()
+		m := lt.Metrics
+		plan.Metrics = &m
+		s.mu.Unlock()
+		return [][]byte{lt.Indices, scaleBytesOf(lt.LUT, compute)}, nil
+	}}
+	key := graph.SanitizeKey(spec.Name)
+	return &graph.Weight{
+		Format: graph.Palette, Shape: []int64{int64(rows), int64(cols)},
+		Data:     &graph.Resource{Key: key + ".idx", Size: idxBytes, Fill: func(b []byte) error { return lq.fill(0, b) }},
+		DataType: dtype,
+		LUT:      &graph.Resource{Key: key + ".lut", Size: lutBytes, Fill: func(b []byte) error { return lq.fill(1, b) }},
+		LUTShape: []int64{int64(groups), 1, int64(entries), 1}, FloatType: compute,
+	}, nil
+}
+
+// scaleBytesOf returns fp16 patterns as stored for an f16 graph, or widened exactly to f32 for
+// the fp32 validation form (the values are the same: fp16 embeds exactly in f32).
+func scaleBytesOf(f16 []byte, dt graph.DType) []byte {
+	if dt == graph.F16 {
+		return f16
+	}
+	out := make([]byte, 2*len(f16))
+	for i := 0; i < len(f16)/2; i++ {
+		v := quant.F16ToFloat32(binary.LittleEndian.Uint16(f16[2*i:]))
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+	}
+	return out
+}
+
+// Plans returns the scheme table in model order (tensors the lowering asked for).
+func (s *weightSource) Plans(specs []hf.TensorSpec) []TensorPlan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []TensorPlan
+	seen := map[string]bool{}
+	for _, sp := range specs {
+		if p, ok := s.plans[sp.Name]; ok {
+			out = append(out, *p)
+			seen[sp.Name] = true
+		}
+	}
+	var rest []string
+	for n := range s.plans {
+		if !seen[n] {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	for _, n := range rest {
+		out = append(out, *s.plans[n])
+	}
+	return out
+}
