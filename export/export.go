@@ -472,50 +472,12 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 		j.result.Report = rep
 		return nil
 	}
-	// The companion passes when its decode partner passed and, on every gate prompt long enough
-	// for a block, greedy decoding after it is identical to decoding without it.
+	// The companion passes when its decode partner passed and decoding after it is identical to
+	// decoding without it.
 	dec := j.partner
-	cc := &CompanionCheck{Passed: true}
-	for _, p := range fitPrompts(prompts, j) {
-		if len(p.IDs) < PrefillTokens {
-			continue
-		}
-		a, err := graph.NewSession(dec.shipped, nil)
-		if err != nil {
-			return err
-		}
-		b, err := graph.NewSession(dec.shipped, j.shipped)
-		if err != nil {
-			return err
-		}
-		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens}
-		la, err := a.Prefill(p.IDs)
-		if err != nil {
-			return err
-		}
-		lb, err := b.Prefill(p.IDs)
-		if err != nil {
-			return err
-		}
-		for k := 0; k < opt.Gate.Tokens; k++ {
-			cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
-			ia, ib := argmax(la), argmax(lb)
-			cp.DecodeOnly, cp.WithPrefill = append(cp.DecodeOnly, ia), append(cp.WithPrefill, ib)
-			if k == opt.Gate.Tokens-1 {
-				break
-			}
-			if la, err = a.Step(ia); err != nil {
-				return err
-			}
-			if lb, err = b.Step(ib); err != nil {
-				return err
-			}
-		}
-		cp.Identical = equalInts(cp.DecodeOnly, cp.WithPrefill)
-		if !cp.Identical {
-			cc.Passed = false
-		}
-		cc.Prompts = append(cc.Prompts, cp)
+	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j), opt.Gate.Tokens)
+	if err != nil {
+		return fmt.Errorf("gating %s: %w", j.name, err)
 	}
 	j.extra = cc
 	j.report = dec.report
@@ -527,6 +489,54 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 	j.result.Gate = s
 	j.result.Report = dec.report
 	return nil
+}
+
+// CheckCompanion runs every prompt long enough for a block through the decode graph alone and
+// through the prefill companion then the decode graph, and requires identical greedy tokens.
+func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int) (*CompanionCheck, error) {
+	cc := &CompanionCheck{Passed: true, Prompts: []CompanionPrompt{}}
+	for _, p := range prompts {
+		if len(p.IDs) < PrefillTokens {
+			continue
+		}
+		a, err := graph.NewSession(dec, nil)
+		if err != nil {
+			return nil, err
+		}
+		b, err := graph.NewSession(dec, pre)
+		if err != nil {
+			return nil, err
+		}
+		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens}
+		la, err := a.Prefill(p.IDs)
+		if err != nil {
+			return nil, err
+		}
+		lb, err := b.Prefill(p.IDs)
+		if err != nil {
+			return nil, err
+		}
+		for k := 0; k < tokens; k++ {
+			cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
+			ia, ib := argmax(la), argmax(lb)
+			cp.DecodeOnly, cp.WithPrefill = append(cp.DecodeOnly, ia), append(cp.WithPrefill, ib)
+			if k == tokens-1 {
+				break
+			}
+			if la, err = a.Step(ia); err != nil {
+				return nil, err
+			}
+			if lb, err = b.Step(ib); err != nil {
+				return nil, err
+			}
+		}
+		cp.Identical = equalInts(cp.DecodeOnly, cp.WithPrefill)
+		if !cp.Identical {
+			cc.Passed = false
+		}
+		cc.Prompts = append(cc.Prompts, cp)
+	}
+	return cc, nil
 }
 
 // fitPrompts drops prompts that do not fit a static context (host-cache graphs).

@@ -39,6 +39,9 @@ func newRoot() *cobra.Command {
 	})
 	root.AddCommand(newInfoCmd())
 	root.AddCommand(newExportCmd())
+	root.AddCommand(newInspectCmd())
+	root.AddCommand(newVerifyCmd())
+	root.AddCommand(newTargetsCmd())
 	root.AddCommand(newRunCmd())
 	return root
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"qconv/export"
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/hf/tokenizer"
 	"qconv/internal/exitcode"
@@ -57,16 +59,57 @@ type runFlags struct {
 	prompt string
 	tokens int
 	asJSON bool
+	target string
+	recipe export.Flags
+}
+
+// graphDecoder runs a lowered graph (from a checkpoint and recipe, or a bundle's bytes) under its
+// engine contract.
+type graphDecoder struct {
+	name       string
+	vocab      int
+	newSession func() (*graph.Session, error)
+}
+
+func (d graphDecoder) engine() string { return d.name }
+func (d graphDecoder) vocabSize() int { return d.vocab }
+func (d graphDecoder) generate(prompt []int, tokens int) (*oracle.Generation, error) {
+	s, err := d.newSession()
+	if err != nil {
+		return nil, err
+	}
+	logits, err := s.Prefill(prompt)
+	if err != nil {
+		return nil, err
+	}
+	g := &oracle.Generation{PromptIDs: append([]int(nil), prompt...)}
+	for i := 0; i < tokens; i++ {
+		st, err := oracle.NewStep(logits)
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", i, err)
+		}
+		g.Steps = append(g.Steps, st)
+		if i == tokens-1 {
+			break
+		}
+		if logits, err = s.Step(st.ID); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
-		Use:   "run <checkpoint> (--ids 1,2,3 | --prompt TEXT) [-n 16] [--json]",
-		Short: "Greedy-decode a prompt with the fp32 reference model",
-		Long: `Greedy-decode a prompt with qconv's fp32 reference model of the checkpoint (the model every
-exported graph is gated against) and print, per generated token, the top 5 logits and the top-1
-minus top-2 probability margin. --prompt encodes the text with the checkpoint's tokenizer.json.`,
+		Use:   "run <checkpoint|bundle> (--ids 1,2,3 | --prompt TEXT) [-n 16] [--target T --weights W ...] [--json]",
+		Short: "Greedy-decode a prompt: the fp32 reference, a target's lowered graph, or a bundle's bytes",
+		Long: `Greedy-decode a prompt and print, per generated token, the top 5 logits and the top-1 minus
+top-2 probability margin. On a checkpoint it runs qconv's fp32 reference model (the model every
+exported graph is gated against), or with --target the target's lowered graph under the recipe
+flags, quantized in memory exactly as export would write it. On a bundle directory it runs the
+bundle's shipped bytes. Graphs run on the CPU interpreter under their engine's I/O contract.
+--prompt encodes the text with the checkpoint's (or bundle's) tokenizer.json.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd, args[0], f)
@@ -77,6 +120,8 @@ minus top-2 probability margin. --prompt encodes the text with the checkpoint's 
 	fl.StringVar(&f.prompt, "prompt", "", "prompt text, encoded with the checkpoint's tokenizer.json")
 	fl.IntVarP(&f.tokens, "tokens", "n", 16, "number of tokens to generate")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON document on stdout")
+	fl.StringVar(&f.target, "target", "", "run this target's lowered graph (gpu-pipelined, ios-gpu, ios-ane, macos) instead of the reference")
+	registerRecipeFlags(cmd, &f.recipe)
 	return cmd
 }
 
@@ -100,12 +145,43 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 		}
 	}
 
-	ck, err := hf.Open(ref)
-	if err != nil {
-		return exitcode.Bad(err)
+	recipeFlags := []string{"weights", "head", "head-sym", "head-granularity", "scheme", "compute", "max-ctx", "allow-known-delegate-bugs"}
+	if f.target == "" {
+		for _, name := range recipeFlags {
+			if cmd.Flags().Changed(name) {
+				return exitcode.Badf("flag --%s: only applies with --target (the reference runs the checkpoint's own weights)", name)
+			}
+		}
 	}
-	defer ck.Close()
-	tok, tokErr := loadTokenizer(ck.Dir)
+	var dec decoder
+	var tokDir, source string
+	if export.IsBundle(ref) {
+		if f.target != "" {
+			return exitcode.Badf("flag --target: %s is a bundle; it runs its own bytes", ref)
+		}
+		for _, name := range recipeFlags {
+			if cmd.Flags().Changed(name) {
+				return exitcode.Badf("flag --%s: %s is a bundle; its recipe is in its bytes", name, ref)
+			}
+		}
+		b, err := export.OpenBundle(ref)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		tokDir, source = filepath.Join(ref, "tokenizer"), b.Dir
+		dec = graphDecoder{name: "bundle " + b.Metadata.Name, vocab: b.Metadata.Language.VocabSize, newSession: b.Session}
+	}
+	var ck *hf.Checkpoint
+	var err error
+	if dec == nil {
+		if ck, err = hf.Open(ref); err != nil {
+			return exitcode.Bad(err)
+		}
+		defer ck.Close()
+		tokDir, source = ck.Dir, ck.Dir
+	}
+	tok, tokErr := loadTokenizer(tokDir)
 	if hasPrompt {
 		if tokErr != nil {
 			return exitcode.Badf("--prompt: %w", tokErr)
@@ -118,11 +194,26 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 		}
 	}
 
-	m, err := oracle.New(ck, oracle.Options{})
-	if err != nil {
-		return exitcode.Bad(err)
+	switch {
+	case dec != nil:
+	case f.target != "":
+		t, err := export.TargetByName(f.target)
+		if err != nil {
+			return err
+		}
+		built, err := export.Build(ck, t, f.recipe)
+		if err != nil {
+			return err
+		}
+		dec = graphDecoder{name: fmt.Sprintf("%s graph %s (%s)", t.Name, built.Name, built.Recipe.ComputeName), vocab: ck.Config.VocabSize,
+			newSession: func() (*graph.Session, error) { return graph.NewSession(built.Decode, built.Prefill) }}
+	default:
+		m, err := oracle.New(ck, oracle.Options{})
+		if err != nil {
+			return exitcode.Bad(err)
+		}
+		dec = referenceDecoder{m}
 	}
-	dec := decoder(referenceDecoder{m})
 	for i, id := range ids {
 		if id < 0 || id >= dec.vocabSize() {
 			flag := "--ids"
@@ -137,7 +228,7 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	doc := runJSON{Checkpoint: ck.Dir, Engine: dec.engine(), PromptIDs: ids, GenIDs: gen.IDs(), Steps: []runStep{}}
+	doc := runJSON{Checkpoint: source, Engine: dec.engine(), PromptIDs: ids, GenIDs: gen.IDs(), Steps: []runStep{}}
 	if hasPrompt {
 		doc.PromptText = &f.prompt
 	}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"qconv/export"
+	"qconv/hf"
+	"qconv/internal/exitcode"
+)
+
+func newInspectCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect <bundle> [--json]",
+		Short: "Report what a bundle's bytes hold, and fail when its name or metadata disagree with them",
+		Long: `Read a bundle's main.mlirb and report its functions, inputs, outputs, states and every stored
+tensor (dtype, granularity, block size, scale shape, size), check main.hash, and fail (exit 2) when
+the directory name, metadata.json or the recorded scheme table disagree with the bytes.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := export.Inspect(args[0])
+			if in != nil {
+				if asJSON {
+					if jerr := writeJSON(in); jerr != nil {
+						return jerr
+					}
+				} else {
+					in.WriteText(stderr)
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
+	return cmd
+}
+
+func newVerifyCmd() *cobra.Command {
+	var (
+		reference string
+		gate      gateFlags
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify <bundle> --reference <checkpoint> [--gate-prompts FILE] [--json]",
+		Short: "Re-run the gate on a bundle's shipped bytes against the checkpoint's fp32 reference",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reference == "" {
+				return exitcode.Badf("flag --reference: required (the checkpoint the bundle was exported from)")
+			}
+			gopt, err := gate.options()
+			if err != nil {
+				return err
+			}
+			if _, err := export.Inspect(args[0]); err != nil {
+				return err
+			}
+			b, err := export.OpenBundle(args[0])
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ck, err := hf.Open(reference)
+			if err != nil {
+				return exitcode.Bad(err)
+			}
+			defer ck.Close()
+			prompts, err := gate.loadPrompts(ck)
+			if err != nil {
+				return err
+			}
+			rep, companion, err := export.Verify(b, ck, prompts, gopt)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stderr, rep.Summary())
+			passed := rep.Passed
+			if companion != nil {
+				fmt.Fprintf(stderr, "prefill companion: decoding after it equals decoding without it: %v\n", companion.Passed)
+				passed = passed && companion.Passed
+			}
+			if asJSON {
+				doc := struct {
+					Bundle    string                 `json:"bundle"`
+					Passed    bool                   `json:"passed"`
+					Report    any                    `json:"report"`
+					Companion *export.CompanionCheck `json:"companion,omitempty"`
+				}{args[0], passed, rep, companion}
+				if err := writeJSON(doc); err != nil {
+					return err
+				}
+			}
+			if !passed {
+				return exitcode.Wrap(exitcode.GateFailed, fmt.Errorf("%s: the shipped bytes fail the gate", args[0]))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reference, "reference", "", "the checkpoint to compare against (directory or cached repo id)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
+	gate.register(cmd)
+	return cmd
+}
+
+// targetJSON is one row of `qconv targets --json`.
+type targetJSON struct {
+	Name     string        `json:"name"`
+	Device   string        `json:"device"`
+	Contract string        `json:"contract"`
+	Prefill  string        `json:"prefill_companion,omitempty"`
+	Default  export.Recipe `json:"default_recipe"`
+	About    string        `json:"about"`
+}
+
+func newTargetsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "targets [--json]",
+		Short: "List the targets and each one's default recipe",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rows []targetJSON
+			for _, t := range export.Targets {
+				r, err := export.Flags{}.Apply(t)
+				if err != nil {
+					return err
+				}
+				row := targetJSON{Name: t.Name, Device: t.Device.String(), Contract: t.Contract.String(), Default: r, About: t.About}
+				if t.Prefill != 0 {
+					row.Prefill = t.Prefill.String()
+				}
+				rows = append(rows, row)
+			}
+			if asJSON {
+				return writeJSON(rows)
+			}
+			tw := tabwriter.NewWriter(stderr, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "TARGET\tDEVICE\tCONTRACT\tWEIGHTS\tHEAD\tRECURRENCE\tCONTEXT\tABOUT")
+			for _, r := range rows {
+				contract := r.Contract
+				if r.Prefill != "" {
+					contract += " + " + r.Prefill
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Device, contract, r.Default.Weights, r.Default.Head, r.Default.StateDType, r.Default.Context, r.About)
+			}
+			tw.Flush()
+			var names []string
+			for _, t := range export.Targets {
+				names = append(names, t.Name)
+			}
+			sort.Strings(names)
+			fmt.Fprintf(stderr, "\n--target takes any of %s, or all\n", strings.Join(names, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
+	return cmd
+}
