@@ -308,6 +308,7 @@ func (in *Inspection) check() {
 		return
 	}
 	r := q.Recipe
+	r.restore()
 	if string(r.Weights) != d.Weights {
 		bad("metadata says weights %s, the bytes hold %s", r.Weights, d.Weights)
 	}

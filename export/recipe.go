@@ -60,6 +60,22 @@ func (r *Recipe) finish(t *Target) {
 	r.StateDType = t.stateDType(r).String()
 }
 
+// restore sets the typed fields from the JSON mirror fields (a recipe read from metadata.json).
+func (r *Recipe) restore() {
+	r.BodyScheme = quant.Absmax
+	if r.BodySchemeName == "clip" {
+		r.BodyScheme = quant.Clip
+	}
+	r.HeadScheme = quant.Absmax
+	if r.HeadSchemeName == "clip" {
+		r.HeadScheme = quant.Clip
+	}
+	r.Compute = graph.F16
+	if r.ComputeName == "f32" {
+		r.Compute = graph.F32
+	}
+}
+
 // Target is one row of the target table.
 type Target struct {
 	Name     string
@@ -228,7 +244,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 		if _, err := granularity(f.HeadGranularity); err != nil {
 			return r, err
 		}
-		if head != "" && r.HeadGranularity != f.HeadGranularity && strings.Contains(head, "-") {
+		if f.Head != "" && r.HeadGranularity != f.HeadGranularity && strings.Contains(f.Head, "-") {
 			return r, exitcode.Badf("flag --head-granularity: %s contradicts --head %s", f.HeadGranularity, head)
 		}
 		r.HeadGranularity = f.HeadGranularity
