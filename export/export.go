@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -708,18 +709,22 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	if j.recipe.AllowDelegate {
 		q.Notes = append(q.Notes, "--allow-known-delegate-bugs: per-channel int8 on a GPU target is known to give garbage logits on the current delegate")
 	}
+	copied, err := copyTokenizer(ck.Dir, filepath.Join(j.tmp, "tokenizer"))
+	if err != nil {
+		return fmt.Errorf("copying the tokenizer: %w", err)
+	}
+	if !slices.Contains(copied, "tokenizer.json") {
+		// The runtime would otherwise look for tokenizer/tokenizer.json; without one it fetches
+		// the tokenizer by the id in language.tokenizer.
+		md.Language.EmbeddedTokenizer = false
+		q.Notes = append(q.Notes, "the checkpoint has no tokenizer.json: none is embedded")
+	}
 	md.QConv = q
 	b, err := marshalJSON(md)
 	if err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(j.tmp, "metadata.json"), b); err != nil {
-		return err
-	}
-	if _, err := copyTokenizer(ck.Dir, filepath.Join(j.tmp, "tokenizer")); err != nil {
-		return fmt.Errorf("copying the tokenizer: %w", err)
-	}
-	return nil
+	return writeFile(filepath.Join(j.tmp, "metadata.json"), b)
 }
 
 // compression is the bundle metadata's compression string (null for fp16).

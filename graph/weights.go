@@ -8,6 +8,7 @@ import (
 	"github.com/x448/float16"
 
 	"qconv/hf"
+	"qconv/internal/exitcode"
 )
 
 // WeightFormat says how a checkpoint tensor is stored in the graph.
@@ -105,7 +106,7 @@ func fillDense(dst []byte, t *hf.Tensor, dt DType) error {
 			}
 			h := float16.Fromfloat32(v)
 			if h.IsInf(0) && !math.IsInf(float64(v), 0) {
-				return fmt.Errorf("tensor %s: value %g at row %d col %d overflows fp16", t.StoredName, v, r, i)
+				return exitcode.Badf("tensor %s: value %g at row %d, column %d overflows fp16 (largest finite 65504); export it with --compute fp32", t.StoredName, v, r, i)
 			}
 			binary.LittleEndian.PutUint16(out[2*i:], h.Bits())
 		}
