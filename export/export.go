@@ -326,17 +326,8 @@ func (c ctxWriter) Write(b []byte) (int, error) {
 // staging directory beside the destination, then maps the file and reads the module back, so
 // everything after this point (verify, gate, inspect) sees the shipped bytes.
 func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
-	parent := filepath.Join(opt.OutDir, j.target.Name)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return exitcode.Badf("output directory %s: %w", parent, err)
-	}
-	tmp, err := os.MkdirTemp(parent, ".qconv-tmp-"+j.name+"-")
+	asset, err := j.stage(opt)
 	if err != nil {
-		return fmt.Errorf("staging in %s: %w", parent, err)
-	}
-	j.tmp = tmp
-	asset := filepath.Join(tmp, j.name+".aimodel")
-	if err := os.Mkdir(asset, 0o755); err != nil {
 		return err
 	}
 	var total int64
@@ -389,21 +380,29 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	return nil
 }
 
-// copyTwin stages a copy of the twin's asset (identical bytes) and reads it back.
-func (j *job) copyTwin(opt Options) error {
+// stage makes the staging directory beside the destination (so publishing is a rename on one
+// filesystem) and its empty asset directory, whose path it returns.
+func (j *job) stage(opt Options) (string, error) {
 	parent := filepath.Join(opt.OutDir, j.target.Name)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return exitcode.Badf("output directory %s: %w", parent, err)
+		return "", exitcode.Badf("output directory %s: %w", parent, err)
 	}
 	tmp, err := os.MkdirTemp(parent, ".qconv-tmp-"+j.name+"-")
 	if err != nil {
-		return fmt.Errorf("staging in %s: %w", parent, err)
+		return "", fmt.Errorf("staging in %s: %w", parent, err)
 	}
 	j.tmp = tmp
-	src, dst := filepath.Join(j.twin.tmp, j.twin.name+".aimodel"), filepath.Join(tmp, j.name+".aimodel")
-	if err := os.Mkdir(dst, 0o755); err != nil {
+	asset := filepath.Join(tmp, j.name+".aimodel")
+	return asset, os.Mkdir(asset, 0o755)
+}
+
+// copyTwin stages a copy of the twin's asset (identical bytes) and reads it back.
+func (j *job) copyTwin(opt Options) error {
+	dst, err := j.stage(opt)
+	if err != nil {
 		return err
 	}
+	src := filepath.Join(j.twin.tmp, j.twin.name+".aimodel")
 	for _, f := range []string{"main.mlirb", "main.hash", "metadata.json"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
@@ -586,7 +585,7 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 				return nil, err
 			}
 		}
-		cp.Identical = equalInts(cp.DecodeOnly, cp.WithPrefill)
+		cp.Identical = slices.Equal(cp.DecodeOnly, cp.WithPrefill)
 		if !cp.Identical {
 			cc.Passed = false
 		}
@@ -639,18 +638,6 @@ func argmax(v []float32) int {
 		}
 	}
 	return best
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // finish writes the bundle metadata and the tokenizer into the staging directory.

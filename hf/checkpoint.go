@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -224,7 +225,7 @@ func (c *Checkpoint) validate(byCanon map[string]*Tensor, opt Options) error {
 			problems = append(problems, fmt.Sprintf("tensor %s: missing (expected shape %v)", stored, s.Shape))
 			continue
 		}
-		if !equalShape(t.Shape, s.Shape) {
+		if !slices.Equal(t.Shape, s.Shape) {
 			problems = append(problems, fmt.Sprintf("tensor %s: shape %v, expected %v", t.StoredName, t.Shape, s.Shape))
 		}
 		c.tensors[s.Name] = t
@@ -273,21 +274,9 @@ func (c *Checkpoint) textPrefix(byCanon map[string]*Tensor) string {
 	return textPrefixes[1]
 }
 
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // sameValues compares two tensors element by element as float32, row by row.
 func sameValues(a, b *Tensor) error {
-	if !equalShape(a.Shape, b.Shape) {
+	if !slices.Equal(a.Shape, b.Shape) {
 		return fmt.Errorf("its shape %v differs from the embedding's %v", a.Shape, b.Shape)
 	}
 	ra, rb := make([]float32, a.Cols()), make([]float32, b.Cols())
