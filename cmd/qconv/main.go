@@ -43,6 +43,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newVerifyCmd())
 	root.AddCommand(newTargetsCmd())
 	root.AddCommand(newRunCmd())
+	root.AddCommand(newCardCmd())
 	return root
 }
 

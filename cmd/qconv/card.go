@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"qconv/export"
+	"qconv/hf"
+	"qconv/internal/exitcode"
+)
+
+func newCardCmd() *cobra.Command {
+	var (
+		reference string
+		out       string
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "card <out-dir> [--reference <checkpoint>] [-o README.md] [--json]",
+		Short: "Write a Hugging Face model card for every bundle of an export tree, from the bytes",
+		Long: `Read every bundle of <out-dir>/<target>/<bundle>/ (as written by qconv export) through the
+same reader as inspect, and write a Markdown model card: front matter, a pick-your-platform table
+(weights and head schemes as stored, sizes, gate verdict and counts, contract), the run contract
+of each target, the device constraints and the parity of each bundle.
+
+A bundle whose name or metadata disagrees with its bytes makes card fail (exit 2) naming it; a
+bundle published with --no-gate is shown as NOT GATED, with a warning above the table. With
+--reference the gate is re-run on every bundle against the checkpoint, the card says so, and a
+failing bundle fails the card (exit 3).
+
+The Markdown goes to stdout, or atomically to -o FILE. --json prints the same table as one JSON
+document on stdout (then only -o gets the Markdown).`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out != "" {
+				// Fail before a long re-run, not after it.
+				if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+					return exitcode.Badf("flag -o %s: directory %s does not exist", out, filepath.Dir(out))
+				}
+			}
+			opt := export.CardOptions{Log: stderr}
+			if reference != "" {
+				ck, err := hf.Open(reference)
+				if err != nil {
+					return exitcode.Bad(err)
+				}
+				defer ck.Close()
+				opt.Reference = ck
+			}
+			card, err := export.BuildCard(args[0], opt)
+			if err != nil {
+				return err
+			}
+			var md bytes.Buffer
+			if err := card.WriteMarkdown(&md); err != nil {
+				return err
+			}
+			if out != "" {
+				if err := export.WriteFileAtomic(out, md.Bytes()); err != nil {
+					return fmt.Errorf("writing the card to %s: %w", out, err)
+				}
+				fmt.Fprintf(stderr, "wrote %s: %d bundles\n", out, len(card.Bundles))
+			}
+			if asJSON {
+				return writeJSON(card)
+			}
+			if out == "" {
+				if _, err := stdout.Write(md.Bytes()); err != nil {
+					return fmt.Errorf("writing the card: %w", err)
+				}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&reference, "reference", "", "re-run the gate on every bundle against this checkpoint (directory or cached repo id)")
+	fl.StringVarP(&out, "out", "o", "", "write the Markdown to this file (atomically) instead of stdout")
+	fl.BoolVar(&asJSON, "json", false, "print the card's table as one JSON document on stdout")
+	return cmd
+}
