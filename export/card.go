@@ -197,7 +197,7 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 		case !b.Gate.Summary.Passed:
 			failed = append(failed, fmt.Sprintf("%s: %s", b.Path, b.Gate.Summary.FirstFailure))
 		}
-		b.Constraints = append(b.Constraints, CardConstraint{Number: 9, Rule: constraintRules[8].label, Evidence: gateEvidence(b)})
+		b.Constraints = append(b.Constraints, CardConstraint{Number: 9, Rule: constraintRules[8].label, Evidence: gateEvidence(b), Departure: b.Gate.Status == gateStatusNotGated})
 	}
 	if len(failed) > 0 {
 		what := "the embedded gate report"
@@ -882,9 +882,7 @@ func (c *Card) fillFrontMatter(ref *hf.Checkpoint) {
 				quantized = true
 			}
 			width, _, _ := strings.Cut(s, "-")
-			if !seen[width] {
-				seen[width] = true
-			}
+			seen[width] = true
 		}
 	}
 	tags = append(tags, sortedKeys(seen)...)
@@ -962,7 +960,11 @@ func (c *Card) WriteMarkdown(w io.Writer) error {
 		p("and every parity figure from the gate report embedded in the bundle's `metadata.json` at export.\n\n")
 	}
 	if len(c.NotGated) > 0 {
-		p("> **Warning: %d of %d bundles are NOT GATED.** They were published with `--no-gate`: their output has never been compared with the fp32 reference. Do not ship them before `qconv verify <bundle> --reference <checkpoint>` (or `qconv card --reference`) passes:\n", len(c.NotGated), len(c.Bundles))
+		are := "bundles are"
+		if len(c.Bundles) == 1 {
+			are = "bundle is"
+		}
+		p("> **Warning: %d of %d %s NOT GATED.** Published with `--no-gate`, their output has never been compared with the fp32 reference. Do not ship them before `qconv verify <bundle> --reference <checkpoint>` (or `qconv card --reference`) passes:\n", len(c.NotGated), len(c.Bundles), are)
 		for _, n := range c.NotGated {
 			p("> - `%s`\n", n)
 		}

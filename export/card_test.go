@@ -559,6 +559,16 @@ func TestCardRejectsDisagreement(t *testing.T) {
 		t.Errorf("moved bundle: %v", err)
 	}
 
+	mixed := copyTree(t, ship)
+	other := openCk(t, filepath.Join("random", "tiny_tied_4L"))
+	gpu, _ := TargetByName("gpu-pipelined")
+	if _, err := Run(context.Background(), Options{Checkpoint: other, Targets: []*Target{gpu}, OutDir: mixed, NoGate: true, Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildCard(mixed, CardOptions{}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "were exported from different checkpoints") {
+		t.Errorf("bundles of two checkpoints: %v", err)
+	}
+
 	stray := copyTree(t, ship)
 	if err := os.Mkdir(filepath.Join(stray, "gpu"), 0o755); err != nil {
 		t.Fatal(err)
@@ -659,7 +669,7 @@ func TestCardNotGatedAndUntiedHead(t *testing.T) {
 	if !slices.Contains(b.Departures, "head int8 block32 (default tied)") {
 		t.Errorf("departures %v", b.Departures)
 	}
-	if b.evidence(4) != "int8 block-32 absmax (untied)" || b.evidence(9) != "NOT GATED" {
+	if b.evidence(4) != "int8 block-32 absmax (untied)" || b.evidence(9) != "**NOT GATED**" {
 		t.Errorf("constraint evidence %q, %q", b.evidence(4), b.evidence(9))
 	}
 }
@@ -798,5 +808,61 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, "missing", "README.md"), []byte("x")); err == nil {
 		t.Error("writing into a missing directory succeeded")
+	}
+}
+
+// A checkpoint resolved from the Hugging Face cache records its repo id and revision: the card's
+// front matter names it as the base model, and its title follows it.
+func TestCardFrontMatterFromHubCache(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("HF_HUB_CACHE", cache)
+	t.Setenv("SOURCE_DATE_EPOCH", cardEpoch)
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	repo := filepath.Join(cache, "models--Example--TinyQwen3.5-Code")
+	snap := copyTree(t, filepath.Join("..", "testdata", fixture))
+	if err := os.MkdirAll(filepath.Join(repo, "snapshots"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(snap, filepath.Join(repo, "snapshots", commit)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(repo, "refs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "refs", "main"), []byte(commit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := hf.Open("Example/TinyQwen3.5-Code")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	out := t.TempDir()
+	gpu, _ := TargetByName("gpu-pipelined")
+	if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*Target{gpu}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := BuildCard(out, CardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := markdown(t, c)
+	front, _, _ := strings.Cut(md[4:], "\n---\n")
+	for _, want := range []string{"base_model: Example/TinyQwen3.5-Code\n", "base_model_relation: quantized\n"} {
+		if !strings.Contains(front+"\n", want) {
+			t.Errorf("front matter lacks %q:\n%s", want, front)
+		}
+	}
+	if strings.Contains(front, "license") {
+		t.Errorf("license invented:\n%s", front)
+	}
+	if c.Title != "TinyQwen3.5-Code for Apple Core AI" || !strings.Contains(md, "\n# TinyQwen3.5-Code for Apple Core AI\n") {
+		t.Errorf("title %q", c.Title)
+	}
+	if !strings.Contains(md, "(Hugging Face `Example/TinyQwen3.5-Code` at revision `"+commit+"`)") {
+		t.Errorf("source does not name the repo and revision:\n%s", md[strings.Index(md, "## Source"):][:600])
+	}
+	if c.Bundles[0].Name != "tinyqwen3_5_code_decode_int8lin" {
+		t.Errorf("bundle %s", c.Bundles[0].Name)
 	}
 }
