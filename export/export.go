@@ -156,16 +156,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 
 	var digests []FileDigestJSON
-	{
-		start := time.Now()
-		ds, err := ck.Digests()
-		if err != nil {
-			return nil, fmt.Errorf("hashing the checkpoint: %w", err)
-		}
-		for _, d := range ds {
-			digests = append(digests, FileDigestJSON(d))
-		}
-		_ = start
+	ds, err := ck.Digests()
+	if err != nil {
+		return nil, fmt.Errorf("hashing the checkpoint: %w", err)
+	}
+	for _, d := range ds {
+		digests = append(digests, FileDigestJSON(d))
 	}
 	var ref *oracle.Model
 	var prompts []oracle.GatePrompt
@@ -518,7 +514,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 				return nil, err
 			}
 			return sessionCandidate{s}, nil
-		}, fitPrompts(prompts, j), opt.Gate)
+		}, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
 		if err != nil {
 			return fmt.Errorf("gating %s: %w", j.name, err)
 		}
@@ -530,7 +526,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 	// The companion passes when its decode partner passed and decoding after it is identical to
 	// decoding without it.
 	dec := j.partner
-	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j), opt.Gate.Tokens)
+	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens)
 	if err != nil {
 		return fmt.Errorf("gating %s: %w", j.name, err)
 	}
@@ -594,14 +590,15 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 	return cc, nil
 }
 
-// fitPrompts drops prompts that do not fit a static context (host-cache graphs).
-func fitPrompts(prompts []oracle.GatePrompt, j *job) []oracle.GatePrompt {
-	if j.contract == graph.Pipelined {
+// fitPrompts drops prompts whose tokens and generation do not fit a static context (host-cache
+// graphs).
+func fitPrompts(prompts []oracle.GatePrompt, c graph.Contract, context, tokens int) []oracle.GatePrompt {
+	if c == graph.Pipelined {
 		return prompts
 	}
 	var out []oracle.GatePrompt
 	for _, p := range prompts {
-		if len(p.IDs)+32 <= j.recipe.Context {
+		if len(p.IDs)+tokens+1 <= context {
 			out = append(out, p)
 		}
 	}

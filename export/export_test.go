@@ -512,3 +512,21 @@ func TestDryRunWritesNothing(t *testing.T) {
 	}
 
 }
+
+// A 32-row projection palettized as one group of 32 inspects clean (tiny_tied_4L's k/v_proj).
+func TestInspectSingleLUTGroup(t *testing.T) {
+	ck := openCk(t, "random/tiny_tied_4L")
+	res, err := exportTargets(t, ck, t.TempDir(), "ios-ane", Flags{}, func(o *Options) { o.NoGate = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := Inspect(res.Bundles[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range in.Tensors {
+		if ti.Name == "layers.3.self_attn.k_proj.weight" && ti.Granularity != "g32" {
+			t.Errorf("k_proj [32, 64]: %s, want g32", ti.Granularity)
+		}
+	}
+}

@@ -173,11 +173,16 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 			t.DType, t.Shape, t.ScaleShape = it.DType.String(), it.Shape, lt.Shape
 			t.Bytes = ir.Size + lr.Size
 			t.Format = map[graph.DType]string{graph.UI8: "lut8", graph.UI4: "lut4"}[it.DType]
-			groups := lt.Shape[0]
-			if groups == 1 {
+			// Groups of 32 rows are the scheme; one LUT for a tensor of another height is the
+			// per-tensor fallback (a 32-row tensor's single group is both: it is named g32).
+			groupRows := it.Shape[0] / lt.Shape[0]
+			switch {
+			case groupRows == 32:
+				t.Granularity = "g32"
+			case lt.Shape[0] == 1:
 				t.Granularity = "pertensor"
-			} else {
-				t.Granularity = fmt.Sprintf("g%d", it.Shape[0]/groups)
+			default:
+				t.Granularity = fmt.Sprintf("g%d", groupRows)
 			}
 		}
 	}

@@ -58,7 +58,7 @@ type Bundle struct {
 	Dir       string
 	Metadata  *BundleMetadata
 	Module    *graph.Module
-	Companion *Bundle // for an ios-gpu prefill bundle, its decode partner (and vice versa not)
+	Companion *Bundle // for an ios-gpu prefill bundle, the decode bundle it runs with
 	mapping   []byte
 }
 
@@ -142,14 +142,7 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 		}
 	}
 	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined.String() {
-		ctx := b.Metadata.Language.MaxContextLength
-		var fit []oracle.GatePrompt
-		for _, p := range prompts {
-			if len(p.IDs)+32 <= ctx {
-				fit = append(fit, p)
-			}
-		}
-		prompts = fit
+		prompts = fitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
 	}
 	dec := b
 	if b.Companion != nil {

@@ -299,10 +299,26 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		pr.Steps = append(pr.Steps, st)
 	}
 	pr.PrefillCosine = cosine(tr.rows[:L], cp.promptRows)
-	if !(pr.PrefillCosine >= opt.MinCosine) {
+	switch {
+	case math.IsNaN(pr.PrefillCosine):
+		// NaN or all-zero candidate logits; the report must stay valid JSON.
+		pr.PrefillCosine = 0
+		fail("prefill logits are NaN or all zero: cosine undefined")
+	case !(pr.PrefillCosine >= opt.MinCosine):
 		fail("prefill logit cosine %.6f < %.6f", pr.PrefillCosine, opt.MinCosine)
 	}
+	for i := range pr.Steps {
+		pr.Steps[i].RefMargin, pr.Steps[i].CandMargin = finite(pr.Steps[i].RefMargin), finite(pr.Steps[i].CandMargin)
+	}
 	return pr
+}
+
+// finite maps NaN and infinities (from broken candidate logits) to 0 so reports encode as JSON.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
 }
 
 func verdict(refID, candID int, refMargin, minMargin float64, row []float32) string {

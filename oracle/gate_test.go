@@ -1,6 +1,8 @@
 package oracle
 
 import (
+	"encoding/json"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -142,5 +144,25 @@ func TestGateCatchesConfidentFlip(t *testing.T) {
 	rep, _ = Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState()}, nil }, []GatePrompt{p}, opt)
 	if rep.Passed || !strings.Contains(rep.Totals.FirstFailure, "cosine") {
 		t.Fatalf("cosine floor not applied: %s", rep.Summary())
+	}
+}
+
+// A candidate whose logits are NaN fails with a report that still encodes as JSON.
+func TestGateNaNCandidate(t *testing.T) {
+	m, prompts, _ := gateFixture(t)
+	nan := func(_ int, l []float32) {
+		for i := range l {
+			l[i] = float32(math.NaN())
+		}
+	}
+	rep, err := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: nan}, nil }, prompts[:1], DefaultGateOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Passed {
+		t.Fatal("NaN logits passed")
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Fatalf("report does not encode: %v", err)
 	}
 }

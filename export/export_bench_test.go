@@ -1,0 +1,193 @@
+package export
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"qconv/graph"
+	"qconv/hf"
+	"qconv/oracle"
+)
+
+// BenchmarkInterpDecodeVsOracle times decode steps of a target's lowered graph, quantized in
+// memory exactly as an export writes it (Build) and run by the interpreter through a
+// graph.Session, against the fp32 reference's decode steps on the same checkpoint, alternating
+// one step of each so both see the same machine load. It needs a synthetic checkpoint with the
+// real Qwen3.5-0.8B dimensions:
+//
+//	go run ./testdata/synth -o /tmp/qwen35-synth
+//	QCONV_SYNTH=/tmp/qwen35-synth go test ./export -run '^$' -bench InterpDecodeVsOracle -cpu 1,2
+//
+// Both start after the same 16-token prompt and are reset every 64 steps, as the gate's short
+// rollouts are. interp/oracle is the ratio of total step times (above 1: the candidate is slower
+// than the reference); median-ratio is the median of the per-pair ratios.
+func BenchmarkInterpDecodeVsOracle(b *testing.B) {
+	ck := synthCheckpoint(b)
+	defer ck.Close()
+	ref, err := oracle.New(ck, oracle.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prompt := make([]int, 16)
+	for i := range prompt {
+		prompt[i] = (i*7919 + 11) % ck.Config.VocabSize
+	}
+	refStart := ref.NewState()
+	if _, err := ref.Prefill(refStart, prompt); err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"gpu-pipelined", "ios-gpu", "ios-ane"} {
+		b.Run(name, func(b *testing.B) {
+			t, err := TargetByName(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			built := benchBuild(b, ck, t)
+			start, err := graph.NewSession(built.Decode, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := start.Prefill(prompt); err != nil {
+				b.Fatal(err)
+			}
+			logits := make([]float32, ref.VocabSize())
+			sess, rs := start, refStart.Clone()
+			reset := func() {
+				if sess, err = start.Fork(); err != nil {
+					b.Fatal(err)
+				}
+				rs = refStart.Clone()
+			}
+			reset()
+			var interpTime, refTime time.Duration
+			var ratios []float64
+			for i := 0; b.Loop(); i++ {
+				if i%64 == 63 {
+					b.StopTimer()
+					reset()
+					b.StartTimer()
+				}
+				id := (i*104729 + 7) % ref.VocabSize()
+				t0 := time.Now()
+				if _, err := sess.Step(id); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := ref.DecodeInto(logits, rs, id); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				interpTime += t1.Sub(t0)
+				refTime += t2.Sub(t1)
+				ratios = append(ratios, float64(t1.Sub(t0))/float64(t2.Sub(t1)))
+			}
+			slices.Sort(ratios)
+			n := float64(len(ratios))
+			b.ReportMetric(n/interpTime.Seconds(), "interp-tok/s")
+			b.ReportMetric(n/refTime.Seconds(), "oracle-tok/s")
+			b.ReportMetric(float64(interpTime)/float64(refTime), "interp/oracle")
+			b.ReportMetric(ratios[len(ratios)/2], "median-ratio")
+			logMemory(b)
+		})
+	}
+}
+
+var benchBuilt = map[string]*Built{}
+
+// benchBuild builds t's graphs once per process (-cpu 1,2 reuse them: an int8-lut build runs
+// k-means over the whole model).
+func benchBuild(b *testing.B, ck *hf.Checkpoint, t *Target) *Built {
+	if bt := benchBuilt[t.Name]; bt != nil {
+		return bt
+	}
+	bt, err := Build(ck, t, Flags{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchBuilt[t.Name] = bt
+	return bt
+}
+
+func synthCheckpoint(b *testing.B) *hf.Checkpoint {
+	dir := os.Getenv("QCONV_SYNTH")
+	if dir == "" {
+		b.Skip("QCONV_SYNTH is not set: write a 0.8B-size checkpoint with `go run ./testdata/synth -o DIR` and set QCONV_SYNTH=DIR")
+	}
+	ck, err := hf.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ck
+}
+
+// BenchmarkCompanionPrefill times the ios-gpu prompt path the gate's companion check runs: one
+// 16-token block through the prefill companion, against the same 16 tokens as decode steps
+// (the baseline, what a session without the companion does), alternating on fresh sessions.
+// companion/decode above 1 means the companion is slower than decoding token by token.
+func BenchmarkCompanionPrefill(b *testing.B) {
+	ck := synthCheckpoint(b)
+	defer ck.Close()
+	t, err := TargetByName("ios-gpu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	built := benchBuild(b, ck, t)
+	ids := make([]int, PrefillTokens)
+	for i := range ids {
+		ids[i] = (i*7919 + 11) % ck.Config.VocabSize
+	}
+	var blockTime, stepTime time.Duration
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		withBlock, err := graph.NewSession(built.Decode, built.Prefill)
+		if err != nil {
+			b.Fatal(err)
+		}
+		steps, err := graph.NewSession(built.Decode, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if _, err := withBlock.Prefill(ids); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := steps.Prefill(ids); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		blockTime += t1.Sub(t0)
+		stepTime += t2.Sub(t1)
+		n++
+	}
+	tokens := float64(n * len(ids))
+	b.ReportMetric(tokens/blockTime.Seconds(), "companion-tok/s")
+	b.ReportMetric(tokens/stepTime.Seconds(), "decode-tok/s")
+	b.ReportMetric(float64(blockTime)/float64(stepTime), "companion/decode")
+	logMemory(b)
+}
+
+// logMemory logs the peak RSS and the current split into anonymous (materialized weights,
+// states, scratch) and file-backed (the mapped checkpoint) pages.
+func logMemory(b *testing.B) {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fields := []string{"maxrss " + strconv.FormatInt(ru.Maxrss/1024, 10) + " MiB"}
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			for _, k := range []string{"RssAnon:", "RssFile:"} {
+				if strings.HasPrefix(line, k) {
+					fields = append(fields, strings.Join(strings.Fields(line), " "))
+				}
+			}
+		}
+	}
+	b.Logf("memory: %s", strings.Join(fields, ", "))
+}
