@@ -1,0 +1,155 @@
+package quant_test
+
+import (
+	"bytes"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"qconv/hf"
+	"qconv/quant"
+)
+
+// BenchmarkQuantizeCheckpoint quantizes every weight an int8 block-32 export quantizes, on a
+// synthetic checkpoint with the real Qwen3.5-0.8B dimensions, the way export calls the quantizer
+// (raw bf16 rows, fresh outputs, error metrics on):
+//
+//	go run ./testdata/synth -o /tmp/qwen35-synth
+//	QCONV_SYNTH=/tmp/qwen35-synth go test ./quant -run '^$' -bench QuantizeCheckpoint -cpu 1,2
+//
+// Each iteration alternates the quantization with one streaming pass over the same mapped bytes
+// (the read baseline), so both see the same machine load; frac-of-read is read time over quantize
+// time (1 would mean quantization runs at the speed of merely reading its input). body is every
+// Linear weight (the default recipe); body+head adds the tied embedding quantized as the head
+// (--head-sym); body+head/reuse quantizes into one reused output, which isolates the cost of
+// touching fresh output memory per tensor (slow in these VMs, findings.md).
+func BenchmarkQuantizeCheckpoint(b *testing.B) {
+	dir := os.Getenv("QCONV_SYNTH")
+	if dir == "" {
+		b.Skip("QCONV_SYNTH is not set: write a 0.8B-size checkpoint with `go run ./testdata/synth -o DIR` and set QCONV_SYNTH=DIR")
+	}
+	ck, err := hf.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ck.Close()
+	var body []*hf.Tensor
+	for _, s := range ck.Specs {
+		if s.Kind != hf.KindLinear {
+			continue
+		}
+		t, err := ck.Tensor(s.Name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body = append(body, t)
+	}
+	spec := quant.Linear{Bits: 8, Scheme: quant.Absmax, Granularity: quant.Block32}
+	withHead := append(slices.Clone(body), ck.Head())
+	for _, set := range []struct {
+		name    string
+		tensors []*hf.Tensor
+		reuse   bool // QuantizeLinearInto one reused output: no fresh memory per tensor
+	}{
+		{"body", body, false},
+		{"body+head", withHead, false},
+		{"body+head/reuse", withHead, true},
+	} {
+		b.Run(set.name, func(b *testing.B) {
+			var total int64
+			bufs := make([][]byte, len(set.tensors))
+			for i, t := range set.tensors {
+				if t.DType != hf.BF16 {
+					b.Fatalf("%s: dtype %s, the benchmark expects the synthetic checkpoint's bf16", t.StoredName, t.DType)
+				}
+				bufs[i] = t.Bytes()
+				total += int64(len(bufs[i]))
+			}
+			b.SetBytes(total)
+			var out quant.LinearTensor
+			var quantTime, readTime time.Duration
+			var ratios []float64
+			for b.Loop() {
+				t0 := time.Now()
+				for _, t := range set.tensors {
+					src := &quant.BF16Matrix{R: t.Rows(), C: t.Cols(), Data: t.Bytes()}
+					qt := &out
+					if set.reuse {
+						err = quant.QuantizeLinearInto(qt, src, spec, quant.Options{})
+					} else {
+						qt, err = quant.QuantizeLinear(src, spec, quant.Options{})
+					}
+					if err != nil {
+						b.Fatalf("%s: %v", t.StoredName, err)
+					}
+					if qt.Skipped {
+						b.Fatalf("%s: skipped: %s", t.StoredName, qt.SkipReason)
+					}
+				}
+				t1 := time.Now()
+				streamOnce(bufs)
+				t2 := time.Now()
+				quantTime += t1.Sub(t0)
+				readTime += t2.Sub(t1)
+				ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+			}
+			slices.Sort(ratios)
+			n := float64(len(ratios))
+			b.ReportMetric(float64(total)*n/quantTime.Seconds()/1e9, "quant-GB/s")
+			b.ReportMetric(float64(total)*n/readTime.Seconds()/1e9, "read-GB/s")
+			b.ReportMetric(quantTime.Seconds()/n, "quant-s/op")
+			b.ReportMetric(float64(readTime)/float64(quantTime), "frac-of-read")
+			b.ReportMetric(ratios[len(ratios)/2], "median-frac")
+			b.ReportMetric(float64(total)/1e9, "input-GB")
+			logMemory(b)
+		})
+	}
+}
+
+var (
+	streamSink atomic.Uint64
+	streamByte = []byte{0x5a}
+)
+
+// streamOnce reads every byte of bufs, split over GOMAXPROCS goroutines as the quantizer splits
+// rows, with the vectorised bytes.Count so the pass is bound by memory, not by scalar loads.
+func streamOnce(bufs [][]byte) {
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var sum uint64
+			for _, buf := range bufs {
+				lo, hi := len(buf)*w/workers, len(buf)*(w+1)/workers
+				sum += uint64(bytes.Count(buf[lo:hi], streamByte))
+			}
+			streamSink.Add(sum)
+		})
+	}
+	wg.Wait()
+}
+
+// logMemory logs the peak RSS and its current split into anonymous (quantized outputs, heap) and
+// file-backed (the mapped checkpoint) pages.
+func logMemory(b *testing.B) {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fields := []string{"maxrss " + strconv.FormatInt(ru.Maxrss/1024, 10) + " MiB"}
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			for _, k := range []string{"RssAnon:", "RssFile:"} {
+				if strings.HasPrefix(line, k) {
+					fields = append(fields, strings.Join(strings.Fields(line), " "))
+				}
+			}
+		}
+	}
+	b.Logf("memory: %s", strings.Join(fields, ", "))
+}
