@@ -91,7 +91,8 @@ type job struct {
 	report   *oracle.GateReport
 	extra    any // companion check for the prefill bundle
 	partner  *job
-	twin     *job // an earlier job whose bundle bytes this one shares (ios-ane/macos)
+	twin     *job       // an earlier job whose bundle bytes this one shares (ios-ane/macos)
+	io       FunctionIO // @main's contract as read back from the bytes
 	plans    []TensorPlan
 	result   BundleResult
 }
@@ -235,6 +236,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if !j.result.Gate.Passed {
 			res.Passed = false
 		}
+		releaseUnneeded(jobs)
 	}
 	for _, j := range jobs {
 		if err := j.finish(ck, opt, date, digests); err != nil {
@@ -367,6 +369,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 		return fmt.Errorf("reading back %s: %w", j.name, err)
 	}
 	j.shipped, j.mapping = shipped, mapping
+	j.io = DescribeIO(shipped.Func("main"))
 	if err := graph.Verify(shipped, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
 		return fmt.Errorf("bundle %s as written: %w", j.name, err)
 	}
@@ -415,6 +418,7 @@ func (j *job) copyTwin(opt Options) error {
 		return err
 	}
 	j.shipped, j.mapping = shipped, mapping
+	j.io = j.twin.io
 	j.result.Bytes = j.size
 	return nil
 }
@@ -590,6 +594,25 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 	return cc, nil
 }
 
+// releaseUnneeded unmaps the shipped bytes of gated jobs that no job still to be gated needs
+// (as its decode partner or twin), so a multi-target run does not keep every bundle mapped.
+func releaseUnneeded(jobs []*job) {
+	for _, j := range jobs {
+		if j.report == nil || j.mapping == nil {
+			continue
+		}
+		needed := false
+		for _, o := range jobs {
+			if o.report == nil && (o.partner == j || o.twin == j) {
+				needed = true
+			}
+		}
+		if !needed {
+			j.release()
+		}
+	}
+}
+
 // fitPrompts drops prompts whose tokens and generation do not fit a static context (host-cache
 // graphs).
 func fitPrompts(prompts []oracle.GatePrompt, c graph.Contract, context, tokens int) []oracle.GatePrompt {
@@ -640,10 +663,6 @@ func argmax(v []float32) int {
 // finish writes the bundle metadata and the tokenizer into the staging directory.
 func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []FileDigestJSON) error {
 	cfg := ck.Config
-	var f *graph.Func
-	if j.shipped != nil {
-		f = j.shipped.Func("main")
-	}
 	tokenizer := ck.RepoID
 	if tokenizer == "" {
 		tokenizer = ShortName(ck)
@@ -669,9 +688,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 		Checkpoint: SourceInfo{Ref: ck.Ref, RepoID: ck.RepoID, Revision: ck.Revision, Files: digests},
 		MainHash:   fmt.Sprintf("%x", j.sum), MainBytes: j.size,
 	}
-	if f != nil {
-		q.Function = DescribeIO(f)
-	}
+	q.Function = j.io
 	if j.contract == graph.HostPrefill {
 		q.PrefillTokens = PrefillTokens
 		q.Companion = j.partner.name
