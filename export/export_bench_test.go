@@ -97,6 +97,64 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 	}
 }
 
+// BenchmarkGate runs the publish gate on a target's graph quantized in memory (Build) against the
+// fp32 reference, with the built-in id prompts (lengths 1, 7, 33, 70; what a checkpoint without a
+// tokenizer gets), plus the prefill companion check for ios-gpu: the same work as the gate phase
+// of `qconv export`, for profiling it. cand-steps/s is the candidate's decode steps (prompt, free
+// rollout, teacher forcing) over the gate's time: compare it with BenchmarkInterpDecodeVsOracle's
+// interp-tok/s to see what the gate spends beyond the candidate's steps.
+func BenchmarkGate(b *testing.B) {
+	ck := synthCheckpoint(b)
+	defer ck.Close()
+	ref, err := oracle.New(ck, oracle.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prompts := defaultIDPrompts(ck.Config.VocabSize)
+	opt := oracle.DefaultGateOptions()
+	for _, name := range []string{"gpu-pipelined", "ios-gpu"} {
+		b.Run(name, func(b *testing.B) {
+			t, err := TargetByName(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			built := benchBuild(b, ck, t)
+			newCand := func() (oracle.Candidate, error) {
+				s, err := graph.NewSession(built.Decode, nil)
+				if err != nil {
+					return nil, err
+				}
+				return sessionCandidate{s}, nil
+			}
+			var gateTime, compTime time.Duration
+			steps, n := 0, 0
+			for b.Loop() {
+				t0 := time.Now()
+				rep, err := oracle.Gate(ref, newCand, prompts, opt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if built.Prefill != nil {
+					if _, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens); err != nil {
+						b.Fatal(err)
+					}
+				}
+				gateTime += t1.Sub(t0)
+				compTime += time.Since(t1)
+				for _, p := range rep.Prompts {
+					steps += len(p.Prompt.IDs) + opt.Tokens - 1 + len(p.RefGen)
+				}
+				n++
+			}
+			b.ReportMetric(gateTime.Seconds()/float64(n), "gate-s")
+			b.ReportMetric(compTime.Seconds()/float64(n), "companion-s")
+			b.ReportMetric(float64(steps)/gateTime.Seconds(), "cand-steps/s")
+			logMemory(b)
+		})
+	}
+}
+
 var benchBuilt = map[string]*Built{}
 
 // benchBuild builds t's graphs once per process (-cpu 1,2 reuse them: an int8-lut build runs
