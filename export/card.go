@@ -778,7 +778,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 	if ck.Config.VocabSize != c.Source.VocabSize {
 		return exitcode.Badf("--reference %s: vocabulary %d, the bundles' is %d: not the checkpoint they were exported from", ck.Ref, ck.Config.VocabSize, c.Source.VocabSize)
 	}
-	ds, err := ck.Digests()
+	ds, err := ck.Digests(nil)
 	if err != nil {
 		return fmt.Errorf("hashing --reference %s: %w", ck.Ref, err)
 	}

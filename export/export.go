@@ -41,16 +41,16 @@ type Options struct {
 
 // Progress receives phase updates (the command draws bars on stderr).
 type Progress interface {
-	Phase(name string, total int64) // start a phase of total units (bytes or steps)
-	Add(n int64)                    // units done
+	Phase(name string, total int64, bytes bool) // start a phase of total units (bytes, or steps)
+	Add(n int64)                                // units done
 	Done()
 }
 
 type nopProgress struct{}
 
-func (nopProgress) Phase(string, int64) {}
-func (nopProgress) Add(int64)           {}
-func (nopProgress) Done()               {}
+func (nopProgress) Phase(string, int64, bool) {}
+func (nopProgress) Add(int64)                 {}
+func (nopProgress) Done()                     {}
 
 // Result is what an export produced.
 type Result struct {
@@ -157,7 +157,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 
 	var digests []FileDigestJSON
-	ds, err := ck.Digests()
+	var srcBytes int64
+	for _, f := range ck.Files {
+		srcBytes += f.Size
+	}
+	opt.Progress.Phase("reading checkpoint", srcBytes, true)
+	ds, err := ck.Digests(opt.Progress.Add)
+	opt.Progress.Done()
 	if err != nil {
 		return nil, fmt.Errorf("hashing the checkpoint: %w", err)
 	}
@@ -229,7 +235,17 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			continue
 		}
 		start := time.Now()
-		if err := j.gate(ref, prompts, opt); err != nil {
+		opt.Progress.Phase("gating "+j.name+" (%)", 100, false)
+		last := 0
+		gopt := opt
+		gopt.Gate.Progress = func(done, total int) {
+			pct := 100 * done / max(total, 1)
+			opt.Progress.Add(int64(pct - last))
+			last = pct
+		}
+		err := j.gate(ref, prompts, gopt)
+		opt.Progress.Done()
+		if err != nil {
 			return nil, err
 		}
 		j.result.Phases["gate"] = time.Since(start).Seconds()
@@ -333,7 +349,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 		total += r.Size
 	}
 	start := time.Now()
-	opt.Progress.Phase("quantize+write "+j.name, total)
+	opt.Progress.Phase("quantize+write "+j.name, total, true)
 	path := filepath.Join(asset, "main.mlirb")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -487,8 +487,8 @@ type cancelAfter struct {
 	cancel func()
 }
 
-func (c *cancelAfter) Phase(string, int64) {}
-func (c *cancelAfter) Done()               {}
+func (c *cancelAfter) Phase(string, int64, bool) {}
+func (c *cancelAfter) Done()                     {}
 func (c *cancelAfter) Add(int64) {
 	if c.n--; c.n == 0 {
 		c.cancel()

@@ -300,8 +300,9 @@ type FileDigest struct {
 }
 
 // Digests hashes the files that define the model (config, index, safetensors, tokenizer files),
-// so a bundle can record exactly which source it came from. It reads every byte once.
-func (c *Checkpoint) Digests() ([]FileDigest, error) {
+// so a bundle can record exactly which source it came from. It reads every byte once; progress,
+// if non-nil, is told how many bytes each file added.
+func (c *Checkpoint) Digests(progress func(n int64)) ([]FileDigest, error) {
 	names := []string{"config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"}
 	for _, f := range c.Files {
 		names = append(names, f.Name)
@@ -323,6 +324,9 @@ func (c *Checkpoint) Digests() ([]FileDigest, error) {
 			return nil, fmt.Errorf("%s: %w", filepath.Join(c.Dir, n), err)
 		}
 		out = append(out, FileDigest{Name: n, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))})
+		if progress != nil {
+			progress(size)
+		}
 	}
 	return out, nil
 }

@@ -18,9 +18,12 @@ type Candidate interface {
 
 // GateOptions are the gate's thresholds (design.md, "The gate, exactly").
 type GateOptions struct {
-	Tokens    int     // greedy tokens decoded per prompt (16)
-	MinMargin float64 // steps whose reference top-2 probability margin is below this are ties (0.1)
-	MinCosine float64 // prefill logit cosine floor (0.9999)
+	Tokens    int     `json:"tokens"`     // greedy tokens decoded per prompt (16)
+	MinMargin float64 `json:"min_margin"` // steps whose reference top-2 probability margin is below this are ties (0.1)
+	MinCosine float64 `json:"min_cosine"` // prefill logit cosine floor (0.9999)
+	// Progress, when set, is told after each prompt how many candidate steps are done of the
+	// total (for a progress bar; not part of the report).
+	Progress func(done, total int) `json:"-"`
 }
 
 // DefaultGateOptions are the published thresholds.
@@ -170,6 +173,11 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 		return nil, fmt.Errorf("gate: no prompts")
 	}
 	rep := &GateReport{Passed: true, Options: opt, Totals: GateTotals{MinPrefillCosine: 1}}
+	rep.Options.Progress = nil
+	done, total := 0, 0
+	for _, p := range prompts {
+		total += len(p.IDs) + 2*opt.Tokens
+	}
 	for _, p := range prompts {
 		if len(p.IDs) == 0 {
 			return nil, fmt.Errorf("gate: prompt %s has no tokens", p.Name)
@@ -232,6 +240,10 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 		}
 		pr := judge(p, tr, cp, opt)
 		rep.add(pr)
+		if opt.Progress != nil {
+			done += len(p.IDs) + 2*opt.Tokens
+			opt.Progress(done, total)
+		}
 	}
 	return rep, nil
 }

@@ -187,12 +187,12 @@ type bars struct {
 
 func newBars(quiet bool) *bars { return &bars{quiet: quiet} }
 
-func (b *bars) Phase(name string, total int64) {
+func (b *bars) Phase(name string, total int64, bytes bool) {
 	if b.quiet {
 		return
 	}
 	b.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(name),
-		progressbar.OptionShowBytes(true), progressbar.OptionThrottle(100_000_000), progressbar.OptionClearOnFinish())
+		progressbar.OptionShowBytes(bytes), progressbar.OptionThrottle(100_000_000), progressbar.OptionClearOnFinish())
 }
 
 func (b *bars) Add(n int64) {

@@ -296,7 +296,7 @@ func config(untied bool) map[string]any {
 		"text_config": text, "tie_word_embeddings": !untied,
 		"image_token_id": 248056, "video_token_id": 248057, "vision_start_token_id": 248053, "vision_end_token_id": 248054,
 		"vision_config": map[string]any{"model_type": "qwen3_5_vision", "depth": 12, "hidden_size": 768, "num_heads": 12, "out_hidden_size": hidden},
-		"dtype": "bfloat16", "transformers_version": "5.17.0",
+		"dtype":         "bfloat16", "transformers_version": "5.17.0",
 		"_qconv_synthetic": "random weights written by qconv's testdata/synth; outputs are meaningless",
 	}
 }
