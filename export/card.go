@@ -1350,10 +1350,18 @@ func (c *Card) writeParity(w io.Writer) {
 		p(": %d prompts, %d greedy tokens each; teacher-forced top-1 %s confident steps (margin ≥ %g; %d of %d steps were low-margin ties); greedy %s; min prefill cosine %.6f (floor %g).\n\n",
 			s.Prompts, o.Tokens, s.TeacherForced, o.MinMargin, g.LowMarginSteps, g.TeacherForcedSteps, s.Greedy, s.MinPrefillCosine, o.MinCosine)
 		if b.Contract == graph.HostPrefill.String() {
-			p("A prefill companion has no gate of its own: the figures are its decode graph `%s`'s, and it passes only if decoding after it equals decoding without it:\n\n", b.Companion)
+			p("A prefill companion has no gate of its own: the figures are its decode graph `%s`'s, and it passes only if decoding after it equals decoding without it (a first divergence passes only at a tie, as in the gate):\n\n", b.Companion)
 			var rows [][]string
 			for _, cp := range g.Companion.Prompts {
-				rows = append(rows, []string{cp.Name, strconv.Itoa(cp.Blocks), map[bool]string{true: "identical", false: "**differ**"}[cp.Identical], fmt.Sprintf("%g", cp.MaxLogitDiff)})
+				verdict := "identical"
+				switch {
+				case cp.Identical:
+				case cp.Passed:
+					verdict = fmt.Sprintf("tie at step %d (margin %.3f)", cp.FirstDivergence, cp.DivergenceMargin)
+				default:
+					verdict = fmt.Sprintf("**differ at step %d (margin %.3f)**", cp.FirstDivergence, cp.DivergenceMargin)
+				}
+				rows = append(rows, []string{cp.Name, strconv.Itoa(cp.Blocks), verdict, fmt.Sprintf("%g", cp.MaxLogitDiff)})
 			}
 			writeMDTable(w, []string{"prompt", "prefill blocks", "greedy tokens with vs without the companion", "max logit difference"}, rows)
 			continue

@@ -522,8 +522,13 @@ type CompanionPrompt struct {
 	Blocks       int     `json:"prefill_blocks"`
 	DecodeOnly   []int   `json:"decode_only_ids"`
 	WithPrefill  []int   `json:"with_prefill_ids"`
-	MaxLogitDiff float64 `json:"max_logit_diff"`
+	MaxLogitDiff float64 `json:"max_logit_diff"` // over the steps before any divergence
 	Identical    bool    `json:"identical"`
+	// FirstDivergence is the first step whose ids differ (-1 when none); a divergence is a tie,
+	// and passes, where the decode-only path's top-2 probability margin is below the gate's.
+	FirstDivergence  int     `json:"first_divergence"`
+	DivergenceMargin float64 `json:"divergence_margin,omitempty"`
+	Passed           bool    `json:"passed"`
 }
 
 func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
@@ -546,7 +551,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 	// The companion passes when its decode partner passed and decoding after it is identical to
 	// decoding without it.
 	dec := j.partner
-	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens)
+	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens, opt.Gate.MinMargin)
 	if err != nil {
 		return fmt.Errorf("gating %s: %w", j.name, err)
 	}
@@ -555,7 +560,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 	s := summarize(dec.report)
 	s.Passed = s.Passed && cc.Passed
 	if !cc.Passed && s.FirstFailure == "" {
-		s.FirstFailure = "decoding after the prefill companion differs from decoding without it"
+		s.FirstFailure = "decoding after the prefill companion differs from decoding without it at a confident step"
 	}
 	j.result.Gate = s
 	j.result.Report = dec.report
@@ -563,8 +568,9 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 }
 
 // CheckCompanion runs every prompt long enough for a block through the decode graph alone and
-// through the prefill companion then the decode graph, and requires identical greedy tokens.
-func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int) (*CompanionCheck, error) {
+// through the prefill companion then the decode graph, and requires identical greedy tokens, or
+// a first divergence at a tie (decode-only margin below minMargin), as the gate does.
+func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64) (*CompanionCheck, error) {
 	cc := &CompanionCheck{Passed: true, Prompts: []CompanionPrompt{}}
 	for _, p := range prompts {
 		if len(p.IDs) < PrefillTokens {
@@ -578,7 +584,7 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		if err != nil {
 			return nil, err
 		}
-		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens}
+		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens, FirstDivergence: -1, Passed: true}
 		la, err := a.Prefill(p.IDs)
 		if err != nil {
 			return nil, err
@@ -588,9 +594,15 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 			return nil, err
 		}
 		for k := 0; k < tokens; k++ {
-			cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
 			ia, ib := argmax(la), argmax(lb)
 			cp.DecodeOnly, cp.WithPrefill = append(cp.DecodeOnly, ia), append(cp.WithPrefill, ib)
+			if cp.FirstDivergence < 0 {
+				cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
+				if ia != ib {
+					cp.FirstDivergence, cp.DivergenceMargin = k, oracle.Margin(la)
+					cp.Passed = cp.DivergenceMargin < minMargin
+				}
+			}
 			if k == tokens-1 {
 				break
 			}
@@ -602,7 +614,7 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 			}
 		}
 		cp.Identical = slices.Equal(cp.DecodeOnly, cp.WithPrefill)
-		if !cp.Identical {
+		if !cp.Passed {
 			cc.Passed = false
 		}
 		cc.Prompts = append(cc.Prompts, cp)

@@ -228,8 +228,9 @@ func (s *Session) runHost(it *Interpreter, ids []int) (map[string]*Array, error)
 			}
 		}
 	}
-	s.conv = cloneArray(out[OutConvCur])
-	s.rec = cloneArray(out[OutRecCur])
+	// The outputs alias interpreter buffers the next run reuses: copy them into the session's own.
+	copy(s.conv.F, out[OutConvCur].F)
+	copy(s.rec.F, out[OutRecCur].F)
 	s.pos += q
 	return out, nil
 }

@@ -323,7 +323,8 @@ func tokenizerJSON() map[string]any {
 	// A few merges of common English pairs so that BPE merging is exercised.
 	var merges [][2]string
 	next := specialBase + len(specials)
-	for _, pair := range [][2]string{{"t", "h"}, {"th", "e"}, {"Ġ", "t"}, {"Ġt", "he"}, {"i", "n"}, {"e", "r"}, {"a", "n"}, {"o", "n"}} {
+	// Each merge's halves must already be tokens (bytes or earlier merges).
+	for _, pair := range [][2]string{{"t", "h"}, {"th", "e"}, {"Ġ", "t"}, {"Ġt", "h"}, {"Ġth", "e"}, {"i", "n"}, {"e", "r"}, {"a", "n"}, {"o", "n"}} {
 		tok := pair[0] + pair[1]
 		if _, ok := vocabMap[tok]; ok {
 			continue
