@@ -304,12 +304,32 @@ type interpStep struct {
 	in, out []int
 	exec    opExec
 	w       *fusedWeight // fused matmul / gather
+	transB  bool         // matmul reads operand 1 untransposed: it was transpose(b, swap last two)
 	inPlace bool         // slice_update into operand 0's buffer
 	callee  *interpPlan  // invoke
 	handle  string       // read/write_handle: the state's name
 }
 
 type opExec func(fr *interpFrame, st *interpStep) error
+
+// transposedLastTwo returns x when v = transpose(x, perm) with perm swapping the last two axes
+// and keeping the others in place; else nil.
+func transposedLastTwo(v *Value) *Value {
+	if v.Def == nil || v.Def.Name != OpTranspose {
+		return nil
+	}
+	perm, ok := ConstInts(v.Def.Operands[1])
+	r := len(perm)
+	if !ok || r < 2 || perm[r-1] != int64(r-2) || perm[r-2] != int64(r-1) {
+		return nil
+	}
+	for i := 0; i < r-2; i++ {
+		if perm[i] != int64(i) {
+			return nil
+		}
+	}
+	return v.Def.Operands[0]
+}
 
 func (st *interpStep) errorf(format string, args ...any) error {
 	return fmt.Errorf("op #%d %s: %s", st.pos, st.op.Name, fmt.Sprintf(format, args...))
@@ -410,11 +430,17 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 		}
 	}
 
-	// Fused weight products.
+	// Fused weight products, and matmuls by a transposed activation (attention's q·kᵀ) that read
+	// the untransposed operand instead of materialising the transpose.
 	if !pl.opt.noFuse {
 		for _, st := range steps {
 			if err := pl.fuse(st); err != nil {
 				return nil, fmt.Errorf("interpreter: @%s op #%d %s: %w", f.Name, st.pos, st.op.Name, err)
+			}
+			if st.op.Name == OpMatmul && st.w == nil {
+				if src := transposedLastTwo(st.op.Operands[1]); src != nil {
+					st.in[1], st.transB = p.index[src], true
+				}
 			}
 		}
 	}

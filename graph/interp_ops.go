@@ -436,6 +436,9 @@ func execMatmul(fr *interpFrame, st *interpStep) error {
 	}
 	M, K := int(a.Shape[ra-2]), int(a.Shape[ra-1])
 	K2, N := int(b.Shape[rb-2]), int(b.Shape[rb-1])
+	if st.transB {
+		N, K2 = K2, N // b holds [..., N, K]: rows of b are columns of the product's operand
+	}
 	if K != K2 {
 		return st.errorf("contraction dims differ: %s x %s", a, b)
 	}
@@ -446,14 +449,19 @@ func execMatmul(fr *interpFrame, st *interpStep) error {
 	shape := append(bc.outShape[:bc.outRank:bc.outRank], int64(M), int64(N))
 	out := fr.alloc(st.out[0], a.DType, shape)
 	var scratch []float32
-	if N < gemmAxpyMinN {
+	if N < gemmAxpyMinN && !st.transB {
 		scratch = fr.scratchF(K * N)
 	}
 	dst, af, bf := out.F, a.F, b.F
 	mk, kn, mn := M*K, K*N, M*N
 	bc.each(func(o, ao, bo, n, sa, sb int) {
 		for i := 0; i < n; i++ {
-			gemmF32(dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn], M, K, N, scratch)
+			d, x, y := dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn]
+			if st.transB {
+				gemmTransF32(d, x, y, M, K, N)
+			} else {
+				gemmF32(d, x, y, M, K, N, scratch)
+			}
 		}
 	})
 	roundResult(out)
@@ -465,6 +473,17 @@ func execMatmul(fr *interpFrame, st *interpStep) error {
 const gemmAxpyMinN = 16
 
 // gemmF32 sets dst[M,N] = a[M,K]·b[K,N], accumulating in float32.
+// gemmTransF32 sets dst [M,N] = a [M,K] · bᵀ for b [N,K] stored row-major: every product
+// element is a dot of two contiguous rows.
+func gemmTransF32(dst, a, b []float32, M, K, N int) {
+	for i := 0; i < M; i++ {
+		ar := a[i*K : (i+1)*K]
+		for j := 0; j < N; j++ {
+			dst[i*N+j] = kernels.Dot(ar, b[j*K:(j+1)*K])
+		}
+	}
+}
+
 func gemmF32(dst, a, b []float32, M, K, N int, scratch []float32) {
 	if K == 0 {
 		clear(dst)
