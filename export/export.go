@@ -19,6 +19,7 @@ import (
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
+	"qconv/quant"
 )
 
 // PrefillTokens is the block size of the ios-gpu prefill companion.
@@ -91,8 +92,9 @@ type job struct {
 	report   *oracle.GateReport
 	extra    any // companion check for the prefill bundle
 	partner  *job
-	twin     *job       // an earlier job whose bundle bytes this one shares (ios-ane/macos)
-	io       FunctionIO // @main's contract as read back from the bytes
+	twin     *job              // an earlier job whose bundle bytes this one shares (ios-ane/macos)
+	io       FunctionIO        // @main's contract as read back from the bytes
+	sigs     map[string]string // resource key -> signature of its bytes (weightSource.sigs)
 	plans    []TensorPlan
 	result   BundleResult
 }
@@ -138,9 +140,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 	}
 	res := &Result{Passed: true, DryRun: opt.DryRun}
-	for _, j := range jobs {
+	for i, j := range jobs {
 		if err := j.lower(ck); err != nil {
 			return nil, err
+		}
+		earlier := jobs[:i]
+		j.src.reuse = func(key, sig string, size int64) ([]byte, *quant.Metrics) {
+			return reuseWritten(earlier, key, sig, size)
 		}
 		j.result = BundleResult{Target: j.target.Name, Name: j.name, Recipe: j.recipe, Contract: j.contract.String(), Phases: map[string]float64{}}
 	}
@@ -363,6 +369,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	j.sum, j.size = sum, size
 	j.result.Phases["quantize_write"] = time.Since(start).Seconds()
 	j.plans = j.src.Plans(opt.Checkpoint.Config.ExpectedTensors())
+	j.sigs = j.src.sigs
 	j.src = nil // the lowered module's lazy resources are no longer needed
 	if err := writeFile(filepath.Join(asset, "main.hash"), sum[:]); err != nil {
 		return err
@@ -620,6 +627,28 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		cc.Prompts = append(cc.Prompts, cp)
 	}
 	return cc, nil
+}
+
+// reuseWritten finds a resource an earlier bundle of the run wrote with the same key, size and
+// signature, and returns its bytes (from that bundle's mapping) and its tensor's metrics.
+func reuseWritten(earlier []*job, key, sig string, size int64) ([]byte, *quant.Metrics) {
+	for _, o := range earlier {
+		if o.shipped == nil || o.sigs[key] != sig {
+			continue
+		}
+		r := o.shipped.Resource(key)
+		if r == nil || r.Size != size || int64(len(r.Data)) != size {
+			continue
+		}
+		var m *quant.Metrics
+		for _, p := range o.plans {
+			if sig == p.signature(o.recipe.Compute) {
+				m = p.Metrics
+			}
+		}
+		return r.Data, m
+	}
+	return nil, nil
 }
 
 // releaseUnneeded unmaps the shipped bytes of gated jobs that no job still to be gated needs

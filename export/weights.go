@@ -46,12 +46,18 @@ type weightSource struct {
 	mu      sync.Mutex
 	plans   map[string]*TensorPlan
 	weights map[string]*graph.Weight
+	sigs    map[string]string // resource key -> what its bytes are (see signature)
+
+	// reuse, when set, returns the bytes (and the quantization metrics) another bundle of the
+	// same run already wrote for a resource with this key, size and signature, so identical
+	// tensors are quantized once per run (ios-gpu's two graphs and the ANE share LUT weights).
+	reuse func(key, sig string, size int64) ([]byte, *quant.Metrics)
 }
 
 var _ graph.WeightSource = (*weightSource)(nil)
 
 func newWeightSource(ck *hf.Checkpoint, t *Target, r *Recipe) *weightSource {
-	return &weightSource{ck: ck, target: t, recipe: r, plans: map[string]*TensorPlan{}, weights: map[string]*graph.Weight{}}
+	return &weightSource{ck: ck, target: t, recipe: r, plans: map[string]*TensorPlan{}, weights: map[string]*graph.Weight{}, sigs: map[string]string{}}
 }
 
 // decide is the per-target storage table: which kind of tensor is stored how.
@@ -147,7 +153,36 @@ func (s *weightSource) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 	w.Name = spec.Name
 	s.plans[spec.Name] = plan
 	s.weights[spec.Name] = w
+	sig := plan.signature(s.recipe.Compute)
+	for _, r := range []*graph.Resource{w.Data, w.Scale, w.LUT} {
+		if r == nil {
+			continue
+		}
+		s.sigs[r.Key] = sig
+		fill, key, size := r.Fill, r.Key, r.Size
+		r.Fill = func(dst []byte) error {
+			if s.reuse != nil {
+				if b, m := s.reuse(key, sig, size); b != nil {
+					copy(dst, b)
+					if m != nil {
+						s.mu.Lock()
+						mm := *m
+						plan.Metrics = &mm
+						s.mu.Unlock()
+					}
+					return nil
+				}
+			}
+			return fill(dst)
+		}
+	}
 	return w, nil
+}
+
+// signature identifies what a tensor's stored bytes are: the same signature, key and size mean
+// the same bytes (source tensor, format, granularity, scheme, float dtype).
+func (p *TensorPlan) signature(compute graph.DType) string {
+	return fmt.Sprintf("%s|%s|%s|%d|%s|%s|%s", p.Name, p.Format, p.Granularity, p.BlockSize, p.Scheme, compute, p.Note)
 }
 
 func join(a, b string) string {
