@@ -1361,7 +1361,11 @@ func (c *Card) writeParity(w io.Writer) {
 				default:
 					verdict = fmt.Sprintf("**differ at step %d (margin %.3f)**", cp.FirstDivergence, cp.DivergenceMargin)
 				}
-				rows = append(rows, []string{cp.Name, strconv.Itoa(cp.Blocks), verdict, fmt.Sprintf("%g", cp.MaxLogitDiff)})
+				diff := fmt.Sprintf("%g", cp.MaxLogitDiff)
+				if cp.DecodeOnlyFrom != "" {
+					diff = "not measured (decode-only ids from the decode gate)"
+				}
+				rows = append(rows, []string{cp.Name, strconv.Itoa(cp.Blocks), verdict, diff})
 			}
 			writeMDTable(w, []string{"prompt", "prefill blocks", "greedy tokens with vs without the companion", "max logit difference"}, rows)
 			continue

@@ -536,6 +536,8 @@ type CompanionPrompt struct {
 	FirstDivergence  int     `json:"first_divergence"`
 	DivergenceMargin float64 `json:"divergence_margin,omitempty"`
 	Passed           bool    `json:"passed"`
+	// DecodeOnlyFrom says where the decode-only ids came from when not decoded here.
+	DecodeOnlyFrom string `json:"decode_only_from,omitempty"`
 }
 
 func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
@@ -558,7 +560,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 	// The companion passes when its decode partner passed and decoding after it is identical to
 	// decoding without it.
 	dec := j.partner
-	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens, opt.Gate.MinMargin)
+	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens, opt.Gate.MinMargin, dec.report)
 	if err != nil {
 		return fmt.Errorf("gating %s: %w", j.name, err)
 	}
@@ -577,22 +579,18 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 // CheckCompanion runs every prompt long enough for a block through the decode graph alone and
 // through the prefill companion then the decode graph, and requires identical greedy tokens, or
 // a first divergence at a tie (decode-only margin below minMargin), as the gate does.
-func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64) (*CompanionCheck, error) {
+//
+// The decode-only side is the decode graph's free greedy rollout, which the decode bundle's gate
+// already ran on the same bytes: when decodeGate holds the prompt, its candidate ids and margins
+// are used instead of decoding again (then MaxLogitDiff is not measured).
+func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*CompanionCheck, error) {
 	cc := &CompanionCheck{Passed: true, Prompts: []CompanionPrompt{}}
 	for _, p := range prompts {
 		if len(p.IDs) < PrefillTokens {
 			continue
 		}
-		a, err := graph.NewSession(dec, nil)
-		if err != nil {
-			return nil, err
-		}
-		b, err := graph.NewSession(dec, pre)
-		if err != nil {
-			return nil, err
-		}
 		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens, FirstDivergence: -1, Passed: true}
-		la, err := a.Prefill(p.IDs)
+		b, err := graph.NewSession(dec, pre)
 		if err != nil {
 			return nil, err
 		}
@@ -600,21 +598,49 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		if err != nil {
 			return nil, err
 		}
+		var a *graph.Session
+		var la []float32
+		ids, margins := decodeOnlyRollout(decodeGate, p, tokens)
+		if ids == nil {
+			if a, err = graph.NewSession(dec, nil); err != nil {
+				return nil, err
+			}
+			if la, err = a.Prefill(p.IDs); err != nil {
+				return nil, err
+			}
+		} else {
+			cp.DecodeOnlyFrom = "the decode bundle's gate (same bytes, same prompt)"
+		}
 		for k := 0; k < tokens; k++ {
-			ia, ib := argmax(la), argmax(lb)
+			var ia int
+			var margin float64
+			if a != nil {
+				ia, margin = argmax(la), oracle.Margin(la)
+			} else {
+				ia, margin = ids[k], margins[k]
+			}
+			ib := argmax(lb)
 			cp.DecodeOnly, cp.WithPrefill = append(cp.DecodeOnly, ia), append(cp.WithPrefill, ib)
 			if cp.FirstDivergence < 0 {
-				cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
+				if a != nil {
+					cp.MaxLogitDiff = max(cp.MaxLogitDiff, maxDiff(la, lb))
+				}
 				if ia != ib {
-					cp.FirstDivergence, cp.DivergenceMargin = k, oracle.Margin(la)
-					cp.Passed = cp.DivergenceMargin < minMargin
+					cp.FirstDivergence, cp.DivergenceMargin = k, margin
+					cp.Passed = margin < minMargin
 				}
 			}
-			if k == tokens-1 {
+			if k == tokens-1 || cp.FirstDivergence >= 0 && a == nil {
+				// Without our own decode-only session the paths cannot be compared past a divergence.
+				if k < tokens-1 {
+					cp.DecodeOnly = append(cp.DecodeOnly, ids[k+1:]...)
+				}
 				break
 			}
-			if la, err = a.Step(ia); err != nil {
-				return nil, err
+			if a != nil {
+				if la, err = a.Step(ia); err != nil {
+					return nil, err
+				}
 			}
 			if lb, err = b.Step(ib); err != nil {
 				return nil, err
@@ -627,6 +653,30 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		cc.Prompts = append(cc.Prompts, cp)
 	}
 	return cc, nil
+}
+
+// decodeOnlyRollout returns the decode graph's free greedy ids and their margins for prompt p
+// from its gate report, or nil when the report does not hold this prompt with enough steps.
+func decodeOnlyRollout(rep *oracle.GateReport, p oracle.GatePrompt, tokens int) ([]int, []float64) {
+	if rep == nil {
+		return nil, nil
+	}
+	for _, pr := range rep.Prompts {
+		if pr.Prompt.Name != p.Name || !slices.Equal(pr.Prompt.IDs, p.IDs) || len(pr.CandGen) < tokens {
+			continue
+		}
+		var margins []float64
+		for _, st := range pr.Steps {
+			if st.Phase == "greedy" {
+				margins = append(margins, st.CandMargin)
+			}
+		}
+		if len(margins) < tokens {
+			return nil, nil
+		}
+		return pr.CandGen[:tokens], margins[:tokens]
+	}
+	return nil, nil
 }
 
 // reuseWritten finds a resource an earlier bundle of the run wrote with the same key, size and

@@ -136,7 +136,7 @@ func BenchmarkGate(b *testing.B) {
 				}
 				t1 := time.Now()
 				if built.Prefill != nil {
-					if _, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, oracle.DefaultGateOptions().MinMargin); err != nil {
+					if _, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, oracle.DefaultGateOptions().MinMargin, nil); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -530,3 +530,44 @@ func TestInspectSingleLUTGroup(t *testing.T) {
 		}
 	}
 }
+
+// The companion check reads the decode-only side from the decode gate's report when it has the
+// prompt; that gives the same ids and verdict as decoding again.
+func TestCompanionCheckFromGateReport(t *testing.T) {
+	ck := openCk(t, fixture)
+	prompts, _ := goldenPrompts(t)
+	tgt, _ := TargetByName("ios-gpu")
+	built, err := Build(ck, tgt, Flags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := oracle.New(ck, oracle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := oracle.DefaultGateOptions()
+	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
+		s, err := graph.NewSession(built.Decode, nil)
+		return sessionCandidate{s}, err
+	}, prompts, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reused, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(own.Prompts) == 0 || len(own.Prompts) != len(reused.Prompts) || own.Passed != reused.Passed {
+		t.Fatalf("own %+v, reused %+v", own, reused)
+	}
+	for i := range own.Prompts {
+		a, b := own.Prompts[i], reused.Prompts[i]
+		if !slices.Equal(a.DecodeOnly, b.DecodeOnly) || !slices.Equal(a.WithPrefill, b.WithPrefill) || a.FirstDivergence != b.FirstDivergence || b.DecodeOnlyFrom == "" {
+			t.Errorf("%s: own %+v, from the report %+v", a.Name, a, b)
+		}
+	}
+}

@@ -158,7 +158,7 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 	if err != nil || b.Companion == nil {
 		return rep, nil, err
 	}
-	cc, err := CheckCompanion(dec.Module, b.Module, prompts, opt.Tokens, opt.MinMargin)
+	cc, err := CheckCompanion(dec.Module, b.Module, prompts, opt.Tokens, opt.MinMargin, rep)
 	if err != nil {
 		return nil, nil, err
 	}
