@@ -1,16 +1,13 @@
 package export
 
 import (
-	"os"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"qconv/graph"
 	"qconv/hf"
+	"qconv/internal/benchutil"
 	"qconv/oracle"
 )
 
@@ -92,7 +89,7 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 			b.ReportMetric(n/refTime.Seconds(), "oracle-tok/s")
 			b.ReportMetric(float64(interpTime)/float64(refTime), "interp/oracle")
 			b.ReportMetric(ratios[len(ratios)/2], "median-ratio")
-			logMemory(b)
+			benchutil.LogMemory(b)
 		})
 	}
 }
@@ -150,7 +147,7 @@ func BenchmarkGate(b *testing.B) {
 			b.ReportMetric(gateTime.Seconds()/float64(n), "gate-s")
 			b.ReportMetric(compTime.Seconds()/float64(n), "companion-s")
 			b.ReportMetric(float64(steps)/gateTime.Seconds(), "cand-steps/s")
-			logMemory(b)
+			benchutil.LogMemory(b)
 		})
 	}
 }
@@ -172,10 +169,7 @@ func benchBuild(b *testing.B, ck *hf.Checkpoint, t *Target) *Built {
 }
 
 func synthCheckpoint(b *testing.B) *hf.Checkpoint {
-	dir := os.Getenv("QCONV_SYNTH")
-	if dir == "" {
-		b.Skip("QCONV_SYNTH is not set: write a 0.8B-size checkpoint with `go run ./testdata/synth -o DIR` and set QCONV_SYNTH=DIR")
-	}
+	dir := benchutil.SynthDir(b)
 	ck, err := hf.Open(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -229,23 +223,5 @@ func BenchmarkCompanionPrefill(b *testing.B) {
 	b.ReportMetric(tokens/blockTime.Seconds(), "companion-tok/s")
 	b.ReportMetric(tokens/stepTime.Seconds(), "decode-tok/s")
 	b.ReportMetric(float64(blockTime)/float64(stepTime), "companion/decode")
-	logMemory(b)
-}
-
-// logMemory logs the peak RSS and the current split into anonymous (materialized weights,
-// states, scratch) and file-backed (the mapped checkpoint) pages.
-func logMemory(b *testing.B) {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fields := []string{"maxrss " + strconv.FormatInt(ru.Maxrss/1024, 10) + " MiB"}
-	if data, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			for _, k := range []string{"RssAnon:", "RssFile:"} {
-				if strings.HasPrefix(line, k) {
-					fields = append(fields, strings.Join(strings.Fields(line), " "))
-				}
-			}
-		}
-	}
-	b.Logf("memory: %s", strings.Join(fields, ", "))
+	benchutil.LogMemory(b)
 }

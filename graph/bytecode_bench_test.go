@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"qconv/internal/benchutil"
 	"syscall"
 	"testing"
 )
@@ -68,12 +69,6 @@ func qwenLikeModule(tb testing.TB) (*Module, int64) {
 	return m, total
 }
 
-func maxRSSMiB() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Maxrss) / 1024
-}
-
 // BenchmarkBigModel writes and reads the synthetic 1.2 GB module through a file in /tmp.
 // Baselines in the same run: fill-only runs the lazy fills alone (for write-discard, the
 // writer's CPU cost); raw-write writes the same number of bytes from one prefilled buffer of the largest blob's size
@@ -107,7 +102,7 @@ func BenchmarkBigModel(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			write(b)
 		}
-		b.ReportMetric(maxRSSMiB(), "peakRSS-MiB")
+		b.ReportMetric(benchutil.MaxRSSMiB(), "peakRSS-MiB")
 		b.ReportMetric(float64(len(m.Resources)), "resources")
 	})
 	b.Run("write-discard", func(b *testing.B) {

@@ -1,17 +1,13 @@
 package oracle
 
 import (
-	"bytes"
-	"os"
-	"runtime"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"qconv/hf"
+	"qconv/internal/benchutil"
 )
 
 // Benchmarks on a synthetic checkpoint with the real Qwen3.5-0.8B dimensions:
@@ -31,10 +27,7 @@ var synth struct {
 }
 
 func synthModel(b *testing.B) (*hf.Checkpoint, *Model) {
-	dir := os.Getenv("QCONV_SYNTH")
-	if dir == "" {
-		b.Skip("QCONV_SYNTH is not set: write a 0.8B-size checkpoint with `go run ./testdata/synth -o DIR` and set QCONV_SYNTH=DIR")
-	}
+	dir := benchutil.SynthDir(b)
 	synth.once.Do(func() {
 		synth.ck, synth.err = hf.Open(dir)
 		if synth.err == nil {
@@ -81,25 +74,7 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
-	logRSS(b)
-}
-
-// logRSS logs the process's resident memory split into anonymous (heap, scratch, caches) and
-// file-backed (the mapped checkpoint) pages, where /proc says so.
-func logRSS(b *testing.B) {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return
-	}
-	var fields []string
-	for _, line := range strings.Split(string(data), "\n") {
-		for _, k := range []string{"VmHWM:", "RssAnon:", "RssFile:"} {
-			if strings.HasPrefix(line, k) {
-				fields = append(fields, strings.Join(strings.Fields(line), " "))
-			}
-		}
-	}
-	b.Logf("memory: %s", strings.Join(fields, ", "))
+	benchutil.LogMemory(b)
 }
 
 // BenchmarkPrefill times a 64-token prompt (two chunks through the n-vector kernels).
@@ -113,7 +88,7 @@ func BenchmarkPrefill(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(ids))/b.Elapsed().Seconds(), "tok/s")
-	logRSS(b)
+	benchutil.LogMemory(b)
 }
 
 // decodeWeightBytes lists the mapped bytes one decode step reads in full: every Linear weight
@@ -133,11 +108,6 @@ func decodeWeightBytes(ck *hf.Checkpoint) [][]byte {
 	return out
 }
 
-var (
-	streamSink atomic.Uint64
-	streamByte = []byte{0x5a}
-)
-
 // BenchmarkStreamDecodeWeights reads every byte a decode step reads, split over GOMAXPROCS
 // goroutines as MatVec spreads rows, with the standard library's vectorised bytes.Count (AVX2 on
 // amd64) so the loop is bound by memory, not by scalar loads: the bandwidth bound of
@@ -152,25 +122,9 @@ func BenchmarkStreamDecodeWeights(b *testing.B) {
 	b.SetBytes(total)
 	b.ResetTimer()
 	for range b.N {
-		streamOnce(bufs)
+		benchutil.StreamRead(bufs)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
-}
-
-func streamOnce(bufs [][]byte) {
-	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			var sum uint64
-			for _, buf := range bufs {
-				lo, hi := len(buf)*w/workers, len(buf)*(w+1)/workers
-				sum += uint64(bytes.Count(buf[lo:hi], streamByte))
-			}
-			streamSink.Add(sum)
-		})
-	}
-	wg.Wait()
 }
 
 // BenchmarkDecodeVsStream alternates one decode step with one streaming pass over the same
@@ -198,7 +152,7 @@ func BenchmarkDecodeVsStream(b *testing.B) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		streamOnce(bufs)
+		benchutil.StreamRead(bufs)
 		t2 := time.Now()
 		decodeTime += t1.Sub(t0)
 		streamTime += t2.Sub(t1)

@@ -1,19 +1,12 @@
 package quant_test
 
 import (
-	"bytes"
-	"os"
-	"runtime"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"qconv/hf"
+	"qconv/internal/benchutil"
 	"qconv/quant"
 )
 
@@ -31,10 +24,7 @@ import (
 // (--head-sym); body+head/reuse quantizes into one reused output, which isolates the cost of
 // touching fresh output memory per tensor (slow in these VMs, findings.md).
 func BenchmarkQuantizeCheckpoint(b *testing.B) {
-	dir := os.Getenv("QCONV_SYNTH")
-	if dir == "" {
-		b.Skip("QCONV_SYNTH is not set: write a 0.8B-size checkpoint with `go run ./testdata/synth -o DIR` and set QCONV_SYNTH=DIR")
-	}
+	dir := benchutil.SynthDir(b)
 	ck, err := hf.Open(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -94,7 +84,7 @@ func BenchmarkQuantizeCheckpoint(b *testing.B) {
 					}
 				}
 				t1 := time.Now()
-				streamOnce(bufs)
+				benchutil.StreamRead(bufs)
 				t2 := time.Now()
 				quantTime += t1.Sub(t0)
 				readTime += t2.Sub(t1)
@@ -108,48 +98,7 @@ func BenchmarkQuantizeCheckpoint(b *testing.B) {
 			b.ReportMetric(float64(readTime)/float64(quantTime), "frac-of-read")
 			b.ReportMetric(ratios[len(ratios)/2], "median-frac")
 			b.ReportMetric(float64(total)/1e9, "input-GB")
-			logMemory(b)
+			benchutil.LogMemory(b)
 		})
 	}
-}
-
-var (
-	streamSink atomic.Uint64
-	streamByte = []byte{0x5a}
-)
-
-// streamOnce reads every byte of bufs, split over GOMAXPROCS goroutines as the quantizer splits
-// rows, with the vectorised bytes.Count so the pass is bound by memory, not by scalar loads.
-func streamOnce(bufs [][]byte) {
-	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			var sum uint64
-			for _, buf := range bufs {
-				lo, hi := len(buf)*w/workers, len(buf)*(w+1)/workers
-				sum += uint64(bytes.Count(buf[lo:hi], streamByte))
-			}
-			streamSink.Add(sum)
-		})
-	}
-	wg.Wait()
-}
-
-// logMemory logs the peak RSS and its current split into anonymous (quantized outputs, heap) and
-// file-backed (the mapped checkpoint) pages.
-func logMemory(b *testing.B) {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fields := []string{"maxrss " + strconv.FormatInt(ru.Maxrss/1024, 10) + " MiB"}
-	if data, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			for _, k := range []string{"RssAnon:", "RssFile:"} {
-				if strings.HasPrefix(line, k) {
-					fields = append(fields, strings.Join(strings.Fields(line), " "))
-				}
-			}
-		}
-	}
-	b.Logf("memory: %s", strings.Join(fields, ", "))
 }
