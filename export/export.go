@@ -38,6 +38,8 @@ type Options struct {
 	Check       bool
 	Version     string
 	Progress    Progress // nil: silent
+
+	created *[]string // directories Run made (removed again if they stay empty)
 }
 
 // Progress receives phase updates (the command draws bars on stderr).
@@ -189,19 +191,30 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 				return nil, err
 			}
 		}
+		for _, j := range jobs {
+			if len(fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens)) == 0 {
+				return nil, exitcode.Badf("--max-ctx %d: no gate prompt fits bundle %s's static context with %d generated tokens; give shorter --gate-prompts or a larger --max-ctx", j.recipe.Context, j.name, opt.Gate.Tokens)
+			}
+		}
 	}
 	date, err := creationTime()
 	if err != nil {
 		return nil, exitcode.Bad(err)
 	}
 
-	// Stage everything; clean up whatever is not published.
+	// Stage everything; clean up whatever is not published, including directories this run
+	// made that stayed empty (os.Remove leaves a directory that holds anything).
+	var created []string
+	opt.created = &created
 	defer func() {
 		for _, j := range jobs {
 			j.release()
 			if j.tmp != "" {
 				os.RemoveAll(j.tmp)
 			}
+		}
+		for i := len(created) - 1; i >= 0; i-- {
+			os.Remove(created[i])
 		}
 	}()
 	for _, j := range jobs {
@@ -406,6 +419,12 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 // filesystem) and its empty asset directory, whose path it returns.
 func (j *job) stage(opt Options) (string, error) {
 	parent := filepath.Join(opt.OutDir, j.target.Name)
+	// Remember the directories this run creates, so a run that publishes nothing removes them.
+	for _, d := range []string{opt.OutDir, parent} {
+		if _, err := os.Stat(d); os.IsNotExist(err) && opt.created != nil {
+			*opt.created = append(*opt.created, d)
+		}
+	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", exitcode.Badf("output directory %s: %w", parent, err)
 	}

@@ -132,6 +132,7 @@ func TestExportExitCodes(t *testing.T) {
 		{"bad gate prompts", []string{"export", "--target", "gpu-pipelined", "--gate-prompts", "/nonexistent.jsonl", trained}, exitcode.BadInput, "--gate-prompts"},
 		{"bad checkpoint", []string{"export", "--target", "gpu-pipelined", "/nonexistent"}, exitcode.BadInput, "/nonexistent"},
 		{"bad SOURCE_DATE_EPOCH", []string{"export", "--target", "gpu-pipelined", "--no-gate", trained}, exitcode.BadInput, "SOURCE_DATE_EPOCH"},
+		{"context too small for the gate", []string{"export", "--target", "ios-gpu", "--max-ctx", "16", trained}, exitcode.BadInput, "--max-ctx 16"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -153,6 +154,9 @@ func TestExportExitCodes(t *testing.T) {
 			})
 			if len(left) > 0 {
 				t.Errorf("left behind: %v", left)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) > 0 {
+				t.Errorf("left directories behind under -o: %v", ents)
 			}
 		})
 	}
