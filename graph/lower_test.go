@@ -17,27 +17,6 @@ func openFixture(t testing.TB, name string) *hf.Checkpoint {
 	return ck
 }
 
-func TestLowerBuilds(t *testing.T) {
-	ck := openFixture(t, "tinyqwen35-code")
-	for _, c := range []struct {
-		name string
-		opt  LowerOptions
-	}{
-		{"pipelined f16/f32", LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F32}},
-		{"pipelined ane", LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16}},
-		{"host decode", LowerOptions{Contract: HostDecode, Compute: F16, StateDType: F32, Context: 64, GreedyHead: true}},
-		{"host prefill", LowerOptions{Contract: HostPrefill, Compute: F16, StateDType: F32, Context: 64, PrefillTokens: 16, GreedyHead: true}},
-	} {
-		c.opt.Weights = DenseWeights{Checkpoint: ck, DType: F16}
-		m, err := Lower(ck.Config, c.opt)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		f := m.Func("main")
-		t.Logf("%s: %d args, %d ops, %d results, %d resources", c.name, len(f.Args), len(f.Body), len(f.Results), len(m.Resources))
-	}
-}
-
 func TestLoweredGraphsVerify(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
 	for _, c := range []struct {
