@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -930,13 +929,4 @@ func firstDifference(x, y []byte) string {
 		}
 	}
 	return fmt.Sprintf("regenerated %d bytes, on disk %d", len(x), len(y))
-}
-
-// describeTargets is a one-line list for messages.
-func describeTargets(ts []*Target) string {
-	var s []string
-	for _, t := range ts {
-		s = append(s, t.Name)
-	}
-	return strings.Join(s, ",")
 }

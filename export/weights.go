@@ -32,7 +32,6 @@ type storage struct {
 	dense   graph.DType // f16/f32 when stored dense
 	linear  *quant.Linear
 	palette *quant.Palette
-	note    string
 }
 
 // weightSource serves the graph form of every tensor under a recipe: dense tensors are

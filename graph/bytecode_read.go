@@ -954,7 +954,6 @@ func scalarWidth(t *mType) (int, bool) {
 // nested region continues its parent's.
 type valueScope struct {
 	values []*Value
-	next   []int
 }
 
 type bcOp struct {

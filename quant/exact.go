@@ -47,13 +47,6 @@ func (w *wide) addShifted(mag uint64, s uint, neg bool) {
 	}
 }
 
-func (w *wide) add(a, b *wide) {
-	var c uint64
-	for i := range w {
-		w[i], c = bits.Add64(a[i], b[i], c)
-	}
-}
-
 func (w *wide) sub(a, b *wide) {
 	var c uint64
 	for i := range w {
