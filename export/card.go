@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
@@ -302,15 +300,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 			cb.Context, cb.ContextStatic = int(s.Shape[3]), true
 		}
 	}
-	if cb.ContextStatic && cb.Context != md.Language.MaxContextLength {
-		return CardBundle{}, fmt.Errorf("metadata.json says max_context_length %d, the bytes' past_k holds %d positions", md.Language.MaxContextLength, cb.Context)
-	}
-	if r.StateDType != "" && r.StateDType != cb.Recurrence {
-		return CardBundle{}, fmt.Errorf("metadata says recurrence dtype %s, the bytes' recurrent state is %s", r.StateDType, cb.Recurrence)
-	}
-	if err := verifyRules(in, t, r.AllowDelegate); err != nil {
-		return CardBundle{}, err
-	}
+	// Inspect has already held the bytes to the device rules, the context and the recurrence dtype.
 	if def, err := (Flags{}).Apply(t); err == nil {
 		cb.Departures = departures(in.Derived, r, def)
 	}
@@ -350,20 +340,6 @@ func dirBytes(dir string) (int64, error) {
 		return nil
 	})
 	return n, err
-}
-
-// verifyRules runs the graph verifier's device rules (no loops, shape-derived KV index,
-// per-channel int8 on GPU, recurrence dtype) on the bundle's bytes for its target's device.
-func verifyRules(in *Inspection, t *Target, allowPerChannel bool) error {
-	m, mapping, err := ReadBundleModule(filepath.Join(in.Path, in.Metadata.Assets["main"], "main.mlirb"))
-	if err != nil {
-		return err
-	}
-	defer unix.Munmap(mapping)
-	if err := graph.Verify(m, graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: allowPerChannel}); err != nil {
-		return fmt.Errorf("the bytes break a %s device rule: %w", t.Device, err)
-	}
-	return nil
 }
 
 // cardLinear reports a decoder Linear whose storage is the recipe's "weights" (the selection

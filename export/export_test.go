@@ -445,6 +445,14 @@ func TestInspectCatchesDisagreement(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "head granularity perchan, the bytes hold block32") {
 		t.Fatalf("metadata/bytes disagreement: %v", err)
 	}
+	// Metadata claiming an fp16 recurrence for a GPU bundle's fp32 state.
+	json.Unmarshal(raw, &md)
+	md.QConv.Recipe.StateDType = "f16"
+	patched, _ = marshalJSON(md)
+	os.WriteFile(mdPath, patched, 0o644)
+	if _, err = Inspect(b.Path); err == nil || !strings.Contains(err.Error(), "recurrence dtype f16, the bytes' recState is f32") {
+		t.Fatalf("recurrence dtype disagreement: %v", err)
+	}
 	// A damaged main.hash.
 	os.WriteFile(mdPath, raw, 0o644)
 	os.WriteFile(filepath.Join(b.Path, b.Name+".aimodel", "main.hash"), make([]byte, 32), 0o644)

@@ -99,6 +99,7 @@ func Inspect(dir string) (*Inspection, error) {
 	}
 	in.Tensors, in.Derived = describeWeights(m, main)
 	in.check()
+	in.checkGraph(m)
 	if len(in.Problems) > 0 {
 		return in, exitcode.Badf("%s: the bundle disagrees with itself:\n  %s", abs, strings.Join(in.Problems, "\n  "))
 	}
@@ -359,6 +360,36 @@ func (in *Inspection) check() {
 		}
 		if ti.Format != p.Format || (p.Granularity != "" && ti.Granularity != p.Granularity) {
 			bad("tensor %s: metadata says %s %s, the bytes hold %s %s", p.Name, p.Format, p.Granularity, ti.Format, ti.Granularity)
+		}
+	}
+}
+
+// checkGraph holds the bytes to their target's device rules (graph.Verify) and to the context
+// and recurrence dtype the metadata states.
+func (in *Inspection) checkGraph(m *graph.Module) {
+	q := in.Metadata.QConv
+	if q == nil {
+		return
+	}
+	t, err := TargetByName(q.Target)
+	if err != nil {
+		return // check() reported it
+	}
+	if err := graph.Verify(m, graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: q.Recipe.AllowDelegate}); err != nil {
+		in.Problems = append(in.Problems, fmt.Sprintf("the bytes break a %s device rule: %v", t.Device, err))
+	}
+	f := m.Func("main")
+	for _, a := range f.Args {
+		tt := a.Value.Type
+		switch a.Name {
+		case graph.StateRec, graph.InRecState:
+			if q.Recipe.StateDType != "" && tt.DType.String() != q.Recipe.StateDType {
+				in.Problems = append(in.Problems, fmt.Sprintf("metadata says recurrence dtype %s, the bytes' %s is %s", q.Recipe.StateDType, a.Name, tt.DType))
+			}
+		case graph.InPastK:
+			if ctx := in.Metadata.Language.MaxContextLength; tt.Rank() == 5 && tt.Shape[3] != int64(ctx) {
+				in.Problems = append(in.Problems, fmt.Sprintf("metadata.json says max_context_length %d, the bytes' past_k holds %d positions", ctx, tt.Shape[3]))
+			}
 		}
 	}
 }
