@@ -17,6 +17,7 @@ import (
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
+	"qconv/internal/kernels"
 	"qconv/oracle"
 	"qconv/quant"
 )
@@ -633,11 +634,11 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 			var ia int
 			var margin float64
 			if a != nil {
-				ia, margin = argmax(la), oracle.Margin(la)
+				ia, margin = kernels.Argmax(la), oracle.Margin(la)
 			} else {
 				ia, margin = ids[k], margins[k]
 			}
-			ib := argmax(lb)
+			ib := kernels.Argmax(lb)
 			cp.DecodeOnly, cp.WithPrefill = append(cp.DecodeOnly, ia), append(cp.WithPrefill, ib)
 			if cp.FirstDivergence < 0 {
 				if a != nil {
@@ -773,16 +774,6 @@ func maxDiff(a, b []float32) float64 {
 		m = max(m, d)
 	}
 	return m
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // finish writes the bundle metadata and the tokenizer into the staging directory.

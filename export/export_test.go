@@ -20,6 +20,7 @@ import (
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/golden"
+	"qconv/internal/kernels"
 	"qconv/oracle"
 )
 
@@ -102,7 +103,7 @@ func TestInt8GraphReproducesGoldens(t *testing.T) {
 				if k == 16 {
 					break
 				}
-				id := argmax(logits)
+				id := kernels.Argmax(logits)
 				gen = append(gen, id)
 				if logits, err = s.Step(id); err != nil {
 					t.Fatal(err)

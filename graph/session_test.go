@@ -7,6 +7,7 @@ import (
 
 	"qconv/hf"
 	"qconv/internal/golden"
+	"qconv/internal/kernels"
 	"qconv/oracle"
 )
 
@@ -49,16 +50,6 @@ func maxAbsDiff(a, b []float32) float64 {
 		m = max(m, d)
 	}
 	return m
-}
-
-func argmaxF(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // decodeTrajectory feeds prompt then gen (teacher-forced, the golden trajectory) through a
@@ -141,7 +132,7 @@ func TestGraphsMatchReference(t *testing.T) {
 						worstGold = max(worstGold, maxAbsDiff(rows[len(p.IDs)-1+r], next.Row(r)))
 					}
 					for k, id := range p.GenIDs {
-						if got := argmaxF(rows[len(p.IDs)-1+k]); got != id {
+						if got := kernels.Argmax(rows[len(p.IDs)-1+k]); got != id {
 							t.Errorf("%s %s: greedy step %d: %d, golden %d", c.name, p.Name, k, got, id)
 						}
 					}
@@ -198,7 +189,7 @@ func TestPrefillCompanionMatchesDecode(t *testing.T) {
 		}
 		var ids []int
 		for range 16 {
-			id := argmaxF(l)
+			id := kernels.Argmax(l)
 			ids = append(ids, id)
 			if l, err = s.Step(id); err != nil {
 				t.Fatal(err)
@@ -243,7 +234,7 @@ func TestDeviceFormsDrift(t *testing.T) {
 				worst = max(worst, maxAbsDiff(rows[i], want))
 				if i >= len(p.IDs)-1 {
 					total++
-					if argmaxF(rows[i]) == argmaxF(want) {
+					if kernels.Argmax(rows[i]) == kernels.Argmax(want) {
 						match++
 					}
 				}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"qconv/internal/kernels"
 )
 
 // Candidate is the model the gate judges, stepped one token at a time from an empty state: the
@@ -126,7 +128,7 @@ func (m *Model) trajectory(ids []int, n int) (*refTrajectory, error) {
 	}
 	last := tr.rows[len(tr.rows)-1]
 	for k := 0; k < n; k++ {
-		id := argmaxF32(last)
+		id := kernels.Argmax(last)
 		tr.gen = append(tr.gen, id)
 		if last, err = m.Decode(st, id); err != nil {
 			return nil, err
@@ -137,20 +139,6 @@ func (m *Model) trajectory(ids []int, n int) (*refTrajectory, error) {
 		tr.margins = append(tr.margins, Margin(r))
 	}
 	return tr, nil
-}
-
-// argmaxF32 is the lowest index of the largest value (torch.argmax); NaN never wins.
-func argmaxF32(v []float32) int {
-	best := -1
-	for i, x := range v {
-		if x == x && (best < 0 || x > v[best]) {
-			best = i
-		}
-	}
-	if best < 0 {
-		return 0
-	}
-	return best
 }
 
 // candPass is the candidate's side of one prompt.
@@ -211,7 +199,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			}
 			last := cp.promptRows[len(cp.promptRows)-1]
 			for k := 0; k < opt.Tokens; k++ {
-				id := argmaxF32(last)
+				id := kernels.Argmax(last)
 				cp.greedy = append(cp.greedy, id)
 				cp.greedyRows = append(cp.greedyRows, last)
 				if k == opt.Tokens-1 {
@@ -257,7 +245,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 	}
 	cand := append(append([][]float32{}, cp.promptRows...), cp.decodeRows...)
 	for pos, row := range cand {
-		refID, candID := argmaxF32(tr.rows[pos]), argmaxF32(row)
+		refID, candID := kernels.Argmax(tr.rows[pos]), kernels.Argmax(row)
 		phase := "prompt"
 		if pos >= L {
 			phase = "decode"

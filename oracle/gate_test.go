@@ -10,6 +10,7 @@ import (
 
 	"qconv/hf"
 	"qconv/internal/golden"
+	"qconv/internal/kernels"
 )
 
 // refCandidate runs the reference itself as a candidate, optionally damaging its logits.
@@ -120,10 +121,10 @@ func TestGateCatchesConfidentFlip(t *testing.T) {
 			if at != pos {
 				return
 			}
-			a := argmaxF32(l)
+			a := kernels.Argmax(l)
 			l2 := slices.Clone(l)
 			l2[a] = -1e9
-			b := argmaxF32(l2)
+			b := kernels.Argmax(l2)
 			l[a], l[b] = l[b], l[a]
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 // Step is one greedy decoding step: the logits it chose from and what was chosen.
 type Step struct {
-	ID         int       // argmax of Logits (lowest id on a tie, as torch.argmax)
+	ID         int       // kernels.Argmax of Logits (lowest id on a tie; NewStep refuses NaN rows)
 	Logits     []float32 // [V]
 	Top5IDs    []int     // highest logits first
 	Top5Logits []float32
