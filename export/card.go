@@ -342,13 +342,6 @@ func dirBytes(dir string) (int64, error) {
 	return n, err
 }
 
-// cardLinear reports a decoder Linear whose storage is the recipe's "weights" (the selection
-// describeWeights derives the recipe from: in_proj_a/b are too small to take a group scheme).
-func cardLinear(name string) bool {
-	return strings.HasPrefix(name, "layers.") && strings.Contains(name, "proj") &&
-		!strings.Contains(name, "in_proj_a") && !strings.Contains(name, "in_proj_b")
-}
-
 // schemeWords spells a --weights value the way the card's table does.
 func schemeWords(s string) string {
 	switch {
@@ -379,10 +372,16 @@ func weightsText(in *Inspection) string {
 			format := map[string]string{string(Int8LUT): "lut8", string(Int4LUT): "lut4"}[s]
 			entries, grans := map[int64]bool{}, map[string]bool{}
 			for _, t := range in.Tensors {
-				if cardLinear(t.Name) && t.Format == format && len(t.ScaleShape) == 4 {
+				if decoderLinear(t.Name) && t.Format == format && len(t.ScaleShape) == 4 {
 					entries[t.ScaleShape[2]] = true
 					grans[t.Granularity] = true
 				}
+			}
+			// A Linear with too few rows for the groups (in_proj_a/b have one row per value
+			// head) holds one LUT for the whole tensor; the per-tensor table says so, and the
+			// recipe is the grouping the others take.
+			if len(grans) > 1 {
+				delete(grans, "pertensor")
 			}
 			var es []string
 			for e := range entries {

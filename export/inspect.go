@@ -207,7 +207,7 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	// Decoder weights: the scheme every Linear layer shares (a mix is reported as such).
 	schemes := map[string]bool{}
 	for _, t := range out {
-		if strings.HasPrefix(t.Name, "layers.") && strings.Contains(t.Name, "proj") && !strings.Contains(t.Name, "in_proj_a") && !strings.Contains(t.Name, "in_proj_b") {
+		if decoderLinear(t.Name) {
 			schemes[linearScheme(t)] = true
 		}
 	}
