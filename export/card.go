@@ -642,18 +642,6 @@ func checkTotals(r *oracle.GateReport) error {
 	return nil
 }
 
-// gateSummaryOf is the summary export records for a report (and a prefill companion's check).
-func gateSummaryOf(rep *oracle.GateReport, cc *CompanionCheck) GateSummary {
-	s := summarize(rep)
-	if cc != nil {
-		s.Passed = s.Passed && cc.Passed
-		if !cc.Passed && s.FirstFailure == "" {
-			s.FirstFailure = "decoding after the prefill companion differs from decoding without it"
-		}
-	}
-	return s
-}
-
 // cardGate is the card's account of a gate report.
 func cardGate(rep *oracle.GateReport, cc *CompanionCheck, rerun bool) CardGate {
 	opt := rep.Options

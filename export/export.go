@@ -576,8 +576,8 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 		j.result.Report = rep
 		return nil
 	}
-	// The companion passes when its decode partner passed and decoding after it is identical to
-	// decoding without it.
+	// A companion has no gate of its own: it is judged by its decode partner's report and the
+	// companion check (gateSummaryOf).
 	dec := j.partner
 	cc, err := CheckCompanion(dec.shipped, j.shipped, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens, opt.Gate.MinMargin, dec.report)
 	if err != nil {
@@ -585,12 +585,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 	}
 	j.extra = cc
 	j.report = dec.report
-	s := summarize(dec.report)
-	s.Passed = s.Passed && cc.Passed
-	if !cc.Passed && s.FirstFailure == "" {
-		s.FirstFailure = "decoding after the prefill companion differs from decoding without it at a confident step"
-	}
-	j.result.Gate = s
+	j.result.Gate = gateSummaryOf(dec.report, cc)
 	j.result.Report = dec.report
 	return nil
 }
