@@ -99,7 +99,7 @@ type CardBundle struct {
 	Gate          CardGate          `json:"gate"`
 }
 
-// CardConstraint is how one device constraint (coreai-targets.md §4) shows in a bundle's bytes.
+// CardConstraint is how one device constraint (docs/constraints.md) shows in a bundle's bytes.
 type CardConstraint struct {
 	Number    int    `json:"number"`
 	Rule      string `json:"rule"`
@@ -460,7 +460,7 @@ func departures(d DerivedRecipe, r, def Recipe) []string {
 	return out
 }
 
-// constraintRules are coreai-targets.md §4, in its order: a short label for the table and the
+// constraintRules are docs/constraints.md's constraints, in its order: a short label for the table and the
 // rule with where it applies.
 var constraintRules = []struct{ label, rule, applies string }{
 	{"no loops", "The recurrence is one explicit step (or a fixed unrolled count); `coreai.while` does not lower on the GPU or ANE delegates.", "every target"},

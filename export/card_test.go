@@ -328,7 +328,7 @@ func TestCardTableMatchesBundles(t *testing.T) {
 	if len(dirs) != 5 || len(rows) != len(dirs) {
 		t.Fatalf("%d rows for %d bundles %v", len(rows), len(dirs), dirs)
 	}
-	// The fixture's default recipes (coreai-targets.md §3): linear int8 block-32 on
+	// The fixture's default recipes (docs/targets.md): linear int8 block-32 on
 	// gpu-pipelined, 256-entry LUTs in groups of 32 output channels elsewhere; tied fp16 heads.
 	wantWeights := map[string]string{"gpu-pipelined": "int8 block-32", "ios-gpu": "int8 LUT (256-entry, g32)", "ios-ane": "int8 LUT (256-entry, g32)", "macos": "int8 LUT (256-entry, g32)"}
 	wantDerived := map[string]string{"gpu-pipelined": "int8-block32", "ios-gpu": "int8-lut", "ios-ane": "int8-lut", "macos": "int8-lut"}
@@ -488,7 +488,7 @@ func TestCardSections(t *testing.T) {
 		default:
 			t.Errorf("%s: contract %q", b.Path, b.Contract)
 		}
-		// Constraint 7: fp32 recurrence on GPU, fp16 on the ANE, read from the state's dtype.
+		// docs/constraints.md, constraint 7: fp32 recurrence on GPU, fp16 on the ANE, read from the state's dtype.
 		wantRec := map[string]string{"GPU": "f32", "ANE": "f16"}[b.Device]
 		if b.Recurrence != wantRec || b.evidence(7) != "verified: recurrent state "+wantRec {
 			t.Errorf("%s on %s: recurrence %s (%q)", b.Path, b.Device, b.Recurrence, b.evidence(7))

@@ -332,7 +332,7 @@ func (in *Inspection) check() {
 	if q.MainHash != "" && q.MainHash != in.SHA256 {
 		bad("metadata records main.mlirb sha256 %s, the file's is %s", q.MainHash, in.SHA256)
 	}
-	// The name must be the one the recipe in the bytes gives (constraint 8).
+	// The name must be the one the recipe in the bytes gives (docs/constraints.md, constraint 8).
 	t, err := TargetByName(q.Target)
 	if err != nil {
 		bad("metadata names unknown target %q", q.Target)

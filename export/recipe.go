@@ -89,7 +89,7 @@ type Target struct {
 	About       string
 }
 
-// Targets is the target table (coreai-targets.md §3). Defaults follow the published bundles.
+// Targets is the target table (docs/targets.md). Defaults follow the published bundles.
 var Targets = []*Target{
 	{
 		Name: "gpu-pipelined", Device: graph.GPU, Contract: graph.Pipelined,
@@ -260,7 +260,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 	}
 	if r.Head != "tied" {
 		// An int head follows --scheme; --head-sym makes it plain absmax whatever --scheme says
-		// (constraint 4: clipping corrupts top-1s on a big-vocabulary head).
+		// (docs/constraints.md, constraint 4: clipping corrupts top-1s on a big-vocabulary head).
 		r.HeadScheme = r.BodyScheme
 		if f.HeadSym {
 			r.HeadScheme = quant.Absmax

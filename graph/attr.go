@@ -216,7 +216,7 @@ func putInt(dt DType, b []byte, i int, v int64) {
 }
 
 // DefaultAlign is the blob alignment qconv writes. Upstream mlir-opt copies a file into a
-// 16-byte-aligned heap buffer, so larger alignments fail to load there (mlir-bytecode.md §9.4).
+// 16-byte-aligned heap buffer, so larger alignments fail to load there (docs/bytecode.md#resources-and-alignment).
 const DefaultAlign = 16
 
 // Resource is a named weight blob in the bytecode's resource section. Its bytes are either in

@@ -10,7 +10,7 @@ import (
 )
 
 // MLIR bytecode (format version 6) as upstream MLIR 22 reads and writes it; the encoding notes
-// are in docs/mlir-bytecode.md. The writer builds every section except the resource blobs in
+// are in docs/bytecode.md. The writer builds every section except the resource blobs in
 // memory, then streams the blobs from Resource.Data, or through Resource.Fill into one reusable
 // buffer, so a model is never held twice.
 //

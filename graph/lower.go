@@ -7,7 +7,7 @@ import (
 	"qconv/hf"
 )
 
-// Contract is an engine's I/O contract (coreai-targets.md §3).
+// Contract is an engine's I/O contract (docs/targets.md).
 type Contract uint8
 
 const (
@@ -208,7 +208,7 @@ func (l *lowering) linear(x *Value, name string) *Value {
 }
 
 // rmsnorm is the zero-centred RMSNorm over the last axis: x/rms(x) * (1+w), with the statistics in
-// NormDType and the result in x's dtype (qwen35-math.md §3).
+// NormDType and the result in x's dtype (docs/model-math.md#3-norms).
 func (l *lowering) rmsnorm(x *Value, name string) *Value {
 	b, nd := l.b, l.opt.NormDType
 	xf := b.Cast(x, nd)
@@ -251,7 +251,7 @@ func (l *lowering) build() error {
 		st.vAll, tok = b.ReadState(vh, tok)
 		st.conv, tok = b.ReadState(ch, tok)
 		st.rec, tok = b.ReadState(rh, tok)
-		// The KV write index comes from position_ids' SHAPE, never its values (constraint 2).
+		// The KV write index comes from position_ids' SHAPE, never its values (docs/constraints.md, constraint 2).
 		shape := b.Op(OpGetShape, pos)
 		st.seqU = b.Slice(shape, []int64{1}, []int64{2}) // ui32[1] = P
 		l.pipelined(ids, st)

@@ -22,8 +22,8 @@ import (
 //     load in mlir-opt, but a reader that registers the coreai ops (Apple's runtime) decodes
 //     properties with the op's own native encoding, which for a registered op rejects the
 //     dictionary form mlir-opt writes for unregistered ops; a registered op instead moves
-//     inherent attributes found in the dictionary into its properties (mlir-bytecode.md §8).
-//   - Every location is loc(unknown). Open risk (coreai-research.md §0.5): OS 27 beta 2+ runtimes
+//     inherent attributes found in the dictionary into its properties (docs/bytecode.md#encoding-choices).
+//   - Every location is loc(unknown). Open risk (docs/bytecode.md#encoding-choices): OS 27 beta 2+ runtimes
 //     abort with "expected AICode versioned location" on some assets; whether plain unknown
 //     locations pass that check is not known.
 //   - A graph's argument and result names live in arg_attrs/res_attrs (coreai.name, plus

@@ -45,7 +45,7 @@ const (
 	OpReadHandle  = "coreai.read_handle"                            // (handle, token) -> (tensor, token)
 	OpWriteHandle = "coreai.write_handle"                           // (handle, value, token) -> token
 	OpInvoke      = "coreai.invoke"                                 // (args...) callee=@name
-	OpWhile       = "coreai.while"                                  // never emitted: does not lower on device (constraint 1)
+	OpWhile       = "coreai.while"                                  // never emitted: does not lower on device (docs/constraints.md, constraint 1)
 )
 
 // SliceEnd is the end index meaning "to the end of the dimension".

@@ -24,7 +24,8 @@ func (d Device) String() string {
 	return fmt.Sprintf("Device(%d)", uint8(d))
 }
 
-// Rules the verifier enforces, named in every violation.
+// Rules the verifier enforces, named in every violation. The device rules are numbered as in
+// docs/constraints.md.
 const (
 	RuleTypes          = "types"                  // every op's types infer and agree with what it declares
 	RuleNoLoops        = "no-loops"               // constraint 1: no coreai.while (or any region op)
@@ -270,7 +271,7 @@ func recurrenceType(f *Func, name string, t Type, opt VerifyOptions) []Violation
 
 // verifyIndices checks that no slice_update takes its bounds from a runtime value: a value is
 // "data" when it is an input, a state's contents, or computed from data, except that get_shape
-// of anything is a shape (constraint 2: value-derived write indices crash the GPU and ANE).
+// of anything is a shape (docs/constraints.md, constraint 2: value-derived write indices crash the GPU and ANE).
 func verifyIndices(f *Func) []Violation {
 	var vs []Violation
 	dataFrom := map[*Value]string{} // value -> the input it depends on

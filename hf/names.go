@@ -60,7 +60,7 @@ func canonicalName(stored string) (name, skip string, ok bool) {
 }
 
 // ExpectedTensors lists every tensor the config implies, in model order, with its exact shape
-// (qwen35-math.md §2). A tied model has no lm_head entry.
+// (docs/model-math.md#2-tensors). A tied model has no lm_head entry.
 func (c *Config) ExpectedTensors() []TensorSpec {
 	h, I := c.HiddenSize, c.IntermediateSize
 	var specs []TensorSpec

@@ -119,7 +119,7 @@ func (m *Model) layerForward(l *layer, st *LayerState, ws *workspace, n, pos0 in
 	addTo(ws.x[:n*h], ws.res[:n*h])
 }
 
-// gatedDelta is the linear-attention mixer (qwen35-math.md §4), recurrent form, writing the
+// gatedDelta is the linear-attention mixer (docs/model-math.md#4-gated-deltanet-layer-linear-attention), recurrent form, writing the
 // out_proj result into ws.res.
 func (m *Model) gatedDelta(l *layer, st *LayerState, ws *workspace, n int) {
 	xn := ws.xn[:n*m.h]
@@ -226,7 +226,7 @@ func deltaRule(S, k, q, v []float32, beta, decay float32, mem, delta, o []float3
 	}
 }
 
-// attention is the gated full-attention mixer (qwen35-math.md §5), writing the o_proj result
+// attention is the gated full-attention mixer (docs/model-math.md#5-gated-full-attention), writing the o_proj result
 // into ws.res.
 func (m *Model) attention(l *layer, st *LayerState, ws *workspace, n, pos0 int) {
 	D, H, Hkv := m.hd, m.nH, m.nKV

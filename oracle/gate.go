@@ -18,7 +18,7 @@ type Candidate interface {
 	Fork() (Candidate, error)
 }
 
-// GateOptions are the gate's thresholds (design.md, "The gate, exactly").
+// GateOptions are the gate's thresholds (docs/gate.md).
 type GateOptions struct {
 	Tokens    int     `json:"tokens"`     // greedy tokens decoded per prompt (16)
 	MinMargin float64 `json:"min_margin"` // steps whose reference top-2 probability margin is below this are ties (0.1)

@@ -1,5 +1,5 @@
 // Package oracle is qconv's fp32 reference model of the Qwen3.5 text decoder: the independent
-// check every lowered graph is gated against. It follows shared/docs/qwen35-math.md (the
+// check every lowered graph is gated against. It follows docs/model-math.md (the
 // transformers 5.17 math) convention by convention, shares no code with package graph, and
 // runs every weight product through the shared kernels with the weights left in their stored
 // encoding (bf16 rows are widened inside the kernel; nothing holds an fp32 copy of a matrix).
@@ -43,7 +43,7 @@ type Model struct {
 	norm   []float32      // final norm as (1+w)
 	layers []layer
 
-	// Derived dimensions, named as in qwen35-math.md.
+	// Derived dimensions, named as in docs/model-math.md.
 	h, vocab, inter      int
 	nH, nKV, hd, rot     int // full attention: query heads, KV heads, head_dim, rotary dim
 	nk, nv, dk, dv, kern int // gated delta: key heads, value heads, key/value head dims, conv width

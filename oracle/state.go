@@ -7,7 +7,7 @@ import (
 )
 
 // State is the decode state of one sequence: every layer's cache and the number of tokens fed.
-// Layouts follow transformers' cache (qwen35-math.md §6) without the batch axis.
+// Layouts follow transformers' cache (docs/model-math.md#6-block-head-and-state) without the batch axis.
 type State struct {
 	Len    int // tokens consumed so far (the next token's position)
 	Layers []LayerState

@@ -15,7 +15,7 @@ import (
 // The conventions test: each case rewrites the built model's parameters so that this package's
 // (correct) code computes exactly what an implementation with one convention flipped would,
 // and the golden comparison must then fail by a wide margin. This proves TestGoldens can tell
-// every convention of qwen35-math.md that the fixtures exercise from its plausible mistake.
+// every convention of docs/model-math.md that the fixtures exercise from its plausible mistake.
 func TestFlippedConventionsFailGoldens(t *testing.T) {
 	fixtures, err := golden.Fixtures()
 	if err != nil {

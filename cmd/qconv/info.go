@@ -12,7 +12,7 @@ import (
 	"qconv/internal/exitcode"
 )
 
-// infoJSON is the `qconv info --json` document (fields per design.md, plus more).
+// infoJSON is the `qconv info --json` document. Scripts read its fields: add fields, never rename them.
 type infoJSON struct {
 	Checkpoint        string             `json:"checkpoint"`
 	RepoID            string             `json:"repo_id,omitempty"`

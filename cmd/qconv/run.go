@@ -18,7 +18,7 @@ import (
 	"qconv/oracle"
 )
 
-// runJSON is the `qconv run --json` document (fields per design.md, plus more).
+// runJSON is the `qconv run --json` document. Scripts read its fields: add fields, never rename them.
 type runJSON struct {
 	Checkpoint string    `json:"checkpoint"`
 	Engine     string    `json:"engine"` // what decoded: "fp32-reference"

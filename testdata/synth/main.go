@@ -24,7 +24,7 @@ import (
 	"time"
 )
 
-// Qwen3.5-0.8B text dimensions (qwen35-math.md §1).
+// Qwen3.5-0.8B text dimensions (docs/model-math.md#1-configuration).
 const (
 	vocab        = 248320
 	hidden       = 1024
