@@ -6,11 +6,11 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -265,12 +265,7 @@ func TestDocsLinksExist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pages []string
-	for p := range ix.anchors {
-		pages = append(pages, p)
-	}
-	sort.Strings(pages)
-	for _, p := range pages {
+	for _, p := range slices.Sorted(maps.Keys(ix.anchors)) {
 		data, err := os.ReadFile(filepath.Join(root, "docs", p))
 		if err != nil {
 			t.Fatal(err)
@@ -305,8 +300,8 @@ func TestChecker(t *testing.T) {
 	must(os.WriteFile(filepath.Join(root, "pkg", "NOTES.md"), []byte("# n\n"), 0o644))
 	ix, err := loadIndex(root, []string{"gate.md"})
 	must(err)
-	if !slices.Equal(sortedInts(ix.constraints), []int{1, 2}) {
-		t.Fatalf("constraints %v, want [1 2]", sortedInts(ix.constraints))
+	if !slices.Equal(slices.Sorted(maps.Keys(ix.constraints)), []int{1, 2}) {
+		t.Fatalf("constraints %v, want [1 2]", slices.Sorted(maps.Keys(ix.constraints)))
 	}
 	const cites = "// docs/constraints.md\n"
 	for _, c := range []struct {
@@ -337,15 +332,6 @@ func TestChecker(t *testing.T) {
 			}
 		}
 	}
-}
-
-func sortedInts(m map[int]bool) []int {
-	var out []int
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
 }
 
 func TestSlug(t *testing.T) {
