@@ -344,13 +344,8 @@ func dirBytes(dir string) (int64, error) {
 
 // schemeWords spells a --weights value the way the card's table does.
 func schemeWords(s string) string {
-	switch {
-	case s == string(FP16):
-		return "fp16"
-	case s == string(Int8PerChan):
-		return "int8 per-channel"
-	case s == string(Int8LUT), s == string(Int4LUT):
-		return strings.TrimSuffix(s, "-lut") + " LUT"
+	if row, ok := weightSchemeOf(WeightScheme(s)); ok {
+		return row.words
 	}
 	width, gran, ok := strings.Cut(s, "-")
 	if !ok {
@@ -368,8 +363,8 @@ func weightsText(in *Inspection) string {
 	var parts []string
 	for _, s := range strings.Split(in.Derived.Weights, "+") {
 		text := schemeWords(s)
-		if s == string(Int8LUT) || s == string(Int4LUT) {
-			format := map[string]string{string(Int8LUT): "lut8", string(Int4LUT): "lut4"}[s]
+		if row, ok := weightSchemeOf(WeightScheme(s)); ok && row.lut {
+			format := row.format()
 			entries, grans := map[int64]bool{}, map[string]bool{}
 			for _, t := range in.Tensors {
 				if decoderLinear(t.Name) && t.Format == format && len(t.ScaleShape) == 4 {

@@ -239,22 +239,16 @@ func opResult(op *graph.Op) *graph.Value {
 	return op.Results[0]
 }
 
-// linearScheme names a Linear weight's storage as a --weights value.
+// linearScheme names a Linear weight's storage as a --weights value (weightSchemeTable), or,
+// for storage no --weights value gives, as "<format>-<granularity>" or the format.
 func linearScheme(t TensorInfo) string {
-	switch t.Format {
-	case "int8":
-		if t.Granularity == "perchan" {
-			return string(Int8PerChan)
+	for _, r := range weightSchemeTable {
+		if r.matches(t) {
+			return string(r.scheme)
 		}
-		return "int8-" + t.Granularity
-	case "int4":
-		return "int4-" + t.Granularity
-	case "lut8":
-		return string(Int8LUT)
-	case "lut4":
-		return string(Int4LUT)
-	case "f16":
-		return string(FP16)
+	}
+	if t.Format == "int8" || t.Format == "int4" {
+		return t.Format + "-" + t.Granularity
 	}
 	return t.Format
 }

@@ -27,8 +27,15 @@ const (
 	Int8PerChan WeightScheme = "int8-perchan"
 )
 
-// WeightSchemes lists the --weights values (community mode aliases are in weightAliases).
-var WeightSchemes = []WeightScheme{FP16, Int8Block32, Int8LUT, Int4Block32, Int4LUT, Int8PerChan}
+// WeightSchemes lists the --weights values, in weightSchemeTable's order (community mode aliases
+// are in weightAliases).
+var WeightSchemes = func() []WeightScheme {
+	var out []WeightScheme
+	for _, r := range weightSchemeTable {
+		out = append(out, r.scheme)
+	}
+	return out
+}()
 
 // Recipe is what a bundle applies. Every field shows in the bytes and in the bundle's name and
 // metadata; nothing here is parsed without being applied.
@@ -209,15 +216,11 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 				r.Head, r.headOverridden = a.head, a.head != "tied"
 			}
 		} else {
-			found := false
-			for _, w := range WeightSchemes {
-				if string(w) == f.Weights {
-					r.Weights, found = w, true
-				}
-			}
-			if !found {
+			row, ok := weightSchemeOf(WeightScheme(f.Weights))
+			if !ok {
 				return r, exitcode.Badf("flag --weights: unknown scheme %q (%s; aliases int8lin, int8hu, int8, int4lin)", f.Weights, joinSchemes())
 			}
+			r.Weights = row.scheme
 		}
 	}
 	head := f.Head

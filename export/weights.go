@@ -65,19 +65,8 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 	compute := r.Compute
 	switch spec.Kind {
 	case hf.KindLinear:
-		switch r.Weights {
-		case FP16:
-			return storage{dense: compute}
-		case Int8Block32:
-			return storage{linear: &quant.Linear{Bits: 8, Scheme: r.BodyScheme, Granularity: quant.Block32}}
-		case Int4Block32:
-			return storage{linear: &quant.Linear{Bits: 4, Scheme: r.BodyScheme, Granularity: quant.Block32}}
-		case Int8PerChan:
-			return storage{linear: &quant.Linear{Bits: 8, Scheme: r.BodyScheme, Granularity: quant.PerChannel}}
-		case Int8LUT:
-			return storage{palette: &quant.Palette{Bits: 8, GroupRows: quant.PaletteGroupRows}}
-		case Int4LUT:
-			return storage{palette: &quant.Palette{Bits: 4, GroupRows: quant.PaletteGroupRows}}
+		if row, ok := weightSchemeOf(r.Weights); ok {
+			return row.storage(r.BodyScheme, storage{dense: compute})
 		}
 	case hf.KindHead:
 		if r.Head == "tied" {
