@@ -86,7 +86,7 @@ func (d Difference) String() string {
 type Job struct {
 	Name   string `json:"name"`
 	Target string `json:"target"`
-	Path   string `json:"path"`
+	Path   string `json:"path,omitempty"` // when the manifest declares it
 	Date   string `json:"date"`
 }
 
