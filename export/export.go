@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,6 +84,9 @@ type BundleResult struct {
 	// GateOnly marks the decode partner a lone prefill companion was gated against (Specs):
 	// built and gated, not published.
 	GateOnly bool `json:"gate_only,omitempty"`
+	// Reused counts the resources copied from an earlier bundle of the run instead of quantized
+	// again (identical tensor, scheme and storage).
+	Reused int64 `json:"reused_resources"`
 }
 
 // job is one bundle being built.
@@ -111,6 +115,7 @@ type job struct {
 	bare     bool         // publish the .aimodel asset alone (Specs)
 	alias    *PublishedAs // the published name differs from derived (Specs)
 	hidden   bool         // gate partner only: never published (Specs)
+	reused   atomic.Int64 // resources copied from an earlier bundle
 }
 
 // Run exports every requested target. Nothing is published unless every bundle was written,
@@ -166,7 +171,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 		earlier := jobs[:i]
 		j.src.reuse = func(key, sig string, size int64) ([]byte, *quant.Metrics) {
-			return reuseWritten(earlier, key, sig, size)
+			b, m := reuseWritten(earlier, key, sig, size)
+			if b != nil {
+				j.reused.Add(1)
+			}
+			return b, m
 		}
 		j.result = BundleResult{Target: j.target.Name, Name: j.name, Recipe: j.recipe, Contract: j.contract.String(), Phases: map[string]float64{}, GateOnly: j.hidden}
 	}
@@ -411,6 +420,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 		return fmt.Errorf("writing %s: %w", j.name, err)
 	}
 	j.sum, j.size = sum, size
+	j.result.Reused = j.reused.Load()
 	j.result.Phases["quantize_write"] = time.Since(start).Seconds()
 	j.plans = j.src.Plans(opt.Checkpoint.Config.ExpectedTensors())
 	j.sigs = j.src.sigs

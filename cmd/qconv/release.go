@@ -146,6 +146,9 @@ func printRelease(res *release.Result, f releaseFlags) {
 			gate = fmt.Sprintf("gate %s: teacher-forced %s, greedy %s, min cosine %.6f", map[bool]string{true: "passed", false: "FAILED"}[e.Gate.Passed], e.Gate.TeacherForced, e.Gate.Greedy, e.Gate.MinPrefillCosine)
 		}
 		fmt.Fprintf(w, "  weights %s, head %s; %d bytes; %s\n", e.Recipe.Weights, headWords(e), e.Bytes, gate)
+		if e.Reused > 0 {
+			fmt.Fprintf(w, "  %d resources copied from an earlier bundle of this run (quantized once)\n", e.Reused)
+		}
 		if e.Gate.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", e.Gate.FirstFailure)
 		}

@@ -165,9 +165,34 @@ func TestReleaseExampleFromFreshClone(t *testing.T) {
 	a, b := cloneRepo(t), cloneRepo(t)
 	out := filepath.Join(a, "out")
 
-	code, _, errText := qconvIn(t, bin, a, "release", exampleManifest, "-o", "out")
+	code, stdout, errText := qconvIn(t, bin, a, "release", exampleManifest, "-o", "out", "--json")
 	if code != 0 {
 		t.Fatalf("release: exit %d\n%s", code, errText)
+	}
+	var doc struct {
+		Bundles []struct {
+			Name   string `json:"name"`
+			Export *struct {
+				Reused int64 `json:"reused_resources"`
+				Gate   struct{ Passed bool }
+			} `json:"export"`
+		} `json:"bundles"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range doc.Bundles {
+		switch {
+		case b.Name == "ios-hc0-int8v3":
+			if b.Export != nil {
+				t.Errorf("the external artifact was exported")
+			}
+		case b.Export == nil || !b.Export.Gate.Passed:
+			t.Errorf("bundle %s: not gated and passed", b.Name)
+		case b.Name == "int8lin" && b.Export.Reused == 0:
+			// Its int8 block-32 body is the ship bundle's: one run quantizes it once.
+			t.Errorf("int8lin re-quantized every tensor the ship bundle already wrote")
+		}
 	}
 	if got := entries(t, out); strings.Join(got, "\n") != strings.Join(publishedLayout, "\n") {
 		t.Fatalf("published tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(publishedLayout, "\n"))
@@ -175,7 +200,7 @@ func TestReleaseExampleFromFreshClone(t *testing.T) {
 
 	// inspect: the legacy directory passes because its metadata records the alias.
 	ship := filepath.Join(out, "gpu-pipelined", "tinyqwen35_code_decode_int8hu_perchan_sym")
-	code, stdout, errText := qconvIn(t, bin, a, "inspect", ship, "--json")
+	code, stdout, errText = qconvIn(t, bin, a, "inspect", ship, "--json")
 	if code != 0 {
 		t.Fatalf("inspect %s: exit %d\n%s", ship, code, errText)
 	}
