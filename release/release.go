@@ -180,7 +180,7 @@ func Run(ctx context.Context, ck *hf.Checkpoint, opt Options) (*Result, error) {
 	if !date.IsZero() {
 		res.Date = date.Format(time.RFC3339)
 	} else if opt.Only != "" && !opt.Check && opt.Log != nil {
-		fmt.Fprintf(opt.Log, "warning: no creation date pinned (manifest date, --date or SOURCE_DATE_EPOCH): this job's bytes will not equal the other jobs' dates; pass the matrix's --date\n")
+		fmt.Fprintf(opt.Log, "warning: no creation date pinned (manifest date, --date or SOURCE_DATE_EPOCH): this job records the current time, so its bytes will differ from the other jobs'; pass the matrix's --date\n")
 	}
 	var selected []Bundle
 	for _, b := range m.Bundles {
