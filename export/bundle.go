@@ -76,6 +76,8 @@ type QConvBlock struct {
 	MainBytes     int64        `json:"main_mlirb_bytes"`
 	PrefillTokens int          `json:"prefill_tokens,omitempty"`
 	Notes         []string     `json:"notes,omitempty"`
+	// PublishedAs is set when the bundle is published under a legacy name (qconv release).
+	PublishedAs *PublishedAs `json:"published_as,omitempty"`
 }
 
 // GateSummary is the gate's verdict and counts; the full report sits beside it.
@@ -149,6 +151,9 @@ type AssetMetadata struct {
 	AssetVersion string `json:"assetVersion"`
 	CreationDate string `json:"creationDate"`
 	Description  string `json:"description"`
+	// QConv is set on a bare asset (published without its bundle directory): the block the
+	// bundle's metadata.json would carry. The runtime ignores it.
+	QConv *QConvBlock `json:"qconv,omitempty"`
 }
 
 // creationTime is SOURCE_DATE_EPOCH when set (reproducible builds), else now.

@@ -29,6 +29,8 @@ type CardOptions struct {
 	Reference *hf.Checkpoint
 	// Log receives progress lines (nil: silent).
 	Log io.Writer
+	// Skip lists <target>/<entry> paths the card leaves alone (artifacts not produced by qconv).
+	Skip []string
 }
 
 // Card is `qconv card`: every bundle of an export tree as its bytes and gate reports state it.
@@ -42,6 +44,14 @@ type Card struct {
 	Reference  string       `json:"reference,omitempty"`
 	NotGated   []string     `json:"not_gated"` // paths of bundles without a gate verdict
 	Bundles    []CardBundle `json:"bundles"`
+	// Sections are free-text sections written after the naming notes (qconv release's manifest).
+	Sections []CardSection `json:"sections,omitempty"`
+}
+
+// CardSection is a free-text Markdown section of the card.
+type CardSection struct {
+	Title string `json:"title"`
+	Body  string `json:"body"`
 }
 
 // CardFrontMatter is the model card's YAML header. Empty fields are left out: a license is never
@@ -95,6 +105,7 @@ type CardBundle struct {
 	StateKinds    map[string]string `json:"state_kinds,omitempty"`
 	Departures    []string          `json:"departures,omitempty"` // from the target's default recipe
 	Notes         []string          `json:"notes,omitempty"`
+	NamingNote    string            `json:"naming_note,omitempty"` // a legacy name the metadata records
 	Constraints   []CardConstraint  `json:"constraints"`
 	Gate          CardGate          `json:"gate"`
 }
@@ -152,7 +163,7 @@ const (
 // naming the bundle; a failed gate (embedded, or re-run with opt.Reference) is an
 // exitcode.GateFailed error.
 func BuildCard(outDir string, opt CardOptions) (*Card, error) {
-	dirs, err := listBundles(outDir)
+	dirs, err := listBundles(outDir, opt.Skip)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +228,7 @@ type bundleDir struct {
 // listBundles finds <out>/<target>/<bundle>/ directories, sorted by target then name. Hidden
 // entries (staging directories of an interrupted export) and plain files (a README.md) are
 // skipped; any other directory must be a target.
-func listBundles(outDir string) ([]bundleDir, error) {
+func listBundles(outDir string, skip []string) ([]bundleDir, error) {
 	entries, err := os.ReadDir(outDir)
 	if err != nil {
 		return nil, exitcode.Badf("output directory %s: %v", outDir, err)
@@ -239,7 +250,7 @@ func listBundles(outDir string) ([]bundleDir, error) {
 			return nil, exitcode.Badf("%s: %v", filepath.Join(outDir, e.Name()), err)
 		}
 		for _, s := range sub {
-			if strings.HasPrefix(s.Name(), ".") || !isDir(filepath.Join(outDir, e.Name()), s) {
+			if strings.HasPrefix(s.Name(), ".") || !isDir(filepath.Join(outDir, e.Name()), s) || slices.Contains(skip, e.Name()+"/"+s.Name()) {
 				continue
 			}
 			out = append(out, bundleDir{target: e.Name(), rel: e.Name() + "/" + s.Name()})
@@ -284,7 +295,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 		Target: d.target, Name: in.Name, Path: d.rel + "/", Device: t.Device.String(), Contract: in.Derived.Contract,
 		Derived: in.Derived, Context: md.Language.MaxContextLength,
 		Bytes: size, MainBytes: in.MainBytes, SHA256: in.SHA256, Functions: in.Functions,
-		StateKinds: md.Language.States, Notes: q.Notes, Companion: q.Companion,
+		StateKinds: md.Language.States, Notes: q.Notes, Companion: q.Companion, NamingNote: in.NamingNote,
 	}
 	cb.Weights = weightsText(in)
 	cb.Head = headText(in, r.HeadSchemeName)
@@ -929,11 +940,33 @@ func (c *Card) WriteMarkdown(w io.Writer) error {
 		p("\n")
 	}
 	c.writeTable(bw)
+	c.writeNaming(bw)
+	for _, sec := range c.Sections {
+		p("## %s\n\n%s\n\n", sec.Title, strings.TrimSpace(sec.Body))
+	}
 	c.writeSource(bw)
 	c.writeContracts(bw)
 	c.writeConstraints(bw)
 	c.writeParity(bw)
 	return bw.Flush()
+}
+
+// writeNaming lists the legacy names the bundles' metadata records (published_as).
+func (c *Card) writeNaming(w io.Writer) {
+	var notes []string
+	for _, b := range c.Bundles {
+		if b.NamingNote != "" {
+			notes = append(notes, fmt.Sprintf("- `%s`: %s.\n", b.Path, b.NamingNote))
+		}
+	}
+	if len(notes) == 0 {
+		return
+	}
+	fmt.Fprint(w, "## Naming notes\n\nEvery other path is the name the bytes derive. These keep an earlier name on purpose; each bundle's metadata records the alias (`qconv.published_as`), and `qconv inspect` accepts the name only because it does:\n\n")
+	for _, n := range notes {
+		fmt.Fprint(w, n)
+	}
+	fmt.Fprintln(w)
 }
 
 // plainYAML matches scalars that need no quoting.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,6 +39,12 @@ type Options struct {
 	Check       bool
 	Version     string
 	Progress    Progress // nil: silent
+	// Specs, when set, replace Targets and Flags: one artifact each, with its own recipe and
+	// published path (qconv release).
+	Specs []Spec
+	// Date, when set, is every bundle's creation date (else SOURCE_DATE_EPOCH or now; --check
+	// then reuses the date the bundle on disk records).
+	Date time.Time
 
 	created *[]string // directories Run made (removed again if they stay empty)
 }
@@ -75,6 +82,12 @@ type BundleResult struct {
 	Tensors  []TensorPlan       `json:"tensors,omitempty"`
 	Report   *oracle.GateReport `json:"-"`
 	Phases   map[string]float64 `json:"phase_seconds,omitempty"`
+	// GateOnly marks the decode partner a lone prefill companion was gated against (Specs):
+	// built and gated, not published.
+	GateOnly bool `json:"gate_only,omitempty"`
+	// Reused counts the resources copied from an earlier bundle of the run instead of quantized
+	// again (identical tensor, scheme and storage).
+	Reused int64 `json:"reused_resources"`
 }
 
 // job is one bundle being built.
@@ -99,6 +112,11 @@ type job struct {
 	sigs     map[string]string // resource key -> signature of its bytes (weightSource.sigs)
 	plans    []TensorPlan
 	result   BundleResult
+	derived  string       // the name the naming rule gives (Specs; "" = name)
+	bare     bool         // publish the .aimodel asset alone (Specs)
+	alias    *PublishedAs // the published name differs from derived (Specs)
+	hidden   bool         // gate partner only: never published (Specs)
+	reused   atomic.Int64 // resources copied from an earlier bundle
 }
 
 // Run exports every requested target. Nothing is published unless every bundle was written,
@@ -114,6 +132,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	ck := opt.Checkpoint
 	short := ShortName(ck)
 	var jobs []*job
+	if len(opt.Specs) > 0 {
+		var err error
+		if jobs, err = planSpecs(opt, short); err != nil {
+			return nil, err
+		}
+	}
 	for _, t := range opt.Targets {
 		r, err := opt.Flags.Apply(t)
 		if err != nil {
@@ -148,9 +172,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 		earlier := jobs[:i]
 		j.src.reuse = func(key, sig string, size int64) ([]byte, *quant.Metrics) {
-			return reuseWritten(earlier, key, sig, size)
+			b, m := reuseWritten(earlier, key, sig, size)
+			if b != nil {
+				j.reused.Add(1)
+			}
+			return b, m
 		}
-		j.result = BundleResult{Target: j.target.Name, Name: j.name, Recipe: j.recipe, Contract: j.contract.String(), Phases: map[string]float64{}}
+		j.result = BundleResult{Target: j.target.Name, Name: j.name, Recipe: j.recipe, Contract: j.contract.String(), Phases: map[string]float64{}, GateOnly: j.hidden}
 	}
 	if opt.DryRun {
 		for _, j := range jobs {
@@ -201,6 +229,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, exitcode.Bad(err)
 	}
+	if !opt.Date.IsZero() {
+		date = opt.Date.UTC()
+	}
 
 	// Stage everything; clean up whatever is not published, including directories this run
 	// made that stayed empty (os.Remove leaves a directory that holds anything).
@@ -222,7 +253,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, err
 		}
 		d := date
-		if opt.Check {
+		if opt.Check && opt.Date.IsZero() {
 			if prev, ok := recordedDate(j.dir); ok {
 				d = prev
 			}
@@ -286,7 +317,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	if opt.Check {
 		for _, j := range jobs {
-			diffs, err := compareDirs(j.tmp, j.dir)
+			if j.hidden {
+				res.Bundles = append(res.Bundles, j.result)
+				continue
+			}
+			diffs, err := compareDirs(j.publishSource(), j.dir)
 			if err != nil {
 				return nil, err
 			}
@@ -304,13 +339,19 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, err
 		}
 		j.release()
+		if j.hidden {
+			res.Bundles = append(res.Bundles, j.result)
+			continue
+		}
 		if err := os.MkdirAll(filepath.Dir(j.dir), 0o755); err != nil {
 			return nil, err
 		}
-		if err := publish(j.tmp, j.dir); err != nil {
+		if err := publish(j.publishSource(), j.dir); err != nil {
 			return nil, fmt.Errorf("publishing %s: %w", j.dir, err)
 		}
-		j.tmp = ""
+		if !j.bare {
+			j.tmp = ""
+		}
 		j.result.Path = j.dir
 		res.Bundles = append(res.Bundles, j.result)
 	}
@@ -380,6 +421,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 		return fmt.Errorf("writing %s: %w", j.name, err)
 	}
 	j.sum, j.size = sum, size
+	j.result.Reused = j.reused.Load()
 	j.result.Phases["quantize_write"] = time.Since(start).Seconds()
 	j.plans = j.src.Plans(opt.Checkpoint.Config.ExpectedTensors())
 	j.sigs = j.src.sigs
@@ -790,9 +832,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 		Compression: comp,
 		Compilation: CompilationInfo{Date: date.Format(time.RFC3339), Targets: []string{}},
 	}
-	if j.contract == graph.Pipelined {
-		md.Language.States = map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
-	}
+	md.Language.States = languageStates(j.contract)
 	q := &QConvBlock{
 		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract.String(),
 		Recipe: j.recipe, Tensors: j.plans,
@@ -818,8 +858,12 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 		q.Gate = &GateSummary{Passed: true, Skipped: true}
 		q.Notes = append(q.Notes, "published with --no-gate: not checked against the fp32 reference")
 	}
+	q.PublishedAs = j.alias
 	if j.recipe.AllowDelegate {
 		q.Notes = append(q.Notes, "--allow-known-delegate-bugs: per-channel int8 on a GPU target is known to give garbage logits on the current delegate")
+	}
+	if j.bare {
+		return j.finishBare(opt, date, q)
 	}
 	copied, err := copyTokenizer(ck.Dir, filepath.Join(j.tmp, "tokenizer"))
 	if err != nil {
@@ -860,6 +904,9 @@ func recordedDate(dir string) (time.Time, bool) {
 	var md BundleMetadata
 	if err := decodeStrict(b, &md); err != nil {
 		return time.Time{}, false
+	}
+	if bm, ok := bareMetadata(dir, b); ok && md.MetadataVersion == "" {
+		md = *bm
 	}
 	t, err := time.Parse(time.RFC3339, md.Compilation.Date)
 	return t, err == nil

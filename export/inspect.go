@@ -39,7 +39,12 @@ type Inspection struct {
 	Tensors   []TensorInfo    `json:"tensors"`
 	Derived   DerivedRecipe   `json:"derived"`
 	Metadata  *BundleMetadata `json:"metadata"`
-	Problems  []string        `json:"problems"`
+	// Layout is "bundle", or "bare" for an .aimodel asset published alone (its metadata.json
+	// carries the qconv block; Metadata is then the bundle metadata it stands for).
+	Layout string `json:"layout"`
+	// NamingNote explains a legacy name the metadata records (published_as).
+	NamingNote string   `json:"naming_note,omitempty"`
+	Problems   []string `json:"problems"`
 }
 
 // DerivedRecipe is the part of the recipe the bytes alone determine.
@@ -59,7 +64,7 @@ func Inspect(dir string) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inspection{Path: abs, Name: filepath.Base(abs), Problems: []string{}}
+	in := &Inspection{Path: abs, Name: filepath.Base(abs), Layout: "bundle", Problems: []string{}}
 	mdPath := filepath.Join(abs, "metadata.json")
 	b, err := os.ReadFile(mdPath)
 	if err != nil {
@@ -69,12 +74,21 @@ func Inspect(dir string) (*Inspection, error) {
 	if err := decodeStrict(b, md); err != nil {
 		return nil, exitcode.Badf("%s: %v", mdPath, err)
 	}
+	if md.MetadataVersion == "" {
+		if bm, ok := bareMetadata(abs, b); ok {
+			md, in.Layout, in.Name = bm, "bare", bm.Name
+		}
+	}
 	in.Metadata = md
 	asset := md.Assets["main"]
 	if asset == "" {
 		return in, exitcode.Badf("%s: assets.main is missing", mdPath)
 	}
-	mlirb := filepath.Join(abs, asset, "main.mlirb")
+	assetDir := filepath.Join(abs, asset)
+	if in.Layout == "bare" {
+		assetDir = abs
+	}
+	mlirb := filepath.Join(assetDir, "main.mlirb")
 	m, mapping, err := ReadBundleModule(mlirb)
 	if err != nil {
 		return in, exitcode.Bad(err)
@@ -83,10 +97,10 @@ func Inspect(dir string) (*Inspection, error) {
 	in.MainBytes = int64(len(mapping))
 	sum := sha256.Sum256(mapping)
 	in.SHA256 = fmt.Sprintf("%x", sum)
-	hash, err := os.ReadFile(filepath.Join(abs, asset, "main.hash"))
+	hash, err := os.ReadFile(filepath.Join(assetDir, "main.hash"))
 	in.HashOK = err == nil && bytes.Equal(hash, sum[:])
 	if !in.HashOK {
-		in.Problems = append(in.Problems, fmt.Sprintf("%s: does not hold the SHA-256 of main.mlirb (%s)", filepath.Join(abs, asset, "main.hash"), in.SHA256))
+		in.Problems = append(in.Problems, fmt.Sprintf("%s: does not hold the SHA-256 of main.mlirb (%s)", filepath.Join(assetDir, "main.hash"), in.SHA256))
 	}
 	for _, f := range m.Funcs {
 		if !f.Private {
@@ -336,10 +350,23 @@ func (in *Inspection) check() {
 	derived.Weights = WeightScheme(d.Weights)
 	derived.Head, derived.HeadGranularity = d.Head, d.HeadGranularity
 	contract := contractFromName(d.Contract)
-	short := shortFromName(in.Name, t, contract)
+	named := in.Name
+	if pa := q.PublishedAs; pa != nil {
+		// A legacy name is accepted only as recorded: this name, for the bytes named so.
+		if pa.Name != in.Name {
+			bad("metadata records the published name %q, the directory is %q", pa.Name, in.Name)
+		}
+		named = pa.DerivedName
+	}
+	short := shortFromName(named, t, contract)
 	want := BundleName(short, t, contract, &derived, q.PrefillTokens)
-	if want != in.Name {
+	switch {
+	case want != named && q.PublishedAs != nil:
+		bad("the bytes (weights %s, head %s %s) make the name %q, not the %q metadata records for the legacy name %q", d.Weights, d.Head, d.HeadGranularity, want, named, in.Name)
+	case want != named:
 		bad("the bytes (weights %s, head %s %s) make the name %q, not %q", d.Weights, d.Head, d.HeadGranularity, want, in.Name)
+	case q.PublishedAs != nil:
+		in.NamingNote = q.PublishedAs.NamingNote()
 	}
 	// The scheme table must describe the bytes.
 	byName := map[string]TensorInfo{}
@@ -420,6 +447,12 @@ func (in *Inspection) WriteText(w io.Writer) {
 	head := d.Head
 	if d.HeadGranularity != "" {
 		head += " " + d.HeadGranularity
+	}
+	if in.Layout == "bare" {
+		fmt.Fprintf(w, "layout      bare .aimodel asset (its metadata.json carries the qconv block)\n")
+	}
+	if in.NamingNote != "" {
+		fmt.Fprintf(w, "name        %s\n", in.NamingNote)
 	}
 	fmt.Fprintf(w, "recipe      weights %s, head %s, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
 	if q := in.Metadata.QConv; q != nil && q.Gate != nil {

@@ -62,13 +62,17 @@ type Bundle struct {
 	mapping   []byte
 }
 
-// IsBundle reports whether dir looks like a bundle directory (metadata.json with assets.main).
+// IsBundle reports whether dir looks like a bundle directory (metadata.json with assets.main) or
+// a bare asset qconv published (metadata.json with a qconv block).
 func IsBundle(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
 	if err != nil {
 		return false
 	}
 	var md BundleMetadata
+	if _, bare := bareMetadata(dir, b); bare {
+		return true
+	}
 	return decodeStrict(b, &md) == nil && md.Assets["main"] != ""
 }
 
@@ -83,16 +87,23 @@ func OpenBundle(dir string) (*Bundle, error) {
 	if err := decodeStrict(b, md); err != nil {
 		return nil, exitcode.Badf("%s: %v", filepath.Join(dir, "metadata.json"), err)
 	}
+	assetDir := filepath.Join(dir, md.Assets["main"])
+	if bm, ok := bareMetadata(dir, b); ok && md.MetadataVersion == "" {
+		md, assetDir = bm, dir
+	}
 	if md.Assets["main"] == "" {
 		return nil, exitcode.Badf("%s: metadata.json has no assets.main", dir)
 	}
-	m, mapping, err := ReadBundleModule(filepath.Join(dir, md.Assets["main"], "main.mlirb"))
+	m, mapping, err := ReadBundleModule(filepath.Join(assetDir, "main.mlirb"))
 	if err != nil {
 		return nil, exitcode.Bad(err)
 	}
 	bd := &Bundle{Dir: dir, Metadata: md, Module: m, mapping: mapping}
 	if md.QConv != nil && md.QConv.Contract == graph.HostPrefill.String() {
 		partner := filepath.Join(filepath.Dir(dir), md.QConv.Companion)
+		if _, err := os.Stat(partner); err != nil {
+			partner += ".aimodel" // published as a bare asset
+		}
 		if md.QConv.Companion == "" {
 			bd.Close()
 			return nil, exitcode.Badf("%s: a prefill companion bundle must name its decode bundle", dir)

@@ -44,6 +44,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newTargetsCmd())
 	root.AddCommand(newRunCmd())
 	root.AddCommand(newCardCmd())
+	root.AddCommand(newReleaseCmd())
 	return root
 }
 
