@@ -26,7 +26,6 @@ var pendingDocs = []string{
 	"coreai-conformance.md",
 	"numerics.md",
 	"gate.md",
-	"release.md",
 	"apple-qwen35-contract.md",
 	"card.md",
 }
