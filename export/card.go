@@ -29,6 +29,8 @@ type CardOptions struct {
 	Reference *hf.Checkpoint
 	// Log receives progress lines (nil: silent).
 	Log io.Writer
+	// Speed, when set, is a file of measured speeds per bundle (ReadSpeedFile; docs/card.md).
+	Speed string
 }
 
 // Card is `qconv card`: every bundle of an export tree as its bytes and gate reports state it.
@@ -97,6 +99,7 @@ type CardBundle struct {
 	Notes         []string          `json:"notes,omitempty"`
 	Constraints   []CardConstraint  `json:"constraints"`
 	Gate          CardGate          `json:"gate"`
+	Run           *CardRun          `json:"run,omitempty"` // how to run it (card_run.go)
 }
 
 // CardConstraint is how one device constraint (coreai-targets.md §4) shows in a bundle's bytes.
@@ -181,6 +184,9 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 		return nil, err
 	}
 	c.linkBundles()
+	if err := c.fillRun(outDir, mds, opt.Speed); err != nil {
+		return nil, err
+	}
 	if opt.Reference != nil {
 		if err := c.reverify(outDir, opt.Reference, opt.Log); err != nil {
 			return nil, err
@@ -949,6 +955,7 @@ func (c *Card) WriteMarkdown(w io.Writer) error {
 	c.writeTable(bw)
 	c.writeSource(bw)
 	c.writeContracts(bw)
+	c.writeRun(bw)
 	c.writeConstraints(bw)
 	c.writeParity(bw)
 	return bw.Flush()
