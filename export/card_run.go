@@ -110,12 +110,16 @@ var runContracts = map[string]runContract{
 	},
 }
 
-// targetPlatforms narrow the platforms where the target table says where a target runs.
-var targetPlatforms = map[string]string{
-	"gpu-pipelined": "iOS 27.0+ and macOS 27.0+, GPU",
-	"ios-gpu":       "iOS 27.0+, GPU (the Python snippet runs it on a Mac)",
-	"ios-ane":       "iOS 27.0+, Neural Engine",
-	"macos":         "macOS 27.0+, Neural Engine",
+// targetPlatforms narrow the platforms where the target table says where a target runs; iPhone
+// says whether the section shows the copy into an app's sandbox on a device.
+var targetPlatforms = map[string]struct {
+	text   string
+	iPhone bool
+}{
+	"gpu-pipelined": {"iOS 27.0+ and macOS 27.0+, GPU", true},
+	"ios-gpu":       {"iOS 27.0+, GPU (the Python snippet runs it on a Mac)", true},
+	"ios-ane":       {"iOS 27.0+, Neural Engine (the Python snippet runs it on a Mac)", true},
+	"macos":         {"macOS 27.0+, Neural Engine", false},
 }
 
 // Public references the needs cite.
@@ -222,8 +226,9 @@ func buildRun(outDir string, b *CardBundle, md *BundleMetadata, companionAsset s
 	}
 	rc, ok := runContracts[b.Contract]
 	run.Platforms = coreAIFloor
-	if p := targetPlatforms[b.Target]; p != "" {
-		run.Platforms = p
+	tp, known := targetPlatforms[b.Target]
+	if known {
+		run.Platforms = tp.text
 	} else if ok {
 		run.Platforms = rc.platforms
 	}
@@ -242,7 +247,6 @@ func buildRun(outDir string, b *CardBundle, md *BundleMetadata, companionAsset s
 			{Title: "Benchmark (macOS, apple/coreai-models' `llm-benchmark`, Release build)", Lang: "sh", Code: benchCommand(f)},
 			{Title: "In an app (Swift, `CoreAILanguageModels`)", Lang: "swift", Code: swiftEngine(f)},
 			{Title: "Python (macOS, `coreai.runtime`): a greedy loop that carries the states itself", Lang: "python", Code: pyEngineLoop(f, rc)},
-			{Title: "On an iPhone: copy the bundle into the app's sandbox", Lang: "sh", Code: deviceCopy(f)},
 		}
 	case driverHost:
 		if rc.prefill && f.companionAsset == "" {
@@ -260,8 +264,10 @@ func buildRun(outDir string, b *CardBundle, md *BundleMetadata, companionAsset s
 		run.Snippets = []CardSnippet{
 			{Title: "Python (macOS, `coreai.runtime`): the host loop", Lang: "python", Code: py},
 			{Title: "In an app (Swift, `CoreAI`): load the function; run it once per step with the inputs above", Lang: "swift", Code: swiftHost(f)},
-			{Title: "On an iPhone: copy the bundle into the app's sandbox", Lang: "sh", Code: deviceCopy(f)},
 		}
+	}
+	if tp.iPhone || !known {
+		run.Snippets = append(run.Snippets, CardSnippet{Title: "On an iPhone: copy the bundle into the app's sandbox", Lang: "sh", Code: deviceCopy(f)})
 	}
 	return run, nil
 }
@@ -288,7 +294,7 @@ func engineNeeds(f *runFacts) []CardRunNeed {
 		out = append(out, CardRunNeed{Need: need, Refs: []string{refStates, refStatesPatch, refEngineInputs}})
 	}
 	if f.staticS1 {
-		out = append(out, CardRunNeed{Need: "`COREAI_CHUNK_THRESHOLD=1` set before the engine is created: `input_ids` is a static [1, 1], so the prompt must run as one-token steps (prompt tok/s ≈ decode tok/s).", Refs: []string{refChunkThreshold}})
+		out = append(out, CardRunNeed{Need: "`COREAI_CHUNK_THRESHOLD=1` set before the engine is created: `input_ids` is a static [1, 1], so the prompt must run as one-token steps (prompt tok/s ≈ decode tok/s). A checkout with #227 sets this itself from the fixed query length; setting it there too is harmless.", Refs: []string{refChunkThreshold, refStaticLogitsFix}})
 		out = append(out, CardRunNeed{Need: "Never `engine.warmup()`: it warms a 256-token query, which the static [1, 1] graph rejects. A 1-token `generate` after loading is the warmup (`llm-benchmark` warms with a real trial, which is safe)."})
 	}
 	if f.staticLgts {
@@ -326,7 +332,7 @@ func swiftEngine(f *runFacts) string {
 	if f.staticS1 {
 		w("setenv(\"COREAI_CHUNK_THRESHOLD\", \"1\", 1)  // before the engine is created\n")
 	}
-	w("// On a Mac: the bundle directory beside this card; on an iPhone: Documents/%s (copied below).\n", f.b.Name)
+	w("// The bundle directory (on an iPhone: Documents/%s in the app's sandbox).\n", f.b.Name)
 	w("let url = URL(fileURLWithPath: %q)\n", strings.TrimSuffix(f.b.Path, "/"))
 	w(`let bundle = try LanguageBundle(at: url)
 let config = ModelConfig(
@@ -689,7 +695,7 @@ func contains(l []string, s string) bool {
 func (c *Card) writeRun(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("## Run it\n\n")
-	p("Run every command from the directory that holds this card: the paths are the bundles' own. What you need: a Mac or an iPhone on %s; for Swift, the `CoreAILanguageModels` library of https://github.com/apple/coreai-models (Swift package at its root); for Python, Apple's `coreai` package (`coreai.runtime`) with `numpy` and `tokenizers`. Each snippet names the function, inputs and states exactly as the bundle's `main.mlirb` declares them (the run contract above); greedy decoding matches what the gate checked.\n\n", coreAIFloor)
+	p("Run every command from the directory that holds this card: the paths are the bundles' own. What you need: a Mac or an iPhone on %s; for Swift, the `CoreAILanguageModels` library of https://github.com/apple/coreai-models (Swift package at its root); for Python, Apple's `coreai` package (`coreai.runtime`) with `numpy` and `tokenizers`. Each snippet names the function, inputs and states exactly as the bundle's `main.mlirb` declares them (the run contract above), and decodes greedily, as the gate did.\n\n", coreAIFloor)
 	for i := range c.Bundles {
 		b := &c.Bundles[i]
 		r := b.Run

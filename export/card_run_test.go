@@ -248,6 +248,9 @@ func TestCardRunSnippetsNameTheBytes(t *testing.T) {
 					}
 				}
 			}
+			if has := strings.Contains(s.text, "xcrun devicectl device copy to"); has != targetPlatforms[d.target].iPhone {
+				t.Errorf("device copy shown %v for target %s", has, d.target)
+			}
 			// The contract's own rules, from the bytes.
 			switch in.Metadata.QConv.Contract {
 			case graph.Pipelined.String():
@@ -302,7 +305,7 @@ func TestRunTableCoversTargets(t *testing.T) {
 				t.Errorf("target %s: contract %q has no entry in runContracts (export/card_run.go)", tg.Name, c)
 			}
 		}
-		if targetPlatforms[tg.Name] == "" {
+		if targetPlatforms[tg.Name].text == "" {
 			t.Errorf("target %s has no entry in targetPlatforms", tg.Name)
 		}
 	}
