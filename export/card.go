@@ -954,8 +954,8 @@ func (c *Card) WriteMarkdown(w io.Writer) error {
 	}
 	c.writeTable(bw)
 	c.writeSource(bw)
-	c.writeContracts(bw)
 	c.writeRun(bw)
+	c.writeContracts(bw)
 	c.writeConstraints(bw)
 	c.writeParity(bw)
 	return bw.Flush()

@@ -695,7 +695,7 @@ func contains(l []string, s string) bool {
 func (c *Card) writeRun(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("## Run it\n\n")
-	p("Run every command from the directory that holds this card: the paths are the bundles' own. What you need: a Mac or an iPhone on %s; for Swift, the `CoreAILanguageModels` library of https://github.com/apple/coreai-models (Swift package at its root); for Python, Apple's `coreai` package (`coreai.runtime`) with `numpy` and `tokenizers`. Each snippet names the function, inputs and states exactly as the bundle's `main.mlirb` declares them (the run contract above), and decodes greedily, as the gate did.\n\n", coreAIFloor)
+	p("Run every command from the directory that holds this card: the paths are the bundles' own. What you need: a Mac or an iPhone on %s; for Swift, the `CoreAILanguageModels` library of https://github.com/apple/coreai-models (Swift package at its root); for Python, Apple's `coreai` package (`coreai.runtime`) with `numpy` and `tokenizers`. Each snippet names the function, inputs and states exactly as the bundle's `main.mlirb` declares them (the Run contract section below has every shape), and decodes greedily, as the gate did.\n\n", coreAIFloor)
 	for i := range c.Bundles {
 		b := &c.Bundles[i]
 		r := b.Run
