@@ -2,7 +2,9 @@ package export
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -407,5 +409,98 @@ func checkBad(t *testing.T, name, tree, file, want string) {
 	_, err := BuildCard(tree, CardOptions{Speed: file})
 	if err == nil || exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), want) {
 		t.Errorf("%s: %v (want exit 2 naming %s and %q)", name, err, file, want)
+	}
+}
+
+// numpyPython is a python3 that imports numpy, or "" (the run test is skipped without one).
+func numpyPython() string {
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if path, err := exec.LookPath(p); err == nil && exec.Command(path, "-c", "import numpy").Run() == nil {
+			return path
+		}
+	}
+	return ""
+}
+
+// The Python snippets run, from the directory of the card, against a stand-in coreai.runtime
+// (testdata/fakecoreai) that holds every call to the contract inspect reads from the bytes:
+// exact input and state names, dtypes and shapes, position_ids, the causal mask, states carried
+// between calls and K/V columns written back where the host-cache contract says. A 37-token
+// prompt exercises two prefill blocks and a remainder; each loop generates 64 tokens.
+func TestCardRunPythonSnippetsRun(t *testing.T) {
+	python := numpyPython()
+	if python == "" {
+		t.Skip("no python3 with numpy")
+	}
+	all, _ := sharedCardTrees(t)
+	c, err := BuildCard(all, CardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type spec [2]any // dtype, shape
+	contracts := map[string]any{}
+	for _, b := range c.Bundles {
+		in, err := Inspect(filepath.Join(all, filepath.FromSlash(b.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := findMain(in.Functions)
+		io := func(l []IOSpec) map[string]spec {
+			out := map[string]spec{}
+			for _, s := range l {
+				out[s.Name] = spec{s.DType, s.Shape}
+			}
+			return out
+		}
+		contracts[b.Run.Asset] = map[string]any{"function": m.Name, "contract": in.Metadata.QConv.Contract,
+			"inputs": io(m.Inputs), "states": io(m.States), "outputs": io(m.Outputs)}
+	}
+	cj, err := json.Marshal(contracts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake, err := filepath.Abs(filepath.Join("testdata", "fakecoreai"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range c.Bundles {
+		for _, s := range b.Run.Snippets {
+			if s.Lang != "python" {
+				continue
+			}
+			t.Run(b.Path, func(t *testing.T) {
+				cmd := exec.Command(python, "-")
+				cmd.Dir = all
+				cmd.Stdin = strings.NewReader(s.Code)
+				cmd.Env = append(os.Environ(), "PYTHONPATH="+fake, "FAKE_CONTRACTS="+string(cj), "FAKE_PROMPT_TOKENS=37")
+				var stdout, stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				if err := cmd.Run(); err != nil {
+					t.Fatalf("%v\n%s\n%s", err, stderr.String(), s.Code)
+				}
+				if n := len(strings.Fields(stdout.String())); n != 64 {
+					t.Errorf("printed %d tokens, want 64: %q", n, stdout.String())
+				}
+				_, counts, _ := strings.Cut(stderr.String(), "FAKE_CALLS ")
+				var calls map[string]int
+				if err := json.Unmarshal([]byte(counts), &calls); err != nil {
+					t.Fatalf("call counts %q: %v", stderr.String(), err)
+				}
+				// 37 prompt steps + 63 generated (the first comes from the last prompt step); a
+				// prefill companion takes two 16-token blocks, leaving 5 + 63 decode steps.
+				want := map[string]int{b.Run.Asset: 100}
+				if strings.Contains(b.Path, "_prefill_") {
+					want = map[string]int{b.Run.Asset: 2}
+					for _, o := range c.Bundles {
+						if o.Path == b.CompanionPath {
+							want[o.Run.Asset] = 68
+						}
+					}
+				}
+				if !maps.Equal(calls, want) {
+					t.Errorf("calls %v, want %v", calls, want)
+				}
+			})
+		}
 	}
 }
