@@ -472,7 +472,7 @@ func TestCardRunPythonSnippetsRun(t *testing.T) {
 				cmd := exec.Command(python, "-")
 				cmd.Dir = all
 				cmd.Stdin = strings.NewReader(s.Code)
-				cmd.Env = append(os.Environ(), "PYTHONPATH="+fake, "FAKE_CONTRACTS="+string(cj), "FAKE_PROMPT_TOKENS=37")
+				cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONPATH="+fake, "FAKE_CONTRACTS="+string(cj), "FAKE_PROMPT_TOKENS=37")
 				var stdout, stderr bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &stdout, &stderr
 				if err := cmd.Run(); err != nil {
