@@ -791,21 +791,20 @@ func ReadSpeedFile(name string) (*SpeedFile, error) {
 	if err != nil {
 		return nil, exitcode.Badf("--speed %s: %v", name, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	var sf SpeedFile
-	if err := dec.Decode(&sf); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, exitcode.Badf("--speed %s: field %s: %s where %s is expected", name, te.Field, te.Value, te.Type)
-		}
+	var doc struct {
+		Measurements []json.RawMessage `json:"measurements"`
+	}
+	if err := decodeSpeed(raw, &doc); err != nil {
 		return nil, exitcode.Badf("--speed %s: %v", name, err)
 	}
-	if dec.More() {
-		return nil, exitcode.Badf("--speed %s: more than one JSON document", name)
-	}
-	if sf.Measurements == nil {
+	if doc.Measurements == nil {
 		return nil, exitcode.Badf("--speed %s: measurements: missing (expected {\"measurements\": [...]})", name)
+	}
+	sf := SpeedFile{Measurements: make([]SpeedMeasurement, len(doc.Measurements))}
+	for i, m := range doc.Measurements {
+		if err := decodeSpeed(m, &sf.Measurements[i]); err != nil {
+			return nil, exitcode.Badf("--speed %s: measurements[%d]: %v", name, i, err)
+		}
 	}
 	for i, m := range sf.Measurements {
 		field := func(f, format string, args ...any) error {
@@ -831,4 +830,22 @@ func ReadSpeedFile(name string) (*SpeedFile, error) {
 	}
 	sort.SliceStable(sf.Measurements, func(i, j int) bool { return sf.Measurements[i].Date < sf.Measurements[j].Date })
 	return &sf, nil
+}
+
+// decodeSpeed decodes one JSON value strictly: no unknown fields, nothing after it, and a type
+// error names the field.
+func decodeSpeed(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return fmt.Errorf("field %s: %s where %s is expected", te.Field, te.Value, te.Type)
+		}
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("more than one JSON value")
+	}
+	return nil
 }

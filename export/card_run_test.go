@@ -389,7 +389,7 @@ func TestCardSpeedFile(t *testing.T) {
 		{"missing device", strings.Replace(entry, `"device": "d"`, `"device": ""`, 1), "measurements[0].device: missing or empty"},
 		{"bad date", strings.Replace(entry, "2026-09-01", "1 Sep 2026", 1), "measurements[0].date"},
 		{"zero speed", strings.Replace(entry, `"decode_tok_s": 1`, `"decode_tok_s": 0`, 1), "measurements[0].decode_tok_s"},
-		{"string speed", strings.Replace(entry, `"decode_tok_s": 1`, `"decode_tok_s": "fast"`, 1), "decode_tok_s"},
+		{"string speed", strings.Replace(entry, `"decode_tok_s": 1`, `"decode_tok_s": "fast"`, 1), "measurements[0]: field decode_tok_s: string"},
 		{"negative prompt", strings.Replace(entry, `"decode_tok_s": 1`, `"decode_tok_s": 1, "prompt_tok_s": -3`, 1), "measurements[0].prompt_tok_s"},
 		{"unknown field", strings.Replace(entry, `"os": "o"`, `"os": "o", "tokens_per_second": 3`, 1), `unknown field "tokens_per_second"`},
 		{"unknown bundle", strings.Replace(entry, "int8lin/", "int8hu/", 1), "measurements[0].bundle"},
