@@ -928,7 +928,8 @@ func readmeLicense(path string) (license, name, link string) {
 	return license, name, link
 }
 
-// WriteMarkdown renders the card: front matter, the pick-your-platform table, the source, the run
+// WriteMarkdown renders the card: front matter, the pick-your-platform table, the source, how to
+// run each bundle (card_run.go), the run
 // contract per target, the device constraints and the parity per bundle.
 func (c *Card) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
