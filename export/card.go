@@ -929,8 +929,8 @@ func readmeLicense(path string) (license, name, link string) {
 }
 
 // WriteMarkdown renders the card: front matter, the pick-your-platform table, the source, how to
-// run each bundle (card_run.go), the run
-// contract per target, the device constraints and the parity per bundle.
+// run each bundle (card_run.go), the run contract per target, the device constraints and the
+// parity per bundle.
 func (c *Card) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
