@@ -31,6 +31,8 @@ type CardOptions struct {
 	Log io.Writer
 	// Skip lists <target>/<entry> paths the card leaves alone (artifacts not produced by qconv).
 	Skip []string
+	// Speed, when set, is a file of measured speeds per bundle (ReadSpeedFile; docs/card.md).
+	Speed string
 }
 
 // Card is `qconv card`: every bundle of an export tree as its bytes and gate reports state it.
@@ -108,6 +110,7 @@ type CardBundle struct {
 	NamingNote    string            `json:"naming_note,omitempty"` // a legacy name the metadata records
 	Constraints   []CardConstraint  `json:"constraints"`
 	Gate          CardGate          `json:"gate"`
+	Run           *CardRun          `json:"run,omitempty"` // how to run it (card_run.go)
 }
 
 // CardConstraint is how one device constraint (docs/constraints.md) shows in a bundle's bytes.
@@ -192,6 +195,9 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 		return nil, err
 	}
 	c.linkBundles()
+	if err := c.fillRun(outDir, mds, opt.Speed); err != nil {
+		return nil, err
+	}
 	if opt.Reference != nil {
 		if err := c.reverify(outDir, opt.Reference, opt.Log); err != nil {
 			return nil, err
@@ -915,8 +921,9 @@ func readmeLicense(path string) (license, name, link string) {
 	return license, name, link
 }
 
-// WriteMarkdown renders the card: front matter, the pick-your-platform table, the source, the run
-// contract per target, the device constraints and the parity per bundle.
+// WriteMarkdown renders the card: front matter, the pick-your-platform table, the source, how to
+// run each bundle (card_run.go), the run contract per target, the device constraints and the
+// parity per bundle.
 func (c *Card) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
@@ -945,6 +952,7 @@ func (c *Card) WriteMarkdown(w io.Writer) error {
 		p("## %s\n\n%s\n\n", sec.Title, strings.TrimSpace(sec.Body))
 	}
 	c.writeSource(bw)
+	c.writeRun(bw)
 	c.writeContracts(bw)
 	c.writeConstraints(bw)
 	c.writeParity(bw)

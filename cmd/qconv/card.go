@@ -17,15 +17,22 @@ func newCardCmd() *cobra.Command {
 	var (
 		reference string
 		out       string
+		speed     string
 		asJSON    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "card <out-dir> [--reference <checkpoint>] [-o README.md] [--json]",
+		Use:   "card <out-dir> [--reference <checkpoint>] [--speed FILE] [-o README.md] [--json]",
 		Short: "Write a Hugging Face model card for every bundle of an export tree, from the bytes",
 		Long: `Read every bundle of <out-dir>/<target>/<bundle>/ (as written by qconv export) through the
 same reader as inspect, and write a Markdown model card: front matter, a pick-your-platform table
 (weights and head schemes as stored, sizes, gate verdict and counts, contract), the run contract
-of each target, the device constraints and the parity of each bundle.
+of each target, how to run each bundle (commands, Swift and Python from its contract, what a
+stock runtime needs), the device constraints and the parity of each bundle.
+
+--speed FILE adds speeds you measured, shown with their device, OS and date; the format is
+{"measurements": [{"bundle": "<target>/<name>/", "device": ..., "os": ..., "date": "YYYY-MM-DD",
+"decode_tok_s": N, "prompt_tok_s": N (optional), "command": ... (optional)}]} (docs/card.md).
+A bad file is exit 2 naming the file and the field.
 
 A bundle whose name or metadata disagrees with its bytes makes card fail (exit 2) naming it; a
 bundle published with --no-gate is shown as NOT GATED, with a warning above the table. With
@@ -42,7 +49,7 @@ document on stdout (then only -o gets the Markdown).`,
 					return exitcode.Badf("flag -o %s: directory %s does not exist", out, filepath.Dir(out))
 				}
 			}
-			opt := export.CardOptions{Log: stderr}
+			opt := export.CardOptions{Log: stderr, Speed: speed}
 			if reference != "" {
 				ck, err := hf.Open(reference)
 				if err != nil {
@@ -78,6 +85,7 @@ document on stdout (then only -o gets the Markdown).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&reference, "reference", "", "re-run the gate on every bundle against this checkpoint (directory or cached repo id)")
+	fl.StringVar(&speed, "speed", "", "add measured speeds per bundle from this JSON file (device, OS, date, tok/s; docs/card.md)")
 	fl.StringVarP(&out, "out", "o", "", "write the Markdown to this file (atomically) instead of stdout")
 	fl.BoolVar(&asJSON, "json", false, "print the card's table as one JSON document on stdout")
 	return cmd

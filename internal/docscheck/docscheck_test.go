@@ -27,7 +27,6 @@ var pendingDocs = []string{
 	"numerics.md",
 	"gate.md",
 	"apple-qwen35-contract.md",
-	"card.md",
 }
 
 var (
