@@ -260,9 +260,11 @@ func (l *lowering) build() error {
 		f.AddResult(StateKey, tok)
 		tok = b.WriteState(vh, st.vAll, tok)
 		f.AddResult(StateValue, tok)
-		tok = b.WriteState(ch, st.conv, tok)
+		// One fused full-state write per fixed-shape state (fuse_states.go); the KV pair keeps its
+		// per-layer shape-derived slice_updates.
+		tok = b.WriteState(ch, fuseLayerSlices(b, st.convCur, st.conv), tok)
 		f.AddResult(StateConv, tok)
-		tok = b.WriteState(rh, st.rec, tok)
+		tok = b.WriteState(rh, fuseLayerSlices(b, st.recCur, st.rec), tok)
 		f.AddResult(StateRec, tok)
 		f.AddResult(OutLogits, logits)
 	case HostDecode, HostPrefill:
@@ -285,8 +287,8 @@ func (l *lowering) build() error {
 		}
 		f.AddResult(OutKCur, b.Concat(0, st.kCur...))
 		f.AddResult(OutVCur, b.Concat(0, st.vCur...))
-		f.AddResult(OutConvCur, b.Concat(0, st.convCur...))
-		f.AddResult(OutRecCur, b.Concat(0, st.recCur...))
+		f.AddResult(OutConvCur, fuseLayerSlices(b, st.convCur, st.conv))
+		f.AddResult(OutRecCur, fuseLayerSlices(b, st.recCur, st.rec))
 	}
 	return l.err
 }
@@ -295,14 +297,15 @@ func (l *lowering) build() error {
 type layerState struct {
 	x *Value // residual stream [1, q, h]
 
-	// pipelined: whole state tensors, updated in place with slice_update
+	// pipelined: whole state tensors as read; the KV pair is updated in place with slice_update,
+	// conv and rec are written whole from convCur/recCur
 	kAll, vAll, conv, rec *Value
 	seqU                  *Value // ui32[1]: P, the number of positions including this one
 
 	// host cache
 	pastK, pastV, mask *Value
 	kCur, vCur         []*Value // per full layer [1,1,Hkv,q,D]
-	convCur, recCur    []*Value // per linear layer [1,1,...]
+	convCur, recCur    []*Value // per linear layer [1,1,...]: the new conv/rec slices (both contracts)
 }
 
 // embed gathers the token embeddings: ids si32 [1,q] -> [1,q,h] in compute dtype.
@@ -654,13 +657,12 @@ func (l *lowering) linearLayerPipelined(i, li int, st *layerState) {
 	cs := b.Reshape(b.Slice(st.conv, []int64{ll, 0, 0, 0}, []int64{ll + 1, 1, C, K - 1}), C, K-1)
 	window := b.Concat(1, cs, qkv) // [C, K]: the state's K-1 columns, then this token
 	u := l.convolve(i, window)
-	st.conv = b.Op(OpSliceUpdate, st.conv, b.Reshape(b.Slice(window, []int64{0, 1}, []int64{C, K}), 1, 1, C, K-1),
-		b.I32s(ll, 0, 0, 0), b.I32s(ll+1, 1, C, K-1), b.I32s(1, 1, 1, 1))
+	// This layer's new conv and recurrence slices join the one fused write of each state.
+	st.convCur = append(st.convCur, b.Reshape(b.Slice(window, []int64{0, 1}, []int64{C, K}), 1, 1, C, K-1))
 	qh, kh, vh := l.deltaHeads(u)
 	S := b.Reshape(b.Slice(st.rec, []int64{ll, 0, 0, 0, 0}, []int64{ll + 1, 1, nv, dk, dv}), nv, dk, dv)
 	S, o := l.deltaScan(S, qh, kh, vh, beta, g)
-	st.rec = b.Op(OpSliceUpdate, st.rec, b.Reshape(S, 1, 1, nv, dk, dv),
-		b.I32s(ll, 0, 0, 0, 0), b.I32s(ll+1, 1, nv, dk, dv), b.I32s(1, 1, 1, 1, 1))
+	st.recCur = append(st.recCur, b.Reshape(S, 1, 1, nv, dk, dv))
 	st.x = b.Add(st.x, l.deltaOutput(i, o, z))
 }
 
