@@ -72,7 +72,10 @@ type LowerOptions struct {
 	// UntieHead projects with "lm_head.weight" even when the checkpoint ties it to the embedding
 	// (the weight source then serves a separately quantized copy of the embedding).
 	UntieHead bool
-	Weights   WeightSource
+	// UnscaledF16Norm keeps fp16 norm statistics in the form earlier releases shipped (x² taken
+	// unscaled, overflowing above 256); tests use it to show what the safe form fixes.
+	UnscaledF16Norm bool
+	Weights         WeightSource
 }
 
 // Lower builds the module holding @main for one contract. Weights come from opt.Weights; their
@@ -213,10 +216,9 @@ func (l *lowering) rmsnorm(x *Value, name string) *Value {
 	b, nd := l.b, l.opt.NormDType
 	xf := b.Cast(x, nd)
 	last := int64(x.Type.Rank() - 1)
-	ms := b.ReduceMean(b.Mul(xf, xf), last)
-	r := b.Op(OpRsqrt, b.Add(ms, b.Scalar(nd, l.cfg.RMSNormEps)))
+	n := l.normScale(xf, last, l.cfg.RMSNormEps, true) // overflow-safe in fp16 (norm_safe.go)
 	w := b.Add(b.Scalar(nd, 1), l.param(name, nd))
-	return b.Cast(b.Mul(b.Mul(xf, r), w), x.Type.DType)
+	return b.Cast(b.Mul(n, w), x.Type.DType)
 }
 
 func (l *lowering) build() error {
@@ -592,10 +594,7 @@ func (l *lowering) deltaHeads(u *Value) (qh, kh, vh *Value) {
 	qh = b.Reshape(b.Slice(ut, []int64{0, 0}, []int64{q, kd}), q, nk, dk)
 	kh = b.Reshape(b.Slice(ut, []int64{0, kd}, []int64{q, 2 * kd}), q, nk, dk)
 	vh = b.Reshape(b.Slice(ut, []int64{0, 2 * kd}, []int64{q, 2*kd + nv*dv}), q, nv, dv)
-	l2 := func(x *Value) *Value {
-		ss := b.ReduceSum(b.Mul(x, x), 2)
-		return b.Mul(x, b.Op(OpRsqrt, b.Add(ss, b.Scalar(dt, 1e-6))))
-	}
+	l2 := func(x *Value) *Value { return l.normScale(x, 2, 1e-6, false) }
 	qh = b.Mul(l2(qh), b.Scalar(dt, 1/math.Sqrt(float64(dk))))
 	kh = l2(kh)
 	if r := nv / nk; r > 1 {
@@ -616,8 +615,7 @@ func (l *lowering) deltaOutput(i int, o, z *Value) *Value {
 	nd := l.opt.NormDType
 	// transformers casts the recurrence output to the activation dtype before the norm.
 	of := b.Cast(b.Cast(o, cd), nd)
-	ms := b.ReduceMean(b.Mul(of, of), 2)
-	n := b.Mul(of, b.Op(OpRsqrt, b.Add(ms, b.Scalar(nd, cfg.RMSNormEps))))
+	n := l.normScale(of, 2, cfg.RMSNormEps, true)
 	n = b.Mul(b.Cast(n, cd), l.param(lname(i, "linear_attn.norm.weight"), cd))
 	y := b.Cast(b.Mul(b.Cast(n, nd), b.Op(OpSilu, b.Cast(z, nd))), cd)
 	return l.linear(b.Reshape(y, 1, q, int64(cfg.ValueDim())), lname(i, "linear_attn.out_proj.weight"))
