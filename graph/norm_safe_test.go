@@ -77,4 +77,3 @@ func TestNormScaleF16Overflow(t *testing.T) {
 		}
 	}
 }
-
