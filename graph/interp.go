@@ -98,6 +98,7 @@ type Interpreter struct {
 // interpOptions adjusts planning (tests use it to compare fused and unfused products).
 type interpOptions struct {
 	noFuse bool
+	f16Acc bool // fp16 matmuls accumulate in fp16 (numerics.go)
 }
 
 // NewInterpreter plans function fn of m.
@@ -432,7 +433,10 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 
 	// Fused weight products, and matmuls by a transposed activation (attention's q·kᵀ) that read
 	// the untransposed operand instead of materialising the transpose.
-	if !pl.opt.noFuse {
+	if pl.opt.f16Acc {
+		markF16Accumulate(steps)
+	}
+	if !pl.opt.noFuse && !pl.opt.f16Acc {
 		for _, st := range steps {
 			if err := pl.fuse(st); err != nil {
 				return nil, fmt.Errorf("interpreter: @%s op #%d %s: %w", f.Name, st.pos, st.op.Name, err)
