@@ -433,10 +433,7 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 
 	// Fused weight products, and matmuls by a transposed activation (attention's q·kᵀ) that read
 	// the untransposed operand instead of materialising the transpose.
-	if pl.opt.f16Acc {
-		markF16Accumulate(steps)
-	}
-	if !pl.opt.noFuse && !pl.opt.f16Acc {
+	if !pl.opt.noFuse {
 		for _, st := range steps {
 			if err := pl.fuse(st); err != nil {
 				return nil, fmt.Errorf("interpreter: @%s op #%d %s: %w", f.Name, st.pos, st.op.Name, err)
@@ -447,6 +444,10 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 				}
 			}
 		}
+	}
+
+	if pl.opt.f16Acc {
+		markF16Accumulate(steps)
 	}
 
 	// Needed values: backwards from the results and the state writes.

@@ -66,15 +66,66 @@ func NewInterpreterNumerics(m *Module, fn string, n Numerics) (*Interpreter, err
 	return newInterpreter(m, fn, interpOptions{f16Acc: n == F16Accumulate && m.Dynamic()})
 }
 
-// markF16Accumulate routes every fp16 matmul step through execMatmulF16Acc. Weight products are
-// not fused in this mode (the plan materialises the dequantized weight), which is slower but
-// keeps one accumulation path.
+// markF16Accumulate routes every fp16 matmul step (fused weight products included) through the
+// fp16-accumulating kernels.
 func markF16Accumulate(steps []*interpStep) {
 	for _, st := range steps {
-		if st.op.Name == OpMatmul && st.op.Results[0].Type.DType == F16 {
+		if st.op.Name != OpMatmul || st.op.Results[0].Type.DType != F16 {
+			continue
+		}
+		if st.w != nil {
+			st.exec = execFusedMatmulF16Acc
+		} else {
 			st.exec = execMatmulF16Acc
 		}
 	}
+}
+
+// f16AccBlock is how many weight rows execFusedMatmulF16Acc dequantizes and transposes at once.
+const f16AccBlock = 64
+
+// accumulateF16 sets acc[:B] = Σ_k x[k]·bt[k*B:(k+1)*B], rounding the running sum to fp16 after
+// every term.
+func accumulateF16(acc, x, bt []float32, B int) {
+	clear(acc)
+	for k, xv := range x {
+		kernels.Axpy(acc, xv, bt[k*B:(k+1)*B])
+		kernels.RoundF16(acc)
+	}
+}
+
+// execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator. The weight is dequantized
+// and transposed f16AccBlock rows at a time, so no full dense copy of it is ever held.
+func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
+	x, w := fr.vals[st.in[0]], st.w
+	r := len(x.Shape)
+	if r < 2 || int(x.Shape[r-1]) != w.cols || x.DType != w.dtype {
+		return st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
+	}
+	var sbuf [interpMaxRank]int64
+	shape := append(sbuf[:0], x.Shape...)
+	shape[r-1] = int64(w.rows)
+	out := fr.alloc(st.out[0], x.DType, shape)
+	K, N := w.cols, w.rows
+	n := len(x.F) / K
+	buf := fr.scratchF(2*f16AccBlock*K + f16AccBlock)
+	rows, bt, acc := buf[:f16AccBlock*K], buf[f16AccBlock*K:2*f16AccBlock*K], buf[2*f16AccBlock*K:]
+	for j0 := 0; j0 < N; j0 += f16AccBlock {
+		B := min(f16AccBlock, N-j0)
+		for j := 0; j < B; j++ {
+			w.m.Row(j0+j, rows[j*K:(j+1)*K])
+		}
+		for k := 0; k < K; k++ {
+			for j := 0; j < B; j++ {
+				bt[k*B+j] = rows[j*K+k]
+			}
+		}
+		for v := 0; v < n; v++ {
+			accumulateF16(acc[:B], x.F[v*K:(v+1)*K], bt[:K*B], B)
+			copy(out.F[v*N+j0:v*N+j0+B], acc[:B])
+		}
+	}
+	return nil
 }
 
 // execMatmulF16Acc is execMatmul with an fp16 accumulator: acc = fp16(acc + a·b) per term (the
@@ -90,6 +141,9 @@ func execMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 	}
 	M, K := int(a.Shape[ra-2]), int(a.Shape[ra-1])
 	K2, N := int(b.Shape[rb-2]), int(b.Shape[rb-1])
+	if st.transB {
+		N, K2 = K2, N // b holds [..., N, K]
+	}
 	if K != K2 {
 		return st.errorf("contraction dims differ: %s x %s", a, b)
 	}
@@ -101,17 +155,23 @@ func execMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 	out := fr.alloc(st.out[0], F16, shape)
 	dst, af, bf := out.F, a.F, b.F
 	mk, kn, mn := M*K, K*N, M*N
+	var bt []float32
+	if st.transB {
+		bt = fr.scratchF(kn)
+	}
 	bc.each(func(o, ao, bo, n, sa, sb int) {
 		for i := 0; i < n; i++ {
 			d, x, y := dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn]
-			// Row by row: the accumulator row is rounded to fp16 after every term added to it.
-			for r := 0; r < M; r++ {
-				row := d[r*N : (r+1)*N]
-				clear(row)
-				for k := 0; k < K; k++ {
-					kernels.Axpy(row, x[r*K+k], y[k*N:(k+1)*N])
-					kernels.RoundF16(row)
+			if st.transB {
+				for c := 0; c < N; c++ {
+					for k := 0; k < K; k++ {
+						bt[k*N+c] = y[c*K+k]
+					}
 				}
+				y = bt
+			}
+			for r := 0; r < M; r++ {
+				accumulateF16(d[r*N:(r+1)*N], x[r*K:(r+1)*K], y, N)
 			}
 		}
 	})

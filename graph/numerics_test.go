@@ -96,3 +96,39 @@ func TestF16AccumulateLoweredGraph(t *testing.T) {
 		t.Errorf("relative logit change %.4g under fp16 accumulation, want between 1e-4 and 0.1", rel)
 	}
 }
+
+// Fused weight products, transposed-operand products and plain ones accumulate alike.
+func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
+	ck := openFixture(t, "tinyqwen35-code")
+	m, err := Lower(ck.Config, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logits [2][]float32
+	for i, noFuse := range []bool{false, true} {
+		it, err := newInterpreter(m, "main", interpOptions{f16Acc: true, noFuse: noFuse})
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]*Array{}
+		for _, a := range m.Func("main").Args {
+			if a.Value.Type.Kind == HandleKind {
+				shape := append([]int64(nil), a.Value.Type.Shape...)
+				for j, d := range shape {
+					if d == Dyn {
+						shape[j] = 4
+					}
+				}
+				states[a.Name] = NewArray(a.Value.Type.DType, shape...)
+			}
+		}
+		for p, id := range []int{321, 285, 75, 68} {
+			out, err := it.Run(map[string]*Array{InInputIDs: {DType: SI32, Shape: []int64{1, 1}, I: []int64{int64(id)}}, InPositionIDs: NewArray(SI32, 1, int64(p+1))}, states)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logits[i] = append([]float32(nil), out[OutLogits].F...)
+		}
+	}
+	checkNear(t, "fused vs plain", logits[0], f64s(logits[1]), 0)
+}
