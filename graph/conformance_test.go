@@ -50,7 +50,9 @@ func TestConformanceWithApplePrints(t *testing.T) {
 		{OpSlice, func(b *Builder, f *Func) *Value {
 			return b.Slice(f.AddArg("x", Tensor(UI32, 2)), []int64{1}, []int64{2})
 		}, "(tensor<2xui32>, tensor<1xsi32>, tensor<1xsi32>, tensor<1xsi32>) -> tensor<1xui32>"},
-		{OpMatmul, func(b *Builder, f *Func) *Value { return b.Matmul(f.AddArg("a", f32(2, 3, 4)), f.AddArg("b", f32(2, 4, 5))) },
+		{OpMatmul, func(b *Builder, f *Func) *Value {
+			return b.Matmul(f.AddArg("a", f32(2, 3, 4)), f.AddArg("b", f32(2, 4, 5)))
+		},
 			"(tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>"},
 		{OpMax, func(b *Builder, f *Func) *Value { return b.Op(OpMax, f.AddArg("x", f32(2, 3)), b.Scalar(F32, 0)) },
 			"(tensor<2x3xf32>, tensor<f32>) -> tensor<2x3xf32>"},
