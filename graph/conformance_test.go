@@ -60,8 +60,19 @@ func TestConformanceWithApplePrints(t *testing.T) {
 			"(tensor<2x4xf32>, tensor<f32>) -> tensor<2x4xf32>"}, // tests/test_stateful.py
 		{OpMul, func(b *Builder, f *Func) *Value { return b.Mul(f.AddArg("x", f32(2, 4)), f.AddArg("y", f32(2, 4))) },
 			"(tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>"},
-		{OpRsqrt, func(b *Builder, f *Func) *Value { return b.Op(OpRsqrt, f.AddArg("x", f32(2, 3))) },
-			"(tensor<2x3xf32>) -> tensor<2x3xf32>"},
+		{OpSub, func(b *Builder, f *Func) *Value { return b.Sub(f.AddArg("x", f32(2, 5)), f.AddArg("y", f32(2, 1))) },
+			"(tensor<2x5xf32>, tensor<2x1xf32>) -> tensor<2x5xf32>"},
+		{OpDiv, func(b *Builder, f *Func) *Value { return b.Div(f.AddArg("x", f32(1, 3, 2, 2)), b.Scalar(F32, 4)) },
+			"(tensor<1x3x2x2xf32>, tensor<f32>) -> tensor<1x3x2x2xf32>"},
+		{OpSigmoid, func(b *Builder, f *Func) *Value { return b.Op(OpSigmoid, f.AddArg("x", f32(Dyn, Dyn))) },
+			"(tensor<?x?xf32>) -> tensor<?x?xf32>"},
+	}
+	for _, op := range []string{OpRsqrt, OpExp, OpLog, OpSin, OpCos} { // the unary table
+		rows = append(rows, struct {
+			op    string
+			build func(b *Builder, f *Func) *Value
+			apple string
+		}{op, func(b *Builder, f *Func) *Value { return b.Op(op, f.AddArg("x", f32(2, 3))) }, "(tensor<2x3xf32>) -> tensor<2x3xf32>"})
 	}
 	for _, r := range rows {
 		m := &Module{}

@@ -82,7 +82,7 @@ func markF16Accumulate(steps []*interpStep) {
 }
 
 // f16AccBlock is how many weight rows execFusedMatmulF16Acc dequantizes and transposes at once.
-const f16AccBlock = 64
+const f16AccBlock = 256
 
 // accumulateF16 sets acc[:B] = Σ_k x[k]·bt[k*B:(k+1)*B], rounding the running sum to fp16 after
 // every term.

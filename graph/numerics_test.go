@@ -132,3 +132,31 @@ func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 	}
 	checkNear(t, "fused vs plain", logits[0], f64s(logits[1]), 0)
 }
+
+// One decode step of the trained fixture's fp16 pipelined graph, exact vs fp16-accumulate (the
+// stress gate's extra cost).
+func BenchmarkStepNumerics(b *testing.B) {
+	ck := openFixture(b, "tinyqwen35-code")
+	m, err := Lower(ck.Config, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []Numerics{Exact, F16Accumulate} {
+		b.Run(n.String(), func(b *testing.B) {
+			s, err := NewSessionNumerics(m, nil, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i++ {
+				if s.Pos() >= 48 {
+					if s, err = NewSessionNumerics(m, nil, n); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := s.Step(100 + i%500); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
