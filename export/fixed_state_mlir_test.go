@@ -26,17 +26,23 @@ func TestPipelinedBundlesOneWritePerStateInMLIROpt(t *testing.T) {
 	if _, err := os.Stat(mlirOptPath); err != nil {
 		t.Skipf("upstream mlir-opt not found at %s: skipping", mlirOptPath)
 	}
-	ck := openCk(t, fixture)
 	dir := t.TempDir()
 	for _, c := range []struct {
+		ck     string
 		target string
 		flags  Flags
 	}{
-		{"gpu-pipelined", Flags{}},
-		{"gpu-pipelined", Flags{Compute: "fp32"}},
-		{"ios-ane", Flags{}},
-		{"macos", Flags{Weights: "int8-block32"}},
+		{fixture, "gpu-pipelined", Flags{}},
+		{fixture, "gpu-pipelined", Flags{HeadSym: true}},
+		{fixture, "gpu-pipelined", Flags{Weights: "fp16"}},
+		{fixture, "gpu-pipelined", Flags{Compute: "fp32"}},
+		{fixture, "ios-ane", Flags{}},
+		{fixture, "ios-ane", Flags{Weights: "int4-lut"}},
+		{fixture, "macos", Flags{Weights: "int8-block32"}},
+		{"random/tiny_untied_8L-multimodal", "gpu-pipelined", Flags{}},
+		{"random/tiny_untied_8L-multimodal", "ios-ane", Flags{}},
 	} {
+		ck := openCk(t, c.ck)
 		tgt, err := TargetByName(c.target)
 		if err != nil {
 			t.Fatal(err)
