@@ -94,8 +94,44 @@ func accumulateF16(acc, x, bt []float32, B int) {
 	}
 }
 
-// execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator. The weight is dequantized
-// and transposed f16AccBlock rows at a time, so no full dense copy of it is ever held.
+// f16AccCacheFloats bounds the dequantized, transposed weights one interpreter keeps for the
+// fp16-accumulate mode (256 MB): small models run from the cache, larger weights beyond it are
+// dequantized block by block at every call instead.
+const f16AccCacheFloats = 1 << 26
+
+// f16AccCache holds weights as [cols, rows] float32 (columns contiguous), for the axpy form.
+type f16AccCache struct {
+	t    map[*fusedWeight][]float32
+	used int
+}
+
+// transposed returns w transposed and dequantized, or nil when it does not fit the budget.
+func (c *f16AccCache) transposed(w *fusedWeight) []float32 {
+	if t, ok := c.t[w]; ok {
+		return t
+	}
+	n := w.rows * w.cols
+	if c.used+n > f16AccCacheFloats {
+		return nil
+	}
+	if c.t == nil {
+		c.t = map[*fusedWeight][]float32{}
+	}
+	t := make([]float32, n)
+	row := make([]float32, w.cols)
+	for j := 0; j < w.rows; j++ {
+		w.m.Row(j, row)
+		for k, v := range row {
+			t[k*w.rows+j] = v
+		}
+	}
+	c.t[w], c.used = t, c.used+n
+	return t
+}
+
+// execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator. The weight comes from the
+// interpreter's cache of transposed weights, or, past its budget, is dequantized and transposed
+// f16AccBlock rows at a time.
 func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 	x, w := fr.vals[st.in[0]], st.w
 	r := len(x.Shape)
@@ -108,6 +144,14 @@ func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 	out := fr.alloc(st.out[0], x.DType, shape)
 	K, N := w.cols, w.rows
 	n := len(x.F) / K
+	if fr.it != nil {
+		if t := fr.it.acc.transposed(w); t != nil {
+			for v := 0; v < n; v++ {
+				accumulateF16(out.F[v*N:(v+1)*N], x.F[v*K:(v+1)*K], t, N)
+			}
+			return nil
+		}
+	}
 	buf := fr.scratchF(2*f16AccBlock*K + f16AccBlock)
 	rows, bt, acc := buf[:f16AccBlock*K], buf[f16AccBlock*K:2*f16AccBlock*K], buf[2*f16AccBlock*K:]
 	for j0 := 0; j0 < N; j0 += f16AccBlock {

@@ -97,18 +97,24 @@ func TestF16AccumulateLoweredGraph(t *testing.T) {
 	}
 }
 
-// Fused weight products, transposed-operand products and plain ones accumulate alike.
+// Fused weight products (cached or not), transposed-operand products and plain ones accumulate
+// alike.
 func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
 	m, err := Lower(ck.Config, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logits [2][]float32
-	for i, noFuse := range []bool{false, true} {
+	// Fused from the cache of transposed weights, fused past the cache's budget (block by block),
+	// and unfused.
+	var logits [3][]float32
+	for i, noFuse := range []bool{false, false, true} {
 		it, err := newInterpreter(m, "main", interpOptions{f16Acc: true, noFuse: noFuse})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 1 {
+			it.acc.used = f16AccCacheFloats
 		}
 		states := map[string]*Array{}
 		for _, a := range m.Func("main").Args {
@@ -130,7 +136,8 @@ func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 			logits[i] = append([]float32(nil), out[OutLogits].F...)
 		}
 	}
-	checkNear(t, "fused vs plain", logits[0], f64s(logits[1]), 0)
+	checkNear(t, "cached vs blocks", logits[0], f64s(logits[1]), 0)
+	checkNear(t, "fused vs plain", logits[0], f64s(logits[2]), 0)
 }
 
 // One decode step of the trained fixture's fp16 pipelined graph, exact vs fp16-accumulate (the
