@@ -71,7 +71,8 @@ type QConvBlock struct {
 	Checkpoint    SourceInfo   `json:"checkpoint"`
 	Gate          *GateSummary `json:"gate,omitempty"`
 	GateReport    any          `json:"gate_report,omitempty"`
-	Companion     string       `json:"companion,omitempty"` // the other bundle of an ios-gpu pair
+	GateStress    *StressGate  `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (stress.go)
+	Companion     string       `json:"companion,omitempty"`   // the other bundle of an ios-gpu pair
 	MainHash      string       `json:"main_mlirb_sha256"`
 	MainBytes     int64        `json:"main_mlirb_bytes"`
 	PrefillTokens int          `json:"prefill_tokens,omitempty"`

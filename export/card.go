@@ -136,6 +136,8 @@ type CardGate struct {
 	// MatchesEmbedded says, after a re-run, whether the fresh summary equals the embedded one
 	// (nil when there was none).
 	MatchesEmbedded *bool `json:"matches_embedded,omitempty"`
+	// Stress is the recorded fp16-accumulation stress verdict (stress.go), when one was run.
+	Stress *StressGate `json:"stress,omitempty"`
 }
 
 // CardPrompt is one gate prompt's result.
@@ -585,7 +587,9 @@ func embeddedGate(q *QConvBlock) (CardGate, error) {
 			q.Gate.Passed, q.Gate.Prompts, q.Gate.TeacherForced, q.Gate.Greedy, q.Gate.MinPrefillCosine,
 			want.Passed, want.Prompts, want.TeacherForced, want.Greedy, want.MinPrefillCosine)
 	}
-	return cardGate(rep, cc, false), nil
+	g := cardGate(rep, cc, false)
+	g.Stress = q.GateStress
+	return g, nil
 }
 
 // decodeGateReport reads the metadata's gate_report: a report, or {decode, companion} for a
@@ -806,7 +810,9 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 			done[string(key)] = res
 		}
 		bd.Close()
+		stress := b.Gate.Stress
 		b.Gate = cardGate(res.rep, res.cc, true)
+		b.Gate.Stress = stress
 		if embedded != nil {
 			same := *embedded == b.Gate.Summary
 			b.Gate.MatchesEmbedded = &same
@@ -1348,6 +1354,9 @@ func (c *Card) writeParity(w io.Writer) {
 		s := g.Summary
 		p(": %d prompts, %d greedy tokens each; teacher-forced top-1 %s confident steps (margin ≥ %g; %d of %d steps were low-margin ties); greedy %s; min prefill cosine %.6f (floor %g).\n\n",
 			s.Prompts, o.Tokens, s.TeacherForced, o.MinMargin, g.LowMarginSteps, g.TeacherForcedSteps, s.Greedy, s.MinPrefillCosine, o.MinCosine)
+		if st := g.Stress; st != nil {
+			p("Delegate-numerics stress (matmuls accumulated in fp16, as the dynamic-shape graph's delegate was measured to do): %s.\n\n", st.stressLine())
+		}
 		if b.Contract == graph.HostPrefill.String() {
 			p("A prefill companion has no gate of its own: the figures are its decode graph `%s`'s, and it passes only if decoding after it equals decoding without it (a first divergence passes only at a tie, as in the gate):\n\n", b.Companion)
 			var rows [][]string

@@ -38,7 +38,8 @@ type Options struct {
 	DryRun      bool
 	Check       bool
 	Version     string
-	Progress    Progress // nil: silent
+	Progress    Progress   // nil: silent
+	Stress      StressMode // the fp16-accumulation stress gate ("" = record; stress.go)
 	// Specs, when set, replace Targets and Flags: one artifact each, with its own recipe and
 	// published path (qconv release).
 	Specs []Spec
@@ -78,6 +79,8 @@ type BundleResult struct {
 	Recipe   Recipe             `json:"recipe"`
 	Contract string             `json:"contract"`
 	Gate     GateSummary        `json:"gate"`
+	Stress   *StressGate        `json:"gate_stress,omitempty"` // the fp16-accumulation stress (stress.go)
+	Warnings []string           `json:"warnings,omitempty"`    // known slow shapes (slowshapes.go)
 	Bytes    int64              `json:"bytes"`
 	Tensors  []TensorPlan       `json:"tensors,omitempty"`
 	Report   *oracle.GateReport `json:"-"`
@@ -179,6 +182,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return b, m
 		}
 		j.result = BundleResult{Target: j.target.Name, Name: j.name, Recipe: j.recipe, Contract: j.contract.String(), Phases: map[string]float64{}, GateOnly: j.hidden}
+		j.result.Warnings = j.target.SlowNotes(&j.recipe)
 	}
 	if opt.DryRun {
 		for _, j := range jobs {
@@ -279,6 +283,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if j.twin != nil {
 			// Identical bytes were gated as the twin; its verdict is this bundle's.
 			j.report, j.extra, j.result.Gate, j.result.Report = j.twin.report, j.twin.extra, j.twin.result.Gate, j.twin.result.Report
+			j.result.Stress = j.twin.result.Stress
 			if !j.result.Gate.Passed {
 				res.Passed = false
 			}
@@ -616,7 +621,7 @@ func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) 
 		j.report = rep
 		j.result.Gate = summarize(rep)
 		j.result.Report = rep
-		return nil
+		return j.stressGate(ref, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate, opt.Stress)
 	}
 	// A companion has no gate of its own: it is judged by its decode partner's report and the
 	// companion check (gateSummaryOf).
@@ -849,6 +854,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	if j.report != nil {
 		gs := j.result.Gate
 		q.Gate = &gs
+		q.GateStress = j.result.Stress
 		if j.extra != nil {
 			q.GateReport = map[string]any{"decode": j.report, "companion": j.extra}
 		} else {
@@ -859,6 +865,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 		q.Notes = append(q.Notes, "published with --no-gate: not checked against the fp32 reference")
 	}
 	q.PublishedAs = j.alias
+	q.Notes = append(q.Notes, j.result.Warnings...)
 	if j.recipe.AllowDelegate {
 		q.Notes = append(q.Notes, "--allow-known-delegate-bugs: per-channel int8 on a GPU target is known to give garbage logits on the current delegate")
 	}

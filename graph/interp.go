@@ -93,11 +93,13 @@ type Interpreter struct {
 	out      map[string]*Array
 	produced map[*Array]bool // state arrays this interpreter handed to the caller's map
 	free     [][]float32     // buffers of old states, reused for new values
+	acc      f16AccCache     // transposed weights of the fp16-accumulate mode (numerics.go)
 }
 
 // interpOptions adjusts planning (tests use it to compare fused and unfused products).
 type interpOptions struct {
 	noFuse bool
+	f16Acc bool // fp16 matmuls accumulate in fp16 (numerics.go)
 }
 
 // NewInterpreter plans function fn of m.
@@ -443,6 +445,10 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 				}
 			}
 		}
+	}
+
+	if pl.opt.f16Acc {
+		markF16Accumulate(steps)
 	}
 
 	// Needed values: backwards from the results and the state writes.

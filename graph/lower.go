@@ -72,7 +72,10 @@ type LowerOptions struct {
 	// UntieHead projects with "lm_head.weight" even when the checkpoint ties it to the embedding
 	// (the weight source then serves a separately quantized copy of the embedding).
 	UntieHead bool
-	Weights   WeightSource
+	// UnscaledF16Norm keeps fp16 norm statistics in the form earlier releases shipped (x² taken
+	// unscaled, overflowing above 256); tests use it to show what the safe form fixes.
+	UnscaledF16Norm bool
+	Weights         WeightSource
 }
 
 // Lower builds the module holding @main for one contract. Weights come from opt.Weights; their
@@ -213,10 +216,9 @@ func (l *lowering) rmsnorm(x *Value, name string) *Value {
 	b, nd := l.b, l.opt.NormDType
 	xf := b.Cast(x, nd)
 	last := int64(x.Type.Rank() - 1)
-	ms := b.ReduceMean(b.Mul(xf, xf), last)
-	r := b.Op(OpRsqrt, b.Add(ms, b.Scalar(nd, l.cfg.RMSNormEps)))
+	n := l.normScale(xf, last, l.cfg.RMSNormEps, true) // overflow-safe in fp16 (norm_safe.go)
 	w := b.Add(b.Scalar(nd, 1), l.param(name, nd))
-	return b.Cast(b.Mul(b.Mul(xf, r), w), x.Type.DType)
+	return b.Cast(b.Mul(n, w), x.Type.DType)
 }
 
 func (l *lowering) build() error {
@@ -260,9 +262,11 @@ func (l *lowering) build() error {
 		f.AddResult(StateKey, tok)
 		tok = b.WriteState(vh, st.vAll, tok)
 		f.AddResult(StateValue, tok)
-		tok = b.WriteState(ch, st.conv, tok)
+		// One fused full-state write per fixed-shape state (fuse_states.go); the KV pair keeps its
+		// per-layer shape-derived slice_updates.
+		tok = b.WriteState(ch, fuseLayerSlices(b, st.convCur, st.conv), tok)
 		f.AddResult(StateConv, tok)
-		tok = b.WriteState(rh, st.rec, tok)
+		tok = b.WriteState(rh, fuseLayerSlices(b, st.recCur, st.rec), tok)
 		f.AddResult(StateRec, tok)
 		f.AddResult(OutLogits, logits)
 	case HostDecode, HostPrefill:
@@ -285,8 +289,8 @@ func (l *lowering) build() error {
 		}
 		f.AddResult(OutKCur, b.Concat(0, st.kCur...))
 		f.AddResult(OutVCur, b.Concat(0, st.vCur...))
-		f.AddResult(OutConvCur, b.Concat(0, st.convCur...))
-		f.AddResult(OutRecCur, b.Concat(0, st.recCur...))
+		f.AddResult(OutConvCur, fuseLayerSlices(b, st.convCur, st.conv))
+		f.AddResult(OutRecCur, fuseLayerSlices(b, st.recCur, st.rec))
 	}
 	return l.err
 }
@@ -295,14 +299,15 @@ func (l *lowering) build() error {
 type layerState struct {
 	x *Value // residual stream [1, q, h]
 
-	// pipelined: whole state tensors, updated in place with slice_update
+	// pipelined: whole state tensors as read; the KV pair is updated in place with slice_update,
+	// conv and rec are written whole from convCur/recCur
 	kAll, vAll, conv, rec *Value
 	seqU                  *Value // ui32[1]: P, the number of positions including this one
 
 	// host cache
 	pastK, pastV, mask *Value
 	kCur, vCur         []*Value // per full layer [1,1,Hkv,q,D]
-	convCur, recCur    []*Value // per linear layer [1,1,...]
+	convCur, recCur    []*Value // per linear layer [1,1,...]: the new conv/rec slices (both contracts)
 }
 
 // embed gathers the token embeddings: ids si32 [1,q] -> [1,q,h] in compute dtype.
@@ -589,10 +594,7 @@ func (l *lowering) deltaHeads(u *Value) (qh, kh, vh *Value) {
 	qh = b.Reshape(b.Slice(ut, []int64{0, 0}, []int64{q, kd}), q, nk, dk)
 	kh = b.Reshape(b.Slice(ut, []int64{0, kd}, []int64{q, 2 * kd}), q, nk, dk)
 	vh = b.Reshape(b.Slice(ut, []int64{0, 2 * kd}, []int64{q, 2*kd + nv*dv}), q, nv, dv)
-	l2 := func(x *Value) *Value {
-		ss := b.ReduceSum(b.Mul(x, x), 2)
-		return b.Mul(x, b.Op(OpRsqrt, b.Add(ss, b.Scalar(dt, 1e-6))))
-	}
+	l2 := func(x *Value) *Value { return l.normScale(x, 2, 1e-6, false) }
 	qh = b.Mul(l2(qh), b.Scalar(dt, 1/math.Sqrt(float64(dk))))
 	kh = l2(kh)
 	if r := nv / nk; r > 1 {
@@ -613,8 +615,7 @@ func (l *lowering) deltaOutput(i int, o, z *Value) *Value {
 	nd := l.opt.NormDType
 	// transformers casts the recurrence output to the activation dtype before the norm.
 	of := b.Cast(b.Cast(o, cd), nd)
-	ms := b.ReduceMean(b.Mul(of, of), 2)
-	n := b.Mul(of, b.Op(OpRsqrt, b.Add(ms, b.Scalar(nd, cfg.RMSNormEps))))
+	n := l.normScale(of, 2, cfg.RMSNormEps, true)
 	n = b.Mul(b.Cast(n, cd), l.param(lname(i, "linear_attn.norm.weight"), cd))
 	y := b.Cast(b.Mul(b.Cast(n, nd), b.Op(OpSilu, b.Cast(z, nd))), cd)
 	return l.linear(b.Reshape(y, 1, q, int64(cfg.ValueDim())), lname(i, "linear_attn.out_proj.weight"))
@@ -654,13 +655,12 @@ func (l *lowering) linearLayerPipelined(i, li int, st *layerState) {
 	cs := b.Reshape(b.Slice(st.conv, []int64{ll, 0, 0, 0}, []int64{ll + 1, 1, C, K - 1}), C, K-1)
 	window := b.Concat(1, cs, qkv) // [C, K]: the state's K-1 columns, then this token
 	u := l.convolve(i, window)
-	st.conv = b.Op(OpSliceUpdate, st.conv, b.Reshape(b.Slice(window, []int64{0, 1}, []int64{C, K}), 1, 1, C, K-1),
-		b.I32s(ll, 0, 0, 0), b.I32s(ll+1, 1, C, K-1), b.I32s(1, 1, 1, 1))
+	// This layer's new conv and recurrence slices join the one fused write of each state.
+	st.convCur = append(st.convCur, b.Reshape(b.Slice(window, []int64{0, 1}, []int64{C, K}), 1, 1, C, K-1))
 	qh, kh, vh := l.deltaHeads(u)
 	S := b.Reshape(b.Slice(st.rec, []int64{ll, 0, 0, 0, 0}, []int64{ll + 1, 1, nv, dk, dv}), nv, dk, dv)
 	S, o := l.deltaScan(S, qh, kh, vh, beta, g)
-	st.rec = b.Op(OpSliceUpdate, st.rec, b.Reshape(S, 1, 1, nv, dk, dv),
-		b.I32s(ll, 0, 0, 0, 0), b.I32s(ll+1, 1, nv, dk, dv), b.I32s(1, 1, 1, 1, 1))
+	st.recCur = append(st.recCur, b.Reshape(S, 1, 1, nv, dk, dv))
 	st.x = b.Add(st.x, l.deltaOutput(i, o, z))
 }
 

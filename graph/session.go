@@ -18,6 +18,7 @@ type Session struct {
 	decIt    *Interpreter
 	preIt    *Interpreter
 	pos      int // tokens fed so far
+	numerics Numerics
 
 	// pipelined
 	states map[string]*Array
@@ -31,7 +32,10 @@ type Session struct {
 
 // NewSession prepares a session on dec (a Pipelined or HostDecode module); pre, if non-nil, is the
 // HostPrefill companion used for whole blocks of prompt tokens.
-func NewSession(dec, pre *Module) (*Session, error) {
+func NewSession(dec, pre *Module) (*Session, error) { return NewSessionNumerics(dec, pre, Exact) }
+
+// NewSessionNumerics is NewSession with the interpreter numerics n (numerics.go).
+func NewSessionNumerics(dec, pre *Module, n Numerics) (*Session, error) {
 	f := dec.Func("main")
 	if f == nil {
 		return nil, fmt.Errorf("session: module has no @main")
@@ -40,8 +44,8 @@ func NewSession(dec, pre *Module) (*Session, error) {
 	if logits == nil || logits.Value.Type.Rank() != 3 || logits.Value.Type.Shape[2] <= 0 {
 		return nil, fmt.Errorf("session: @main has no logits [1, q, V] result")
 	}
-	s := &Session{vocab: int(logits.Value.Type.Shape[2]), dec: dec, pre: pre}
-	it, err := NewInterpreter(dec, "main")
+	s := &Session{vocab: int(logits.Value.Type.Shape[2]), dec: dec, pre: pre, numerics: n}
+	it, err := NewInterpreterNumerics(dec, "main", n)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +86,7 @@ func NewSession(dec, pre *Module) (*Session, error) {
 				return nil, fmt.Errorf("session: the prefill companion's past_k does not match the decode graph's %s", pk)
 			}
 			s.block = int(pf.Arg(InInputIDs).Value.Type.Shape[1])
-			if s.preIt, err = NewInterpreter(pre, "main"); err != nil {
+			if s.preIt, err = NewInterpreterNumerics(pre, "main", n); err != nil {
 				return nil, err
 			}
 		}
@@ -100,7 +104,7 @@ func (s *Session) Pos() int { return s.pos }
 
 // Fork returns an independent session at the same position (its own interpreters and states).
 func (s *Session) Fork() (*Session, error) {
-	n, err := NewSession(s.dec, s.pre)
+	n, err := NewSessionNumerics(s.dec, s.pre, s.numerics)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,9 @@ const (
 	RuleShapeIndex     = "shape-derived-kv-index" // constraint 2: slice_update bounds never come from input values
 	RulePerChannelGPU  = "per-channel-int8-gpu"   // constraint 3: per-channel int8 is broken on the GPU delegate
 	RuleRecurrenceType = "recurrence-dtype"       // constraint 7: fp32 recurrence on GPU, fp16 on the ANE
+	// RuleFixedStateWrite: a fixed-shape state is written whole, once per step, never through
+	// chained slice_updates (fuse_states.go).
+	RuleFixedStateWrite = "one-write-per-fixed-state"
 )
 
 // VerifyOptions say what the graph targets.
@@ -151,6 +154,7 @@ func verifyFunc(m *Module, f *Func, opt VerifyOptions) []Violation {
 
 	vs = append(vs, verifyStates(f, opt)...)
 	vs = append(vs, verifyIndices(f)...)
+	vs = append(vs, fixedStateChains(f)...)
 
 	for i, op := range f.Body {
 		if op.Name != OpBlockwise || opt.Device != GPU || opt.AllowPerChannelGPU {

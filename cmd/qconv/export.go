@@ -74,6 +74,7 @@ type exportFlags struct {
 	dryRun  bool
 	check   bool
 	asJSON  bool
+	stress  string
 }
 
 func newExportCmd() *cobra.Command {
@@ -96,6 +97,7 @@ only then moved into place; a failed gate exits 3 and publishes nothing.
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (bundles, tensors, schemes, sizes) and write nothing")
 	fl.BoolVar(&f.check, "check", false, "regenerate and compare with the bundles on disk; exit 4 on any drift")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON document on stdout")
+	fl.StringVar(&f.stress, "gate-stress", "record", "gate dynamic fp16 graphs again with matmuls accumulated in fp16 (measured on device): record (default; the exact verdict decides), gate (both must pass), off")
 	registerRecipeFlags(cmd, &f.recipe)
 	f.gate.register(cmd)
 	return cmd
@@ -116,6 +118,10 @@ func runExport(ref string, f exportFlags) error {
 	if err != nil {
 		return err
 	}
+	stress, err := export.ParseStressMode(f.stress)
+	if err != nil {
+		return err
+	}
 	ck, err := hf.Open(ref)
 	if err != nil {
 		return exitcode.Bad(err)
@@ -130,7 +136,7 @@ func runExport(ref string, f exportFlags) error {
 	defer stop()
 	res, err := export.Run(ctx, export.Options{
 		Checkpoint: ck, Targets: targets, Flags: f.recipe, OutDir: f.out, GatePrompts: prompts, Gate: gopt,
-		NoGate: f.noGate, DryRun: f.dryRun, Check: f.check, Version: version, Progress: newBars(f.asJSON),
+		NoGate: f.noGate, DryRun: f.dryRun, Check: f.check, Version: version, Progress: newBars(f.asJSON), Stress: stress,
 	})
 	if errors.Is(err, context.Canceled) {
 		return exitcode.Wrap(exitcode.Internal, fmt.Errorf("interrupted: nothing was published, existing bundles are untouched"))
@@ -160,6 +166,12 @@ func printExport(res *export.Result, f exportFlags) {
 		fmt.Fprintf(w, "%-14s %s\n  %s\n  %d bytes; %s\n", b.Target, b.Name, where, b.Bytes, gate)
 		if b.Gate.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", b.Gate.FirstFailure)
+		}
+		for _, n := range b.Warnings {
+			fmt.Fprintf(w, "  qconv: warning: %s\n", n)
+		}
+		if b.Stress != nil {
+			fmt.Fprintf(w, "  %s\n", b.Stress.StressLine())
 		}
 		if res.DryRun {
 			for _, t := range b.Tensors {

@@ -116,6 +116,8 @@ type targetJSON struct {
 	Prefill  string        `json:"prefill_companion,omitempty"`
 	Default  export.Recipe `json:"default_recipe"`
 	About    string        `json:"about"`
+	// SlowNotes are the known slow shapes the default recipe has on the target's delegate.
+	SlowNotes []string `json:"slow_notes,omitempty"`
 }
 
 func newTargetsCmd() *cobra.Command {
@@ -131,7 +133,7 @@ func newTargetsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				row := targetJSON{Name: t.Name, Device: t.Device.String(), Contract: t.Contract.String(), Default: r, About: t.About}
+				row := targetJSON{Name: t.Name, Device: t.Device.String(), Contract: t.Contract.String(), Default: r, About: t.About, SlowNotes: t.SlowNotes(&r)}
 				if t.Prefill != 0 {
 					row.Prefill = t.Prefill.String()
 				}
@@ -150,6 +152,15 @@ func newTargetsCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Device, contract, r.Default.Weights, r.Default.Head, r.Default.StateDType, r.Default.Context, r.About)
 			}
 			tw.Flush()
+			fmt.Fprintln(stderr, "\nknown slow shapes (exported with a warning and a note on the card):")
+			for _, s := range export.SlowShapes {
+				fmt.Fprintf(stderr, "  %s: %s, %s\n", s.Device, s.What, s.Why)
+			}
+			for _, r := range rows {
+				for _, n := range r.SlowNotes {
+					fmt.Fprintf(stderr, "  %s default: %s\n", r.Name, n)
+				}
+			}
 			var names []string
 			for _, t := range export.Targets {
 				names = append(names, t.Name)

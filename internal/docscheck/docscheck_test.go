@@ -23,8 +23,6 @@ var pendingDocs = []string{
 	"cli.md",
 	"naming.md",
 	"checkpoints.md",
-	"coreai-conformance.md",
-	"numerics.md",
 	"gate.md",
 	"apple-qwen35-contract.md",
 }

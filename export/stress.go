@@ -1,0 +1,103 @@
+package export
+
+import (
+	"fmt"
+
+	"qconv/graph"
+	"qconv/internal/exitcode"
+	"qconv/oracle"
+)
+
+// The delegate-numerics stress (docs/numerics.md): on device, fp16 matmuls in dynamic-shape
+// graphs were measured to lose about 1.3% relative accuracy, consistent with fp16 accumulation.
+// Every bundle whose graph is dynamic and multiplies in fp16 is gated a second time with the
+// interpreter accumulating those matmuls in fp16 (graph.F16Accumulate). Both verdicts and the
+// worst prefill cosine of each are recorded; by default only the exact-emulation verdict decides.
+
+// StressMode says what the stress gate does (--gate-stress).
+type StressMode string
+
+const (
+	StressRecord StressMode = "record" // run it and record it; the exact verdict decides (default)
+	StressGates  StressMode = "gate"   // run it; the bundle passes only if both verdicts pass
+	StressOff    StressMode = "off"    // do not run it
+)
+
+// ParseStressMode reads a --gate-stress value ("" is the default, record).
+func ParseStressMode(s string) (StressMode, error) {
+	switch StressMode(s) {
+	case "", StressRecord:
+		return StressRecord, nil
+	case StressGates, StressOff:
+		return StressMode(s), nil
+	}
+	return "", exitcode.Badf("flag --gate-stress: %q is not one of record, gate, off", s)
+}
+
+// StressGate is the stress gate's verdict beside the exact one.
+type StressGate struct {
+	Numerics string `json:"numerics"` // "fp16-accumulate"
+	// Gates says whether this verdict decided the bundle's gate (--gate-stress gate).
+	Gates            bool    `json:"gates"`
+	Passed           bool    `json:"passed"`
+	TeacherForced    string  `json:"teacher_forced"`
+	Greedy           string  `json:"greedy"`
+	MinPrefillCosine float64 `json:"min_prefill_cosine"`
+	// ExactMinPrefillCosine is the exact-emulation gate's worst cosine, for comparison.
+	ExactMinPrefillCosine float64 `json:"exact_min_prefill_cosine"`
+	FirstFailure          string  `json:"first_failure,omitempty"`
+}
+
+// stressApplies reports whether the stress changes anything for m: a dynamic graph with fp16
+// matmuls (the pipelined fp16 bundles; the static ios-gpu graphs and fp32 forms are exact).
+func stressApplies(m *graph.Module) bool { return m.Dynamic() && m.HasF16Matmul() }
+
+// stressGate gates j's shipped graph under fp16 accumulation and folds the verdict into
+// j.result.Gate when mode is StressGate. It records nothing when the stress does not apply.
+func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt oracle.GateOptions, mode StressMode) error {
+	if mode == StressOff || j.contract == graph.HostPrefill || !stressApplies(j.shipped) {
+		return nil
+	}
+	gopt.Progress = nil
+	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
+		s, err := graph.NewSessionNumerics(j.shipped, nil, graph.F16Accumulate)
+		if err != nil {
+			return nil, err
+		}
+		return sessionCandidate{s}, nil
+	}, prompts, gopt)
+	if err != nil {
+		return fmt.Errorf("gating %s under fp16 accumulation: %w", j.name, err)
+	}
+	s := summarize(rep)
+	st := &StressGate{
+		Numerics: graph.F16Accumulate.String(), Gates: mode == StressGates, Passed: s.Passed,
+		TeacherForced: s.TeacherForced, Greedy: s.Greedy, MinPrefillCosine: s.MinPrefillCosine,
+		ExactMinPrefillCosine: j.result.Gate.MinPrefillCosine, FirstFailure: s.FirstFailure,
+	}
+	j.result.Stress = st
+	if st.Gates && !st.Passed {
+		j.result.Gate.Passed = false
+		if j.result.Gate.FirstFailure == "" {
+			j.result.Gate.FirstFailure = "under fp16 accumulation (--gate-stress gate): " + st.FirstFailure
+		}
+	}
+	return nil
+}
+
+// stressLine is the one-line account inspect and the export summary print.
+func (s *StressGate) stressLine() string {
+	role := "recorded, does not gate"
+	if s.Gates {
+		role = "gates"
+	}
+	v := "passed"
+	if !s.Passed {
+		v = "FAILED"
+	}
+	return fmt.Sprintf("%s stress %s (%s): teacher-forced %s, greedy %s, worst prefill cosine %.6f (exact %.6f)",
+		s.Numerics, v, role, s.TeacherForced, s.Greedy, s.MinPrefillCosine, s.ExactMinPrefillCosine)
+}
+
+// StressLine is stressLine for the command's summary.
+func (s *StressGate) StressLine() string { return s.stressLine() }
