@@ -59,7 +59,9 @@ type CardFrontMatter struct {
 
 // CardSource is the checkpoint every bundle records (they must agree) and who made the bundles.
 type CardSource struct {
-	Ref              string           `json:"ref"`
+	Ref              string           `json:"ref,omitempty"`  // never a local path: see Name
+	Name             string           `json:"name,omitempty"` // the checkpoint's name (CheckpointName)
+	Identity         string           `json:"source_sha256,omitempty"`
 	RepoID           string           `json:"repo_id,omitempty"`
 	Revision         string           `json:"revision,omitempty"`
 	Files            []FileDigestJSON `json:"files"`
@@ -696,7 +698,7 @@ func (c *Card) fillSource(mds map[string]*BundleMetadata) error {
 		ck := md.QConv.Checkpoint
 		if first == nil {
 			first = b
-			c.Source = CardSource{Ref: ck.Ref, RepoID: ck.RepoID, Revision: ck.Revision, Files: ck.Files, VocabSize: md.Language.VocabSize}
+			c.Source = CardSource{Name: recordedName(ck), Identity: SourceIdentity(ck.Files), RepoID: ck.RepoID, Revision: ck.Revision, Files: ck.Files, VocabSize: md.Language.VocabSize}
 		} else if !slices.Equal(ck.Files, c.Source.Files) || md.Language.VocabSize != c.Source.VocabSize {
 			return exitcode.Badf("%s and %s were exported from different checkpoints (%s vs %s): one card describes one model", first.Path, b.Path, describeFiles(c.Source.Files), describeFiles(ck.Files))
 		}
@@ -814,7 +816,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 		}
 	}
 	c.Reverified = true
-	c.Reference = ck.Ref
+	c.Reference = CheckpointName(ck)
 	if ck.RepoID != "" {
 		c.Reference = ck.RepoID
 		if ck.Revision != "" {
@@ -1093,7 +1095,7 @@ func (c *Card) writeSource(w io.Writer) {
 	s := c.Source
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("## Source\n\n")
-	ref := "`" + s.Ref + "`"
+	ref := "`" + s.Name + "`"
 	if s.RepoID != "" {
 		ref += " (Hugging Face `" + s.RepoID + "`"
 		if s.Revision != "" {
@@ -1103,6 +1105,7 @@ func (c *Card) writeSource(w io.Writer) {
 	} else {
 		ref += " (a local directory: no Hugging Face repo id recorded)"
 	}
+	ref += ", source sha256 `" + s.Identity + "`"
 	p("- Checkpoint, as every bundle records it: %s; vocabulary %d.\n", ref, s.VocabSize)
 	if s.ModelType != "" {
 		p("- `model_type` (from the reference's config.json): `%s`.\n", s.ModelType)
@@ -1381,7 +1384,7 @@ func WriteFileAtomic(path string, data []byte) error {
 		if _, err := f.Write(data); err != nil {
 			return err
 		}
-		if err := f.Chmod(0o644); err != nil {
+		if err := f.Chmod(fileMode()); err != nil {
 			return err
 		}
 		return f.Sync()

@@ -428,9 +428,12 @@ func (in *Inspection) WriteText(w io.Writer) {
 		head += " " + d.HeadGranularity
 	}
 	fmt.Fprintf(w, "recipe      weights %s, head %s, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
-	if q := in.Metadata.QConv; q != nil && q.Gate != nil {
-		g := q.Gate
-		fmt.Fprintf(w, "gate        passed %v: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", g.Passed, g.TeacherForced, g.Greedy, g.MinPrefillCosine)
+	if q := in.Metadata.QConv; q != nil {
+		if g := q.Gate; g != nil && !g.Skipped {
+			fmt.Fprintf(w, "gate        %s: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", GateVerdict(g), g.TeacherForced, g.Greedy, g.MinPrefillCosine)
+		} else {
+			fmt.Fprintf(w, "gate        not gated (published with --no-gate: not checked against the fp32 reference)\n")
+		}
 	}
 	for _, f := range in.Functions {
 		fmt.Fprintf(w, "function    @%s\n", f.Name)

@@ -379,7 +379,7 @@ func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, pre
 func ShortName(ck *hf.Checkpoint) string {
 	name := ck.RepoID
 	if name == "" {
-		name = ck.Dir
+		name = CheckpointName(ck) // symlinks resolved: another spelling of the path names the same bundle
 	}
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
