@@ -81,14 +81,15 @@ type QConvBlock struct {
 // GateSummary is the gate's verdict and counts; the full report sits beside it. A bundle
 // published with --no-gate records Passed false and Skipped true (see gaterecord.go).
 type GateSummary struct {
-	Passed  bool `json:"passed"`
-	Skipped bool `json:"skipped,omitempty"`
-	GateRecord
+	Passed           bool    `json:"passed"`
+	Skipped          bool    `json:"skipped,omitempty"`
 	Prompts          int     `json:"prompts"`
 	TeacherForced    string  `json:"teacher_forced"` // e.g. "62/62"
 	Greedy           string  `json:"greedy"`         // e.g. "64/64"
 	MinPrefillCosine float64 `json:"min_prefill_cosine"`
 	FirstFailure     string  `json:"first_failure,omitempty"`
+
+	GateRecord // weakened thresholds (gaterecord.go)
 }
 
 // SourceInfo identifies the checkpoint a bundle came from by content (see SourceIdentity), with

@@ -42,6 +42,8 @@ type Card struct {
 	Reference  string       `json:"reference,omitempty"`
 	NotGated   []string     `json:"not_gated"` // paths of bundles without a gate verdict
 	Bundles    []CardBundle `json:"bundles"`
+	// Stale lists what the tree holds that looks left over (see staleInTree); logged as warnings.
+	Stale []string `json:"stale,omitempty"`
 }
 
 // CardFrontMatter is the model card's YAML header. Empty fields are left out: a license is never
@@ -154,6 +156,9 @@ const (
 // naming the bundle; a failed gate (embedded, or re-run with opt.Reference) is an
 // exitcode.GateFailed error.
 func BuildCard(outDir string, opt CardOptions) (*Card, error) {
+	if err := treeHint(outDir); err != nil {
+		return nil, err
+	}
 	dirs, err := listBundles(outDir)
 	if err != nil {
 		return nil, err
@@ -183,6 +188,12 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 		return nil, err
 	}
 	c.linkBundles()
+	c.Stale = staleInTree(outDir, c.Bundles)
+	for _, st := range c.Stale {
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, "card: warning: %s\n", st)
+		}
+	}
 	if opt.Reference != nil {
 		if err := c.reverify(outDir, opt.Reference, opt.Log); err != nil {
 			return nil, err
@@ -1000,6 +1011,9 @@ func (b *CardBundle) TableRow() []string {
 		gate = g.Status
 		if g.Rerun {
 			gate += " (re-run)"
+		}
+		if g.Summary.Weakened != "" {
+			gate += "; **WEAKENED gate**: " + g.Summary.Weakened
 		}
 		if cc := g.Companion; cc != nil {
 			gate += fmt.Sprintf("; companion identical on %d/%d prompts", countIdentical(cc), len(cc.Prompts))

@@ -267,3 +267,34 @@ func recordedName(s SourceInfo) string {
 	}
 	return filepath.Base(filepath.Clean(s.Ref))
 }
+
+// staleInTree is what `card` can tell is left over without knowing the recipe: staging
+// directories of an interrupted export, and several bundles of one target with the same
+// contract (one recipe makes one per contract; the others are from an earlier recipe or name,
+// which `export --check` names exactly).
+func staleInTree(outDir string, bundles []CardBundle) []string {
+	var out []string
+	for _, t := range TargetNames() {
+		entries, _ := os.ReadDir(filepath.Join(outDir, t))
+		for _, e := range entries {
+			if e.IsDir() && strings.HasPrefix(e.Name(), ".qconv-tmp-") {
+				out = append(out, fmt.Sprintf("%s/%s: a staging directory left by an interrupted export (safe to delete)", t, e.Name()))
+			}
+		}
+	}
+	groups := map[string][]string{}
+	var keys []string
+	for _, b := range bundles {
+		k := b.Target + " " + b.Contract
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], b.Path)
+	}
+	for _, k := range keys {
+		if g := groups[k]; len(g) > 1 {
+			out = append(out, fmt.Sprintf("%d %s bundles (%s): one recipe makes one, so all but one are probably stale; `qconv export --check` with the current recipe names them", len(g), k, strings.Join(g, ", ")))
+		}
+	}
+	return out
+}

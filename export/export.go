@@ -73,6 +73,10 @@ type BundleResult struct {
 	Tensors  []TensorPlan       `json:"tensors,omitempty"`
 	Report   *oracle.GateReport `json:"-"`
 	Phases   map[string]float64 `json:"phase_seconds,omitempty"`
+
+	// BytesEstimated marks a --dry-run size: the weights' bytes only (main.mlirb adds the graph
+	// and alignment padding); a written bundle's Bytes is main.mlirb's exact size.
+	BytesEstimated bool `json:"bytes_estimated,omitempty"`
 }
 
 // job is one bundle being built.
@@ -157,6 +161,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 				j.result.Bytes += p.Bytes
 			}
 			j.result.Gate = GateSummary{Skipped: true}
+			j.result.BytesEstimated = true
 			res.Bundles = append(res.Bundles, j.result)
 		}
 		return res, nil

@@ -55,6 +55,9 @@ type DerivedRecipe struct {
 // between the bytes, the main.hash, the directory name and the metadata, after filling in what
 // it could read.
 func Inspect(dir string) (*Inspection, error) {
+	if err := AssetHint(dir); err != nil {
+		return nil, err
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err

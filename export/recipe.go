@@ -124,7 +124,7 @@ func TargetByName(name string) (*Target, error) {
 	for _, t := range Targets {
 		names = append(names, t.Name)
 	}
-	return nil, exitcode.Badf("flag --target: unknown target %q (targets: %s, all)", name, strings.Join(names, ", "))
+	return nil, exitcode.Badf("flag --target: unknown target %q (one of: %s)", name, strings.Join(names, ", "))
 }
 
 // ParseTargets reads a --target list ("all" expands to every target, in table order).
@@ -142,7 +142,7 @@ func ParseTargets(list string) ([]*Target, error) {
 		} else {
 			t, err := TargetByName(name)
 			if err != nil {
-				return nil, err
+				return nil, exitcode.Badf("flag --target: unknown target %q (targets: %s, or all)", name, strings.Join(TargetNames(), ", "))
 			}
 			ts = []*Target{t}
 		}

@@ -162,7 +162,11 @@ func printExport(res *export.Result, f exportFlags) {
 		case !b.Gate.Skipped:
 			gate = fmt.Sprintf("gate %s: teacher-forced %s, greedy %s, min cosine %.6f", export.GateVerdict(&b.Gate), b.Gate.TeacherForced, b.Gate.Greedy, b.Gate.MinPrefillCosine)
 		}
-		fmt.Fprintf(w, "%-14s %s\n  %s\n  %d bytes; %s\n", b.Target, b.Name, where, b.Bytes, gate)
+		size := fmt.Sprintf("%d bytes", b.Bytes)
+		if b.BytesEstimated {
+			size = fmt.Sprintf("estimate: %d bytes of weights (main.mlirb adds the graph and alignment)", b.Bytes)
+		}
+		fmt.Fprintf(w, "%-14s %s\n  %s\n  %s; %s\n", b.Target, b.Name, where, size, gate)
 		if b.Gate.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", b.Gate.FirstFailure)
 		}
