@@ -58,9 +58,10 @@ func CheckpointName(ck *hf.Checkpoint) string {
 	return filepath.Base(filepath.Clean(dir))
 }
 
-// dateFields are the metadata fields that say when a bundle was made; --check does not compare
-// them (a re-run on another day is not drift).
-var dateFields = [][]string{{"compilation", "date"}, {"creationDate"}}
+// dateFields are the metadata fields that say when a bundle was made, or which Hub revision
+// name pointed at the (identical) files; --check does not compare them: a re-run on another day,
+// or a new revision with the same bytes, is not drift. The content is compared in full.
+var dateFields = [][]string{{"compilation", "date"}, {"creationDate"}, {"qconv", "checkpoint", "revision"}}
 
 // sameIgnoringDates reports whether two JSON documents are equal once their date fields are
 // removed.

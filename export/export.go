@@ -265,7 +265,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			opt.Progress.Add(int64(pct - last))
 			last = pct
 		}
-		err := j.gate(ref, prompts, gopt)
+		err := j.gate(ctx, ref, prompts, gopt)
 		opt.Progress.Done()
 		if err != nil {
 			return nil, err
@@ -587,14 +587,14 @@ type CompanionPrompt struct {
 	DecodeOnlyFrom string `json:"decode_only_from,omitempty"`
 }
 
-func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
+func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
 			s, err := graph.NewSession(j.shipped, nil)
 			if err != nil {
 				return nil, err
 			}
-			return sessionCandidate{s}, nil
+			return ctxCandidate{ctx, sessionCandidate{s}}, nil
 		}, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
 		if err != nil {
 			return fmt.Errorf("gating %s: %w", j.name, err)
