@@ -391,7 +391,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	sum, size, err := writeMLIRBTo(f, ctxWriter{ctx, f, opt.Progress}, j.module, "qconv "+opt.Version)
 	opt.Progress.Done()
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", j.name, err)
+		return fmt.Errorf("writing %s: %w", j.dir, err) // names the destination; a full disk is exit 2
 	}
 	j.sum, j.size = sum, size
 	j.result.Phases["quantize_write"] = time.Since(start).Seconds()

@@ -47,14 +47,16 @@ func (p *phaseLines) Phase(name string, total int64, bytes bool) {
 func (p *phaseLines) Add(int64) {}
 func (p *phaseLines) Done()     {}
 
-// bars draws one progress bar per phase; byte phases show done/total sizes, not a rate (a
-// cache hit is not throughput).
+// bars draws one progress bar per phase: the share done, with a byte phase's total size in its
+// description and no rate (a tensor reused from an earlier bundle is not throughput).
 type bars struct{ bar *progressbar.ProgressBar }
 
 func (b *bars) Phase(name string, total int64, bytes bool) {
+	if bytes {
+		name += " (" + export.FormatSize(total) + ")"
+	}
 	b.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(name),
-		progressbar.OptionShowBytes(false), progressbar.OptionShowTotalBytes(bytes), progressbar.OptionThrottle(100_000_000),
-		progressbar.OptionClearOnFinish())
+		progressbar.OptionShowBytes(false), progressbar.OptionThrottle(100_000_000), progressbar.OptionClearOnFinish())
 }
 
 func (b *bars) Add(n int64) {
