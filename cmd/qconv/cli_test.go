@@ -292,6 +292,10 @@ func TestReadmeCIRecipe(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("--check from another directory: exit %d\n%s", r.code, r.stderr)
 	}
+	// The snapshot directory itself, as a path: the same checkpoint as Org/Model.
+	if r := cli(t, sub, env, "export", "--head-sym", "--target", "gpu-pipelined", snap+"/", "-o", "../bundles", "--check"); r.code != 0 {
+		t.Fatalf("--check with the snapshot's path: exit %d\n%s", r.code, r.stderr)
+	}
 	os.Remove(sub)
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Errorf("--check left %d entries in $TMPDIR", len(ents))
@@ -473,6 +477,12 @@ func TestExitCodesAndStreams(t *testing.T) {
 				}
 			}
 		}
+	}
+	// An output path under a regular file is the environment's refusal, naming the path.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	if r := cli(t, "", nil, "export", "--target", "gpu-pipelined", trained, "-o", filepath.Join(file, "out")); r.code != 2 || !strings.Contains(r.stderr, filepath.Join(file, "out")) {
+		t.Errorf("-o under a file: exit %d, want 2 naming the path\n%s", r.code, r.stderr)
 	}
 	r := cli(t, "", nil, "info", "/nonexistent", "--json")
 	var doc struct {
