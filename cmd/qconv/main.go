@@ -67,7 +67,7 @@ func newRoot() *cobra.Command {
 	root.SetErr(stderr)
 	// Usage errors (unknown flag, wrong argument count) are bad input: exit code 2.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exitcode.Badf("%s: %w", c.CommandPath(), err)
+		return exitcode.Badf("%s: %w (see %s --help)", c.Name(), err, c.CommandPath())
 	})
 	root.AddCommand(newInfoCmd())
 	root.AddCommand(newExportCmd())
@@ -139,7 +139,7 @@ func commandNames(root *cobra.Command) []string {
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if err := cobra.ExactArgs(n)(c, args); err != nil {
-			return exitcode.Badf("%s: %w", c.CommandPath(), err)
+			return exitcode.Badf("%s: %w (see %s --help)", c.Name(), err, c.CommandPath())
 		}
 		return nil
 	}
