@@ -232,6 +232,10 @@ func firstDifference(x, y []byte) string {
 // directories left from an earlier recipe or name, and staging directories a killed run left
 // behind. produced holds the bundle directories of this run.
 func staleBundles(outDir string, produced map[string]bool) ([]string, error) {
+	requested := map[string]bool{}
+	for p := range produced {
+		requested[filepath.Base(filepath.Dir(p))] = true
+	}
 	var out []string
 	for _, t := range TargetNames() {
 		parent := filepath.Join(outDir, t)
@@ -249,6 +253,8 @@ func staleBundles(outDir string, produced map[string]bool) ([]string, error) {
 			case strings.HasPrefix(e.Name(), ".qconv-tmp-"):
 				out = append(out, fmt.Sprintf("%s: a staging directory left by an interrupted run (safe to delete)", p))
 			case strings.HasPrefix(e.Name(), "."):
+			case !requested[t]:
+				out = append(out, fmt.Sprintf("%s: stale bundle, target %s was not requested (add it to --target if one command makes the tree, else delete it or pass --ignore-stale)", p, t))
 			default:
 				out = append(out, fmt.Sprintf("%s: stale bundle, not produced by this checkpoint and recipe (left from an earlier recipe or name; delete it, or pass --ignore-stale)", p))
 			}
