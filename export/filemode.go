@@ -1,8 +1,10 @@
 package export
 
 import (
+	"bufio"
 	"os"
-	"sync"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,19 +17,23 @@ const (
 	filePerm os.FileMode = 0o666
 )
 
-var (
-	umaskOnce sync.Once
-	umask     os.FileMode
-)
-
-// processUmask reads the umask once (setting it and putting it back, before any file is made).
+// processUmask is the process umask, read from /proc/self/status without changing it; where
+// that is unavailable it is set and put back (022 meanwhile, never more permissive).
 func processUmask() os.FileMode {
-	umaskOnce.Do(func() {
-		old := unix.Umask(0o022)
-		unix.Umask(old)
-		umask = os.FileMode(old)
-	})
-	return umask
+	if f, err := os.Open("/proc/self/status"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return os.FileMode(m)
+				}
+			}
+		}
+	}
+	old := unix.Umask(0o022)
+	unix.Umask(old)
+	return os.FileMode(old)
 }
 
 // dirMode is the mode mkdir would give a new directory; os.MkdirTemp's 0700 is changed to it.
