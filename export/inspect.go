@@ -40,6 +40,10 @@ type Inspection struct {
 	Derived   DerivedRecipe   `json:"derived"`
 	Metadata  *BundleMetadata `json:"metadata"`
 	Problems  []string        `json:"problems"`
+
+	// GateVerdict is the recorded gate as every reader states it: "not gated", "passed",
+	// "FAILED", with the weakened thresholds named (GateVerdict).
+	GateVerdict string `json:"gate_verdict"`
 }
 
 // DerivedRecipe is the part of the recipe the bytes alone determine.
@@ -73,6 +77,9 @@ func Inspect(dir string) (*Inspection, error) {
 		return nil, exitcode.Badf("%s: %v", mdPath, err)
 	}
 	in.Metadata = md
+	if md.QConv != nil {
+		in.GateVerdict = GateVerdict(md.QConv.Gate)
+	}
 	asset := md.Assets["main"]
 	if asset == "" {
 		return in, exitcode.Badf("%s: assets.main is missing", mdPath)

@@ -546,6 +546,12 @@ func TestGateRecord(t *testing.T) {
 	if r := cli(t, "", nil, "inspect", bundle); !strings.Contains(r.stderr, "gate        not gated") {
 		t.Errorf("inspect of a --no-gate bundle:\n%s", r.stderr)
 	}
+	if r := cli(t, "", nil, "inspect", bundle, "--json"); !strings.Contains(r.stdout, `"gate_verdict": "not gated"`) {
+		t.Errorf("inspect --json of a --no-gate bundle does not say not gated")
+	}
+	if r := cli(t, "", nil, "card", filepath.Dir(filepath.Dir(bundle))); !strings.Contains(r.stdout, "NOT GATED") {
+		t.Errorf("the card of a --no-gate bundle does not say NOT GATED")
+	}
 	if r := cli(t, "", nil, "verify", bundle, "--reference", trained); !strings.Contains(r.stderr, "recorded at export: not gated") {
 		t.Errorf("verify of a --no-gate bundle:\n%s", r.stderr)
 	}
