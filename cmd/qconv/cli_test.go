@@ -412,9 +412,8 @@ func entries(dir string) []string {
 	return names
 }
 
-// A full disk and a read-only output directory are the environment's refusal: exit 2 naming the
-// path, nothing left behind, an existing bundle untouched; --check needs no write access.
-func TestExportEnvironmentErrors(t *testing.T) {
+// A full disk is the environment's refusal: exit 2 naming the path, nothing left behind.
+func TestExportDiskFull(t *testing.T) {
 	full := mountTmpfs(t, "size=1m")
 	r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", filepath.Join(full, "out"))
 	if r.code != 2 || !strings.Contains(r.stderr, full) || !strings.Contains(r.stderr, "no space left on device") {
@@ -423,28 +422,62 @@ func TestExportEnvironmentErrors(t *testing.T) {
 	if left := entries(full); len(left) > 0 {
 		t.Errorf("disk full left %v", left)
 	}
+}
 
-	ro := mountTmpfs(t, "size=16m")
-	if r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", ro); r.code != 0 {
+// readOnlyTree exports the ship bundle into a directory and makes it read-only: a read-only
+// tmpfs as root, a 0555 directory otherwise.
+func readOnlyTree(t *testing.T) string {
+	t.Helper()
+	var dir string
+	if os.Geteuid() == 0 {
+		dir = mountTmpfs(t, "size=16m")
+	} else {
+		dir = t.TempDir()
+	}
+	if r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", dir); r.code != 0 {
 		t.Fatalf("export: exit %d\n%s", r.code, r.stderr)
 	}
-	before := treeHash(t, ro)
-	if out, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
-		t.Fatalf("remount ro: %v %s", err, out)
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
+			t.Fatalf("remount ro: %v %s", err, out)
+		}
+		return dir
 	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o555)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+	return dir
+}
+
+// A read-only output directory is the environment's refusal (exit 2 naming the path, the
+// existing bundle untouched), and --check needs no write access to the tree.
+func TestExportReadOnlyOutput(t *testing.T) {
+	ro := readOnlyTree(t)
+	before := treeHash(t, ro)
 	if r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", ro, "--check"); r.code != 0 {
 		t.Errorf("--check on a read-only tree: exit %d, want 0\n%s", r.code, r.stderr)
 	}
-	r = cli(t, "", nil, "export", "--target", "gpu-pipelined", trained, "-o", ro)
-	if r.code != 2 || !strings.Contains(r.stderr, ro) || !strings.Contains(r.stderr, "read-only file system") {
+	r := cli(t, "", nil, "export", "--target", "gpu-pipelined", trained, "-o", ro)
+	if r.code != 2 || !strings.Contains(r.stderr, ro) || !(strings.Contains(r.stderr, "read-only file system") || strings.Contains(r.stderr, "permission denied")) {
 		t.Errorf("read-only output: exit %d, want 2 naming %s\n%s", r.code, ro, r.stderr)
-	}
-	if after := treeHash(t, ro); after != before {
-		t.Errorf("the read-only tree changed")
 	}
 	r = cli(t, "", nil, "export", "--target", "gpu-pipelined", trained, "-o", filepath.Join(ro, "new"))
 	if r.code != 2 || !strings.Contains(r.stderr, filepath.Join(ro, "new")) {
 		t.Errorf("read-only parent: exit %d, want 2 naming the path\n%s", r.code, r.stderr)
+	}
+	if after := treeHash(t, ro); after != before {
+		t.Errorf("the read-only tree changed")
 	}
 }
 
