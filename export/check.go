@@ -134,6 +134,8 @@ func compareDirs(a, b string) ([]string, error) {
 		case bytes.Equal(x, y):
 		case strings.HasSuffix(n, ".json") && sameIgnoringDates(x, y):
 			// Only the dates differ: not drift.
+		case strings.HasSuffix(n, ".json") && jsonDifference(x, y) != "":
+			diffs = append(diffs, fmt.Sprintf("%s: %s", filepath.Join(b, n), jsonDifference(x, y)))
 		case filepath.Base(n) == "main.mlirb":
 			diffs = append(diffs, fmt.Sprintf("%s: %s", filepath.Join(b, n), mlirbDifference(x, y)))
 		default:
@@ -304,4 +306,90 @@ func staleInTree(outDir string, bundles []CardBundle) []string {
 		}
 	}
 	return out
+}
+
+// jsonDifference names the first field (in key order, dates excluded) whose value differs
+// between the regenerated document x and the one on disk y, or "" when either does not parse.
+func jsonDifference(x, y []byte) string {
+	var a, b any
+	if json.Unmarshal(x, &a) != nil || json.Unmarshal(y, &b) != nil {
+		return ""
+	}
+	for _, d := range [...]any{a, b} {
+		if m, ok := d.(map[string]any); ok {
+			for _, path := range dateFields {
+				dropField(m, path)
+			}
+		}
+	}
+	path, va, vb := firstJSONDifference(a, b, "")
+	if path == "" {
+		return ""
+	}
+	show := func(v any) string {
+		if v == nil {
+			return "absent"
+		}
+		j, _ := json.Marshal(v)
+		if len(j) > 80 {
+			return string(j[:77]) + "..."
+		}
+		return string(j)
+	}
+	return fmt.Sprintf("field %s differs (regenerated %s, on disk %s)", path, show(va), show(vb))
+}
+
+func firstJSONDifference(a, b any, path string) (string, any, any) {
+	name := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := map[string]bool{}
+		for k := range x {
+			keys[k] = true
+		}
+		for k := range y {
+			keys[k] = true
+		}
+		var sorted []string
+		for k := range keys {
+			sorted = append(sorted, k)
+		}
+		sort.Strings(sorted)
+		for _, k := range sorted {
+			if p, va, vb := firstJSONDifference(x[k], y[k], name(k)); p != "" {
+				return p, va, vb
+			}
+		}
+		return "", nil, nil
+	case []any:
+		y, ok := b.([]any)
+		if !ok {
+			break
+		}
+		for i := 0; i < min(len(x), len(y)); i++ {
+			if p, va, vb := firstJSONDifference(x[i], y[i], fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p, va, vb
+			}
+		}
+		if len(x) != len(y) {
+			return fmt.Sprintf("%s (length %d, on disk %d)", path, len(x), len(y)), nil, nil
+		}
+		return "", nil, nil
+	}
+	if reflect.DeepEqual(a, b) {
+		return "", nil, nil
+	}
+	if path == "" {
+		path = "(document)"
+	}
+	return path, a, b
 }

@@ -104,3 +104,17 @@ func TestExportFollowsUmask(t *testing.T) {
 		t.Errorf("under umask 027: %v", bad)
 	}
 }
+
+func TestJSONDifference(t *testing.T) {
+	x := `{"qconv": {"gate": {"passed": true, "weakened": "min margin 0.3 (default 0.1)"}, "tensors": [{"name": "a"}, {"name": "b"}]}, "compilation": {"date": "1"}}`
+	cases := []struct{ y, want string }{
+		{`{"qconv": {"gate": {"passed": true}, "tensors": [{"name": "a"}, {"name": "b"}]}, "compilation": {"date": "2"}}`, `field qconv.gate.weakened differs (regenerated "min margin 0.3 (default 0.1)", on disk absent)`},
+		{`{"qconv": {"gate": {"passed": true, "weakened": "min margin 0.3 (default 0.1)"}, "tensors": [{"name": "a"}, {"name": "c"}]}, "compilation": {"date": "3"}}`, `field qconv.tensors[1].name differs (regenerated "b", on disk "c")`},
+		{x, ""},
+	}
+	for _, c := range cases {
+		if got := jsonDifference([]byte(x), []byte(c.y)); got != c.want {
+			t.Errorf("got %q, want %q", got, c.want)
+		}
+	}
+}
