@@ -529,6 +529,32 @@ func TestExitCodesAndStreams(t *testing.T) {
 	}
 }
 
+// Without CI set, stderr redirected to a file still gets one line per phase, no bars; with
+// TERM=dumb too.
+func TestProgressLinesOffTerminal(t *testing.T) {
+	for _, term := range []string{"xterm-256color", "dumb"} {
+		var env []string
+		for _, kv := range ciEnv() {
+			if kv != "CI=true" && !strings.HasPrefix(kv, "TERM=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, "TERM="+term)
+		r := cli(t, "", env, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", t.TempDir())
+		if r.code != 0 {
+			t.Fatalf("export: exit %d\n%s", r.code, r.stderr)
+		}
+		for _, want := range []string{"reading checkpoint: 4.78 MB", "quantize+write tinyqwen35_code_decode_int8hu_block32_sym: 2.82 MB", "gating tinyqwen35_code_decode_int8hu_block32_sym\n"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("TERM=%s: no phase line %q:\n%s", term, want, r.stderr)
+			}
+		}
+		if strings.ContainsAny(r.stderr, "\r\x1b") || strings.Contains(r.stderr, "(%)") || strings.Contains(r.stderr, "B/s") {
+			t.Errorf("TERM=%s: bars, rates or control characters in a redirected stderr:\n%q", term, r.stderr)
+		}
+	}
+}
+
 // SIGTERM, like SIGINT, cleans up and exits with the shell's 128+signal code.
 func TestSIGTERMExit143(t *testing.T) {
 	out := t.TempDir()
