@@ -315,6 +315,15 @@ func TestReadmeCIRecipe(t *testing.T) {
 	if code, log = runBlock(t, repo, block, env); code != 0 {
 		t.Fatalf("after regenerating: exit %d, want 0\n%s", code, log)
 	}
+	// A bundle left from an earlier recipe is stale: reported (4), dropped by the regeneration.
+	copyDir(t, bundle, filepath.Join(repo, "bundles", "gpu-pipelined", "model_decode_int8lin"))
+	code, log = runBlock(t, repo, block, env)
+	if code != 4 || !strings.Contains(log, "model_decode_int8lin: stale bundle") {
+		t.Fatalf("with a stale bundle: exit %d, want 4 naming it\n%s", code, log)
+	}
+	if code, log = runBlock(t, repo, block, env); code != 0 {
+		t.Fatalf("after regenerating without the stale bundle: exit %d, want 0\n%s", code, log)
+	}
 	card, err := os.ReadFile(filepath.Join(repo, "bundles", "README.md"))
 	if err != nil {
 		t.Fatal(err)
