@@ -81,7 +81,8 @@ type QConvBlock struct {
 	PublishedAs *PublishedAs `json:"published_as,omitempty"`
 }
 
-// GateSummary is the gate's verdict and counts; the full report sits beside it.
+// GateSummary is the gate's verdict and counts; the full report sits beside it. A bundle
+// published with --no-gate records Passed false and Skipped true (see gaterecord.go).
 type GateSummary struct {
 	Passed           bool    `json:"passed"`
 	Skipped          bool    `json:"skipped,omitempty"`
@@ -90,13 +91,18 @@ type GateSummary struct {
 	Greedy           string  `json:"greedy"`         // e.g. "64/64"
 	MinPrefillCosine float64 `json:"min_prefill_cosine"`
 	FirstFailure     string  `json:"first_failure,omitempty"`
+
+	GateRecord // weakened thresholds (gaterecord.go)
 }
 
-// SourceInfo identifies the checkpoint a bundle came from.
+// SourceInfo identifies the checkpoint a bundle came from by content (see SourceIdentity), with
+// its name and, when read from the Hugging Face cache, repo id and revision; never a local path.
 type SourceInfo struct {
-	Ref      string           `json:"ref"`
+	Ref      string           `json:"ref,omitempty"` // older bundles: the path as typed (no longer written)
+	Name     string           `json:"name,omitempty"`
 	RepoID   string           `json:"repo_id,omitempty"`
 	Revision string           `json:"revision,omitempty"`
+	Identity string           `json:"source_sha256,omitempty"`
 	Files    []FileDigestJSON `json:"files"`
 }
 
@@ -215,7 +221,7 @@ func decodeStrict(b []byte, v any) error {
 var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"}
 
 func copyTokenizer(srcDir, dstDir string) ([]string, error) {
-	if err := os.MkdirAll(dstDir, 0o755); err != nil {
+	if err := os.MkdirAll(dstDir, dirPerm); err != nil {
 		return nil, err
 	}
 	var copied []string
@@ -227,7 +233,7 @@ func copyTokenizer(srcDir, dstDir string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dstDir, name), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dstDir, name), b, filePerm); err != nil {
 			return nil, err
 		}
 		copied = append(copied, name)
@@ -238,7 +244,7 @@ func copyTokenizer(srcDir, dstDir string) ([]string, error) {
 
 // writeFile writes data to path, failing if it exists (everything goes into a fresh temp dir).
 func writeFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
 	if err != nil {
 		return err
 	}

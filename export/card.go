@@ -48,6 +48,8 @@ type Card struct {
 	Bundles    []CardBundle `json:"bundles"`
 	// Sections are free-text sections written after the naming notes (qconv release's manifest).
 	Sections []CardSection `json:"sections,omitempty"`
+	// Stale lists what the tree holds that looks left over (see staleInTree); logged as warnings.
+	Stale []string `json:"stale,omitempty"`
 }
 
 // CardSection is a free-text Markdown section of the card.
@@ -71,7 +73,9 @@ type CardFrontMatter struct {
 
 // CardSource is the checkpoint every bundle records (they must agree) and who made the bundles.
 type CardSource struct {
-	Ref              string           `json:"ref"`
+	Ref              string           `json:"ref,omitempty"`  // never a local path: see Name
+	Name             string           `json:"name,omitempty"` // the checkpoint's name (CheckpointName)
+	Identity         string           `json:"source_sha256,omitempty"`
 	RepoID           string           `json:"repo_id,omitempty"`
 	Revision         string           `json:"revision,omitempty"`
 	Files            []FileDigestJSON `json:"files"`
@@ -168,6 +172,9 @@ const (
 // naming the bundle; a failed gate (embedded, or re-run with opt.Reference) is an
 // exitcode.GateFailed error.
 func BuildCard(outDir string, opt CardOptions) (*Card, error) {
+	if err := treeHint(outDir); err != nil {
+		return nil, err
+	}
 	dirs, err := listBundles(outDir, opt.Skip)
 	if err != nil {
 		return nil, err
@@ -199,6 +206,12 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 	c.linkBundles()
 	if err := c.fillRun(outDir, mds, opt.Speed); err != nil {
 		return nil, err
+	}
+	c.Stale = staleInTree(outDir, c.Bundles)
+	for _, st := range c.Stale {
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, "card: warning: %s\n", st)
+		}
 	}
 	if opt.Reference != nil {
 		if err := c.reverify(outDir, opt.Reference, opt.Log); err != nil {
@@ -699,7 +712,7 @@ func (c *Card) fillSource(mds map[string]*BundleMetadata) error {
 		ck := md.QConv.Checkpoint
 		if first == nil {
 			first = b
-			c.Source = CardSource{Ref: ck.Ref, RepoID: ck.RepoID, Revision: ck.Revision, Files: ck.Files, VocabSize: md.Language.VocabSize}
+			c.Source = CardSource{Name: recordedName(ck), Identity: SourceIdentity(ck.Files), RepoID: ck.RepoID, Revision: ck.Revision, Files: ck.Files, VocabSize: md.Language.VocabSize}
 		} else if !slices.Equal(ck.Files, c.Source.Files) || md.Language.VocabSize != c.Source.VocabSize {
 			return exitcode.Badf("%s and %s were exported from different checkpoints (%s vs %s): one card describes one model", first.Path, b.Path, describeFiles(c.Source.Files), describeFiles(ck.Files))
 		}
@@ -819,7 +832,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 		}
 	}
 	c.Reverified = true
-	c.Reference = ck.Ref
+	c.Reference = CheckpointName(ck)
 	if ck.RepoID != "" {
 		c.Reference = ck.RepoID
 		if ck.Revision != "" {
@@ -1028,6 +1041,9 @@ func (b *CardBundle) TableRow() []string {
 		if g.Rerun {
 			gate += " (re-run)"
 		}
+		if g.Summary.Weakened != "" {
+			gate += "; **WEAKENED gate**: " + g.Summary.Weakened
+		}
 		if cc := g.Companion; cc != nil {
 			gate += fmt.Sprintf("; companion identical on %d/%d prompts", countIdentical(cc), len(cc.Prompts))
 		}
@@ -1122,7 +1138,7 @@ func (c *Card) writeSource(w io.Writer) {
 	s := c.Source
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("## Source\n\n")
-	ref := "`" + s.Ref + "`"
+	ref := "`" + s.Name + "`"
 	if s.RepoID != "" {
 		ref += " (Hugging Face `" + s.RepoID + "`"
 		if s.Revision != "" {
@@ -1132,6 +1148,7 @@ func (c *Card) writeSource(w io.Writer) {
 	} else {
 		ref += " (a local directory: no Hugging Face repo id recorded)"
 	}
+	ref += ", source sha256 `" + s.Identity + "`"
 	p("- Checkpoint, as every bundle records it: %s; vocabulary %d.\n", ref, s.VocabSize)
 	if s.ModelType != "" {
 		p("- `model_type` (from the reference's config.json): `%s`.\n", s.ModelType)
@@ -1413,7 +1430,7 @@ func WriteFileAtomic(path string, data []byte) error {
 		if _, err := f.Write(data); err != nil {
 			return err
 		}
-		if err := f.Chmod(0o644); err != nil {
+		if err := f.Chmod(fileMode()); err != nil {
 			return err
 		}
 		return f.Sync()

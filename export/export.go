@@ -1,15 +1,12 @@
 package export
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +34,7 @@ type Options struct {
 	NoGate      bool
 	DryRun      bool
 	Check       bool
+	IgnoreStale bool // --check: do not count bundles this run did not produce as drift
 	Version     string
 	Progress    Progress   // nil: silent
 	Stress      StressMode // the fp16-accumulation stress gate ("" = record; stress.go)
@@ -68,6 +66,7 @@ type Result struct {
 	Bundles []BundleResult `json:"bundles"`
 	Passed  bool           `json:"passed"`
 	Drift   []string       `json:"drift,omitempty"` // --check: what differs
+	Stale   []string       `json:"stale,omitempty"` // --check --ignore-stale: bundles this run did not produce
 	DryRun  bool           `json:"dry_run,omitempty"`
 }
 
@@ -91,6 +90,10 @@ type BundleResult struct {
 	// Reused counts the resources copied from an earlier bundle of the run instead of quantized
 	// again (identical tensor, scheme and storage).
 	Reused int64 `json:"reused_resources"`
+
+	// BytesEstimated marks a --dry-run size: the weights' bytes only (main.mlirb adds the graph
+	// and alignment padding); a written bundle's Bytes is main.mlirb's exact size.
+	BytesEstimated bool `json:"bytes_estimated,omitempty"`
 }
 
 // job is one bundle being built.
@@ -191,6 +194,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 				j.result.Bytes += p.Bytes
 			}
 			j.result.Gate = GateSummary{Skipped: true}
+			j.result.BytesEstimated = true
 			res.Bundles = append(res.Bundles, j.result)
 		}
 		return res, nil
@@ -277,7 +281,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, err
 		}
 		if opt.NoGate {
-			j.result.Gate = GateSummary{Passed: true, Skipped: true}
+			j.result.Gate = notGated()
 			continue
 		}
 		if j.twin != nil {
@@ -290,7 +294,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			continue
 		}
 		start := time.Now()
-		opt.Progress.Phase("gating "+j.name+" (%)", 100, false)
+		opt.Progress.Phase("gating "+j.name, 100, false)
 		last := 0
 		gopt := opt
 		gopt.Gate.Progress = func(done, total int) {
@@ -298,7 +302,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			opt.Progress.Add(int64(pct - last))
 			last = pct
 		}
-		err := j.gate(ref, prompts, gopt)
+		err := j.gate(ctx, ref, prompts, gopt)
 		opt.Progress.Done()
 		if err != nil {
 			return nil, err
@@ -321,6 +325,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return res, exitcode.Wrap(exitcode.GateFailed, fmt.Errorf("gate failed; nothing was published"))
 	}
 	if opt.Check {
+		produced := map[string]bool{}
 		for _, j := range jobs {
 			if j.hidden {
 				res.Bundles = append(res.Bundles, j.result)
@@ -333,6 +338,16 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			res.Drift = append(res.Drift, diffs...)
 			j.result.Path = j.dir
 			res.Bundles = append(res.Bundles, j.result)
+			produced[j.dir] = true
+		}
+		stale, err := staleBundles(opt.OutDir, produced)
+		if err != nil {
+			return nil, err
+		}
+		if opt.IgnoreStale {
+			res.Stale = stale
+		} else {
+			res.Drift = append(res.Drift, stale...)
 		}
 		if len(res.Drift) > 0 {
 			return res, exitcode.Wrap(exitcode.Drift, fmt.Errorf("--check: %d difference(s) from the bundles on disk", len(res.Drift)))
@@ -348,7 +363,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			res.Bundles = append(res.Bundles, j.result)
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(j.dir), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(j.dir), dirPerm); err != nil {
 			return nil, err
 		}
 		if err := publish(j.publishSource(), j.dir); err != nil {
@@ -416,14 +431,14 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	start := time.Now()
 	opt.Progress.Phase("quantize+write "+j.name, total, true)
 	path := filepath.Join(asset, "main.mlirb")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
 	if err != nil {
 		return err
 	}
 	sum, size, err := writeMLIRBTo(f, ctxWriter{ctx, f, opt.Progress}, j.module, "qconv "+opt.Version)
 	opt.Progress.Done()
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", j.name, err)
+		return fmt.Errorf("writing %s: %w", j.dir, err) // names the destination; a full disk is exit 2
 	}
 	j.sum, j.size = sum, size
 	j.result.Reused = j.reused.Load()
@@ -465,6 +480,16 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 // stage makes the staging directory beside the destination (so publishing is a rename on one
 // filesystem) and its empty asset directory, whose path it returns.
 func (j *job) stage(opt Options) (string, error) {
+	if opt.Check {
+		// --check publishes nothing: stage under $TMPDIR, so it needs no write access to the tree.
+		tmp, err := os.MkdirTemp("", ".qconv-check-"+j.name+"-")
+		if err != nil {
+			return "", exitcode.Badf("staging in %s: %w", os.TempDir(), err)
+		}
+		j.tmp = tmp
+		asset := filepath.Join(tmp, j.name+".aimodel")
+		return asset, os.Mkdir(asset, dirPerm)
+	}
 	parent := filepath.Join(opt.OutDir, j.target.Name)
 	// Remember the directories this run creates, so a run that publishes nothing removes them.
 	for _, d := range []string{opt.OutDir, parent} {
@@ -472,16 +497,20 @@ func (j *job) stage(opt Options) (string, error) {
 			*opt.created = append(*opt.created, d)
 		}
 	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(parent, dirPerm); err != nil {
 		return "", exitcode.Badf("output directory %s: %w", parent, err)
 	}
 	tmp, err := os.MkdirTemp(parent, ".qconv-tmp-"+j.name+"-")
 	if err != nil {
-		return "", fmt.Errorf("staging in %s: %w", parent, err)
+		return "", exitcode.Badf("output directory %s: %w", parent, err)
 	}
 	j.tmp = tmp
+	// MkdirTemp makes 0700; the published bundle directory gets what mkdir would give it.
+	if err := os.Chmod(tmp, dirMode()); err != nil {
+		return "", exitcode.Badf("output directory %s: %w", parent, err)
+	}
 	asset := filepath.Join(tmp, j.name+".aimodel")
-	return asset, os.Mkdir(asset, 0o755)
+	return asset, os.Mkdir(asset, dirPerm)
 }
 
 // copyTwin stages a copy of the twin's asset (identical bytes) and reads it back.
@@ -606,14 +635,14 @@ type CompanionPrompt struct {
 	DecodeOnlyFrom string `json:"decode_only_from,omitempty"`
 }
 
-func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
+func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
 			s, err := graph.NewSession(j.shipped, nil)
 			if err != nil {
 				return nil, err
 			}
-			return sessionCandidate{s}, nil
+			return ctxCandidate{ctx, sessionCandidate{s}}, nil
 		}, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
 		if err != nil {
 			return fmt.Errorf("gating %s: %w", j.name, err)
@@ -803,6 +832,7 @@ func summarize(r *oracle.GateReport) GateSummary {
 		TeacherForced:    fmt.Sprintf("%d/%d", t.TeacherForcedMatched, t.TeacherForcedConfident),
 		Greedy:           fmt.Sprintf("%d/%d", t.GreedyMatch, t.GreedySteps),
 		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure,
+		GateRecord: GateRecord{Weakened: WeakenedGate(r.Options)},
 	}
 }
 
@@ -841,7 +871,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	q := &QConvBlock{
 		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract.String(),
 		Recipe: j.recipe, Tensors: j.plans,
-		Checkpoint: SourceInfo{Ref: ck.Ref, RepoID: ck.RepoID, Revision: ck.Revision, Files: digests},
+		Checkpoint: sourceInfo(ck, digests),
 		MainHash:   fmt.Sprintf("%x", j.sum), MainBytes: j.size,
 	}
 	q.Function = j.io
@@ -861,7 +891,8 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 			q.GateReport = j.report
 		}
 	} else if opt.NoGate {
-		q.Gate = &GateSummary{Passed: true, Skipped: true}
+		ng := notGated()
+		q.Gate = &ng
 		q.Notes = append(q.Notes, "published with --no-gate: not checked against the fp32 reference")
 	}
 	q.PublishedAs = j.alias
@@ -917,56 +948,4 @@ func recordedDate(dir string) (time.Time, bool) {
 	}
 	t, err := time.Parse(time.RFC3339, md.Compilation.Date)
 	return t, err == nil
-}
-
-// compareDirs lists differences between the regenerated tree a and the tree on disk b.
-func compareDirs(a, b string) ([]string, error) {
-	files := map[string]bool{}
-	for _, root := range []string{a, b} {
-		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err != nil {
-				if root == b && errors.Is(err, os.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if !d.IsDir() {
-				rel, _ := filepath.Rel(root, p)
-				files[rel] = true
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	var names []string
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var diffs []string
-	for _, n := range names {
-		x, errA := os.ReadFile(filepath.Join(a, n))
-		y, errB := os.ReadFile(filepath.Join(b, n))
-		switch {
-		case errA != nil:
-			diffs = append(diffs, fmt.Sprintf("%s: on disk but no longer produced", filepath.Join(b, n)))
-		case errB != nil:
-			diffs = append(diffs, fmt.Sprintf("%s: missing on disk", filepath.Join(b, n)))
-		case !bytes.Equal(x, y):
-			diffs = append(diffs, fmt.Sprintf("%s: %s", filepath.Join(b, n), firstDifference(x, y)))
-		}
-	}
-	return diffs, nil
-}
-
-func firstDifference(x, y []byte) string {
-	n := min(len(x), len(y))
-	for i := 0; i < n; i++ {
-		if x[i] != y[i] {
-			return fmt.Sprintf("differs from the regenerated bytes at offset %d", i)
-		}
-	}
-	return fmt.Sprintf("regenerated %d bytes, on disk %d", len(x), len(y))
 }

@@ -45,6 +45,10 @@ type Inspection struct {
 	// NamingNote explains a legacy name the metadata records (published_as).
 	NamingNote string   `json:"naming_note,omitempty"`
 	Problems   []string `json:"problems"`
+
+	// GateVerdict is the recorded gate as every reader states it: "not gated", "passed",
+	// "FAILED", with the weakened thresholds named (GateVerdict).
+	GateVerdict string `json:"gate_verdict"`
 }
 
 // DerivedRecipe is the part of the recipe the bytes alone determine.
@@ -60,6 +64,9 @@ type DerivedRecipe struct {
 // between the bytes, the main.hash, the directory name and the metadata, after filling in what
 // it could read.
 func Inspect(dir string) (*Inspection, error) {
+	if err := AssetHint(dir); err != nil {
+		return nil, err
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -80,6 +87,9 @@ func Inspect(dir string) (*Inspection, error) {
 		}
 	}
 	in.Metadata = md
+	if md.QConv != nil {
+		in.GateVerdict = GateVerdict(md.QConv.Gate)
+	}
 	asset := md.Assets["main"]
 	if asset == "" {
 		return in, exitcode.Badf("%s: assets.main is missing", mdPath)
@@ -455,9 +465,12 @@ func (in *Inspection) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "name        %s\n", in.NamingNote)
 	}
 	fmt.Fprintf(w, "recipe      weights %s, head %s, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
-	if q := in.Metadata.QConv; q != nil && q.Gate != nil {
-		g := q.Gate
-		fmt.Fprintf(w, "gate        passed %v: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", g.Passed, g.TeacherForced, g.Greedy, g.MinPrefillCosine)
+	if q := in.Metadata.QConv; q != nil {
+		if g := q.Gate; g != nil && !g.Skipped {
+			fmt.Fprintf(w, "gate        %s: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", GateVerdict(g), g.TeacherForced, g.Greedy, g.MinPrefillCosine)
+		} else {
+			fmt.Fprintf(w, "gate        not gated (published with --no-gate: not checked against the fp32 reference)\n")
+		}
 		if q.GateStress != nil {
 			fmt.Fprintf(w, "gate        %s\n", q.GateStress.stressLine())
 		}

@@ -131,7 +131,7 @@ func TargetByName(name string) (*Target, error) {
 	for _, t := range Targets {
 		names = append(names, t.Name)
 	}
-	return nil, exitcode.Badf("flag --target: unknown target %q (targets: %s, all)", name, strings.Join(names, ", "))
+	return nil, exitcode.Badf("flag --target: unknown target %q (one of: %s)", name, strings.Join(names, ", "))
 }
 
 // ParseTargets reads a --target list ("all" expands to every target, in table order).
@@ -149,7 +149,7 @@ func ParseTargets(list string) ([]*Target, error) {
 		} else {
 			t, err := TargetByName(name)
 			if err != nil {
-				return nil, err
+				return nil, exitcode.Badf("flag --target: unknown target %q (targets: %s, or all)", name, strings.Join(TargetNames(), ", "))
 			}
 			ts = []*Target{t}
 		}
@@ -382,7 +382,7 @@ func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, pre
 func ShortName(ck *hf.Checkpoint) string {
 	name := ck.RepoID
 	if name == "" {
-		name = ck.Dir
+		name = CheckpointName(ck) // symlinks resolved: another spelling of the path names the same bundle
 	}
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]

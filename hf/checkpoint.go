@@ -137,7 +137,8 @@ func (c *Checkpoint) load(opt Options) error {
 		}
 		want = idx.WeightMap
 		seen := map[string]bool{}
-		for name, f := range idx.WeightMap {
+		for _, name := range sortedKeys(idx.WeightMap) { // name order: the same message every run
+			f := idx.WeightMap[name]
 			if f == "" || filepath.Base(f) != f {
 				return fmt.Errorf("%s: weight_map[%q] = %q is not a file name in the checkpoint directory", indexPath, name, f)
 			}
@@ -179,7 +180,8 @@ func (c *Checkpoint) load(opt Options) error {
 			c.stored = append(c.stored, t)
 		}
 	}
-	for name, f := range want {
+	for _, name := range sortedKeys(want) {
+		f := want[name]
 		got, ok := where[name]
 		if !ok {
 			return fmt.Errorf("%s: tensor %q is mapped to %s by model.safetensors.index.json but absent from that shard", c.Dir, name, f)
@@ -329,4 +331,14 @@ func (c *Checkpoint) Digests(progress func(n int64)) ([]FileDigest, error) {
 		}
 	}
 	return out, nil
+}
+
+// sortedKeys is m's keys in order, so a validation error names the same entry on every run.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -42,7 +42,8 @@ func Resolve(ref string) (dir, repoID, revision string, err error) {
 		if err != nil {
 			return "", "", "", err
 		}
-		return abs, "", "", nil
+		repoID, revision = cacheSnapshot(abs)
+		return abs, repoID, revision, nil
 	}
 	m := repoIDPattern.FindStringSubmatch(ref)
 	if m == nil || strings.HasPrefix(ref, ".") || strings.HasPrefix(ref, "/") {
@@ -71,4 +72,23 @@ func Resolve(ref string) (dir, repoID, revision string, err error) {
 		return "", "", "", fmt.Errorf("%s: found %s in the Hugging Face cache, but no snapshot for revision %q (%s); qconv never downloads", ref, repoDir, commit, snap)
 	}
 	return "", "", "", fmt.Errorf("%s: neither a directory nor a repo id in the local Hugging Face cache (searched %s); qconv never downloads", ref, strings.Join(caches, ", "))
+}
+
+// cacheSnapshot recognises a directory given by path that is a snapshot in a Hugging Face hub
+// cache (<cache>/models--Org--Name/snapshots/<commit>), so it is identified exactly as the same
+// checkpoint given as Org/Name: by repo id and revision, not by its path.
+func cacheSnapshot(dir string) (repoID, revision string) {
+	snapshots := filepath.Dir(dir)
+	folder := filepath.Base(filepath.Dir(snapshots))
+	if filepath.Base(snapshots) != "snapshots" || !strings.HasPrefix(folder, "models--") {
+		return "", ""
+	}
+	org, name, ok := strings.Cut(strings.TrimPrefix(folder, "models--"), "--")
+	if !ok || org == "" || name == "" || strings.Contains(name, "--") {
+		return "", ""
+	}
+	if !repoIDPattern.MatchString(org + "/" + name) {
+		return "", ""
+	}
+	return org + "/" + name, filepath.Base(dir)
 }

@@ -121,7 +121,17 @@ func (s *shard) index() error {
 	}
 	var spans []span
 	entries := map[string]headerEntry{}
-	for name, msg := range raw {
+	// Visit the header in name order, so the same bad file gives the same message every run; a
+	// truncated file names the first tensor (by offset) whose data is missing.
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var beyond *span
+	nBeyond := 0
+	for _, name := range names {
+		msg := raw[name]
 		if name == "__metadata__" {
 			var meta map[string]string
 			if err := json.Unmarshal(msg, &meta); err != nil {
@@ -154,13 +164,19 @@ func (s *shard) index() error {
 			return fmt.Errorf("tensor %q: data_offsets [%d, %d] are not an increasing range", name, start, end)
 		}
 		if end > dataLen {
-			return fmt.Errorf("tensor %q: data_offsets [%d, %d] run beyond the %d-byte data section (file truncated?)", name, start, end, dataLen)
+			if nBeyond++; beyond == nil || start < beyond.start {
+				beyond = &span{name, start, end}
+			}
+			continue
 		}
 		if want := elems * int64(dt.Size()); end-start != want {
 			return fmt.Errorf("tensor %q: %s shape %v needs %d bytes, but data_offsets [%d, %d] span %d", name, dt, e.Shape, want, start, end, end-start)
 		}
 		entries[name] = e
 		spans = append(spans, span{name, start, end})
+	}
+	if beyond != nil {
+		return fmt.Errorf("tensor %q: data_offsets [%d, %d] run beyond the %d-byte data section (file truncated? %d tensor(s) end past it; this is the first by offset)", beyond.name, beyond.start, beyond.end, dataLen, nBeyond)
 	}
 	sort.Slice(spans, func(i, j int) bool {
 		if spans[i].start != spans[j].start {

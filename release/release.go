@@ -224,6 +224,7 @@ func Run(ctx context.Context, ck *hf.Checkpoint, opt Options) (*Result, error) {
 	er, err := export.Run(ctx, export.Options{
 		Checkpoint: ck, Specs: specs, OutDir: opt.OutDir, GatePrompts: prompts, Gate: gopt,
 		DryRun: opt.DryRun, Check: opt.Check, Version: opt.Version, Progress: opt.Progress, Date: date,
+		IgnoreStale: true, // the manifest decides what belongs in the tree: check() reports what is not declared
 	})
 	if er != nil {
 		attach(res, er, opt.OutDir)

@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"qconv/export"
@@ -73,6 +69,7 @@ type exportFlags struct {
 	noGate  bool
 	dryRun  bool
 	check   bool
+	stale   bool
 	asJSON  bool
 	stress  string
 }
@@ -95,7 +92,8 @@ only then moved into place; a failed gate exits 3 and publishes nothing.
 	fl.StringVarP(&f.out, "out", "o", "out", "output directory")
 	fl.BoolVar(&f.noGate, "no-gate", false, "publish without gating (recorded in metadata)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (bundles, tensors, schemes, sizes) and write nothing")
-	fl.BoolVar(&f.check, "check", false, "regenerate and compare with the bundles on disk; exit 4 on any drift")
+	fl.BoolVar(&f.check, "check", false, "regenerate under $TMPDIR and compare with the bundles on disk by content (dates and the checkpoint's path do not count); exit 4 on any drift")
+	fl.BoolVar(&f.stale, "ignore-stale", false, "with --check: list bundles in the output tree this recipe does not produce, without counting them as drift")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON document on stdout")
 	fl.StringVar(&f.stress, "gate-stress", "record", "gate dynamic fp16 graphs again with matmuls accumulated in fp16 (measured on device): record (default; the exact verdict decides), gate (both must pass), off")
 	registerRecipeFlags(cmd, &f.recipe)
@@ -109,6 +107,9 @@ func runExport(ref string, f exportFlags) error {
 	}
 	if f.dryRun && f.check {
 		return exitcode.Badf("flags --dry-run and --check: choose one")
+	}
+	if f.stale && !f.check {
+		return exitcode.Badf("flag --ignore-stale: only applies with --check")
 	}
 	targets, err := export.ParseTargets(f.targets)
 	if err != nil {
@@ -131,15 +132,16 @@ func runExport(ref string, f exportFlags) error {
 	if err != nil {
 		return err
 	}
-	// Ctrl-C cancels the run; staged output is removed and existing bundles are untouched.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C (or SIGTERM) cancels the run; staged output is removed, existing bundles are
+	// untouched, and the exit code is the shell's 128+signal.
+	ctx, sig, stop := signalContext()
 	defer stop()
 	res, err := export.Run(ctx, export.Options{
 		Checkpoint: ck, Targets: targets, Flags: f.recipe, OutDir: f.out, GatePrompts: prompts, Gate: gopt,
-		NoGate: f.noGate, DryRun: f.dryRun, Check: f.check, Version: version, Progress: newBars(f.asJSON), Stress: stress,
+		NoGate: f.noGate, DryRun: f.dryRun, Check: f.check, IgnoreStale: f.stale, Version: version, Progress: newProgress(f.asJSON), Stress: stress,
 	})
 	if errors.Is(err, context.Canceled) {
-		return exitcode.Wrap(exitcode.Internal, fmt.Errorf("interrupted: nothing was published, existing bundles are untouched"))
+		return interrupted(sig())
 	}
 	if res != nil {
 		printExport(res, f)
@@ -159,11 +161,18 @@ func printExport(res *export.Result, f exportFlags) {
 		if where == "" {
 			where = "(not published)"
 		}
-		gate := "gate skipped"
-		if !b.Gate.Skipped {
-			gate = fmt.Sprintf("gate %s: teacher-forced %s, greedy %s, min cosine %.6f", map[bool]string{true: "passed", false: "FAILED"}[b.Gate.Passed], b.Gate.TeacherForced, b.Gate.Greedy, b.Gate.MinPrefillCosine)
+		gate := "not gated"
+		switch {
+		case res.DryRun:
+			gate = "not gated (dry run)"
+		case !b.Gate.Skipped:
+			gate = fmt.Sprintf("gate %s: teacher-forced %s, greedy %s, min cosine %.6f", export.GateVerdict(&b.Gate), b.Gate.TeacherForced, b.Gate.Greedy, b.Gate.MinPrefillCosine)
 		}
-		fmt.Fprintf(w, "%-14s %s\n  %s\n  %d bytes; %s\n", b.Target, b.Name, where, b.Bytes, gate)
+		size := fmt.Sprintf("%d bytes", b.Bytes)
+		if b.BytesEstimated {
+			size = fmt.Sprintf("estimate: %d bytes of weights (main.mlirb adds the graph and alignment)", b.Bytes)
+		}
+		fmt.Fprintf(w, "%-14s %s\n  %s\n  %s; %s\n", b.Target, b.Name, where, size, gate)
 		if b.Gate.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", b.Gate.FirstFailure)
 		}
@@ -186,36 +195,10 @@ func printExport(res *export.Result, f exportFlags) {
 	for _, d := range res.Drift {
 		fmt.Fprintf(w, "drift: %s\n", d)
 	}
+	for _, d := range res.Stale {
+		fmt.Fprintf(w, "stale (ignored): %s\n", d)
+	}
 	if f.check && len(res.Drift) == 0 && res.Passed {
 		fmt.Fprintln(w, "check: the bundles on disk are exactly what this checkpoint and recipe produce")
-	}
-}
-
-// bars draws one progress bar per phase on stderr.
-type bars struct {
-	quiet bool
-	bar   *progressbar.ProgressBar
-}
-
-func newBars(quiet bool) *bars { return &bars{quiet: quiet} }
-
-func (b *bars) Phase(name string, total int64, bytes bool) {
-	if b.quiet {
-		return
-	}
-	b.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(name),
-		progressbar.OptionShowBytes(bytes), progressbar.OptionThrottle(100_000_000), progressbar.OptionClearOnFinish())
-}
-
-func (b *bars) Add(n int64) {
-	if b.bar != nil {
-		b.bar.Add64(n)
-	}
-}
-
-func (b *bars) Done() {
-	if b.bar != nil {
-		b.bar.Finish()
-		b.bar = nil
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,13 +172,7 @@ func TestExportExitCodes(t *testing.T) {
 
 // A SIGINT during the export leaves the previous bundle byte-identical and nothing staged.
 func TestSIGINTKeepsPreviousBundle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "qconv")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := qconvBin
 	out := t.TempDir()
 	env := append(os.Environ(), "SOURCE_DATE_EPOCH=1767225600")
 	first := exec.Command(bin, "export", "--target", "gpu-pipelined", trained, "-o", out, "--no-gate")
@@ -202,17 +197,12 @@ func TestSIGINTKeepsPreviousBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the second run has staged its files, then interrupt it.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m, _ := filepath.Glob(filepath.Join(out, "gpu-pipelined", ".qconv-tmp-*", "*.aimodel", "main.hash")); len(m) > 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitStaged(t, out)
 	second.Process.Signal(syscall.SIGINT)
 	err := second.Wait()
-	if err == nil {
-		t.Fatalf("interrupted export exited 0:\n%s", errOut.String())
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitcode.Interrupted {
+		t.Fatalf("interrupted export: %v, want exit 130:\n%s", err, errOut.String())
 	}
 	if after := treeHash(t, bundle); after != before {
 		t.Fatalf("the previous bundle changed after SIGINT")
@@ -228,6 +218,19 @@ func TestSIGINTKeepsPreviousBundle(t *testing.T) {
 	if !strings.Contains(errOut.String(), "interrupted") {
 		t.Errorf("stderr does not say it was interrupted: %s", errOut.String())
 	}
+}
+
+// waitStaged waits until an export into out has staged a bundle.
+func waitStaged(t *testing.T, out string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, _ := filepath.Glob(filepath.Join(out, "gpu-pipelined", ".qconv-tmp-*", "*.aimodel", "main.hash")); len(m) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no bundle was staged under %s", out)
 }
 
 // treeHash hashes every file's path and bytes under dir.

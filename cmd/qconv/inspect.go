@@ -42,9 +42,10 @@ the directory name, metadata.json or the recorded scheme table disagree with the
 
 func newVerifyCmd() *cobra.Command {
 	var (
-		reference string
-		gate      gateFlags
-		asJSON    bool
+		reference  string
+		gate       gateFlags
+		asJSON     bool
+		trustBytes bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify <bundle> --reference <checkpoint> [--gate-prompts FILE] [--json]",
@@ -58,22 +59,64 @@ func newVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := export.Inspect(args[0]); err != nil {
-				return err
-			}
 			b, err := export.OpenBundle(args[0])
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			if !trustBytes {
+				if err := b.CheckHash(); err != nil {
+					return err
+				}
+			}
+			if in, err := export.Inspect(args[0]); err != nil && !(trustBytes && in != nil && !in.HashOK) {
+				return err
+			}
 			ck, err := hf.Open(reference)
 			if err != nil {
 				return exitcode.Bad(err)
 			}
 			defer ck.Close()
+			// Say so before any gate result when the reference is not the bundle's checkpoint.
+			mismatch, err := export.ReferenceMismatch(b, ck)
+			if err != nil {
+				return err
+			}
+			if mismatch != "" {
+				fmt.Fprintf(stderr, "reference: %s; the gate below compares the bundle with a different model\n", mismatch)
+			}
 			prompts, err := gate.loadPrompts(ck)
 			if err != nil {
 				return err
+			}
+			// By default the bundle is judged by the rule it was published under: the prompts and
+			// thresholds its gate recorded (as card --reference does); flags override.
+			recPrompts, recOpt, ok, err := export.RecordedGate(b)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if prompts == nil {
+					prompts = recPrompts
+				}
+				fl := cmd.Flags()
+				if !fl.Changed("gate-tokens") {
+					gopt.Tokens = recOpt.Tokens
+				}
+				if !fl.Changed("gate-min-margin") {
+					gopt.MinMargin = recOpt.MinMargin
+				}
+				if !fl.Changed("gate-min-cosine") {
+					gopt.MinCosine = recOpt.MinCosine
+				}
+			}
+			var recorded *export.GateSummary
+			if q := b.Metadata.QConv; q != nil {
+				recorded = q.Gate
+			}
+			fmt.Fprintf(stderr, "recorded at export: %s\n", export.GateVerdict(recorded))
+			if w := export.WeakenedGate(gopt); w != "" {
+				fmt.Fprintf(stderr, "gate thresholds: WEAKENED gate: %s\n", w)
 			}
 			rep, companion, err := export.Verify(b, ck, prompts, gopt)
 			if err != nil {
@@ -87,11 +130,14 @@ func newVerifyCmd() *cobra.Command {
 			}
 			if asJSON {
 				doc := struct {
-					Bundle    string                 `json:"bundle"`
-					Passed    bool                   `json:"passed"`
-					Report    any                    `json:"report"`
-					Companion *export.CompanionCheck `json:"companion,omitempty"`
-				}{args[0], passed, rep, companion}
+					Bundle            string                 `json:"bundle"`
+					Passed            bool                   `json:"passed"`
+					Recorded          string                 `json:"recorded_gate"` // "not gated", "passed", ...
+					Weakened          string                 `json:"weakened,omitempty"`
+					ReferenceMismatch string                 `json:"reference_mismatch,omitempty"`
+					Report            any                    `json:"report"`
+					Companion         *export.CompanionCheck `json:"companion,omitempty"`
+				}{args[0], passed, export.GateVerdict(recorded), export.WeakenedGate(gopt), mismatch, rep, companion}
 				if err := writeJSON(doc); err != nil {
 					return err
 				}
@@ -103,6 +149,7 @@ func newVerifyCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&reference, "reference", "", "the checkpoint to compare against (directory or cached repo id)")
+	cmd.Flags().BoolVar(&trustBytes, "trust-bytes", false, "verify a bundle whose main.mlirb does not match its main.hash (refused by default)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
 	gate.register(cmd)
 	return cmd

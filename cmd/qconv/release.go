@@ -107,7 +107,7 @@ func runRelease(path string, f releaseFlags) error {
 	defer stop()
 	res, err := release.Run(ctx, ck, release.Options{
 		Manifest: m, OutDir: f.out, Only: f.only, Date: date, DryRun: f.dryRun, Check: f.check, CardOnly: f.cardOnly,
-		Version: version, Progress: newBars(f.asJSON), Log: stderr,
+		Version: version, Progress: newProgress(f.asJSON), Log: stderr,
 	})
 	if errors.Is(err, context.Canceled) {
 		return exitcode.Wrap(exitcode.Internal, fmt.Errorf("interrupted: nothing was published, existing bundles are untouched"))

@@ -79,7 +79,7 @@ func qconvIn(t *testing.T, bin, dir string, args ...string) (int, string, string
 }
 
 // entries lists a tree's top two levels (files at the top, directories below), sorted.
-func entries(t *testing.T, root string) []string {
+func releaseEntries(t *testing.T, root string) []string {
 	t.Helper()
 	var out []string
 	top, err := os.ReadDir(root)
@@ -194,7 +194,7 @@ func TestReleaseExampleFromFreshClone(t *testing.T) {
 			t.Errorf("int8lin re-quantized every tensor the ship bundle already wrote")
 		}
 	}
-	if got := entries(t, out); strings.Join(got, "\n") != strings.Join(publishedLayout, "\n") {
+	if got := releaseEntries(t, out); strings.Join(got, "\n") != strings.Join(publishedLayout, "\n") {
 		t.Fatalf("published tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(publishedLayout, "\n"))
 	}
 

@@ -61,6 +61,8 @@ type runFlags struct {
 	asJSON bool
 	target string
 	recipe export.Flags
+	// trustBytes runs a bundle whose main.mlirb does not match its main.hash.
+	trustBytes bool
 }
 
 // graphDecoder runs a lowered graph (from a checkpoint and recipe, or a bundle's bytes) under its
@@ -120,6 +122,7 @@ bundle's shipped bytes. Graphs run on the CPU interpreter under their engine's I
 	fl.StringVar(&f.prompt, "prompt", "", "prompt text, encoded with the checkpoint's tokenizer.json")
 	fl.IntVarP(&f.tokens, "tokens", "n", 16, "number of tokens to generate")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON document on stdout")
+	fl.BoolVar(&f.trustBytes, "trust-bytes", false, "run a bundle whose main.mlirb does not match its main.hash (refused by default)")
 	fl.StringVar(&f.target, "target", "", "run this target's lowered graph (gpu-pipelined, ios-gpu, ios-ane, macos) instead of the reference")
 	registerRecipeFlags(cmd, &f.recipe)
 	return cmd
@@ -155,6 +158,9 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 	}
 	var dec decoder
 	var tokDir, source string
+	if err := export.AssetHint(ref); err != nil {
+		return err
+	}
 	if export.IsBundle(ref) {
 		if f.target != "" {
 			return exitcode.Badf("flag --target: %s is a bundle; it runs its own bytes", ref)
@@ -169,6 +175,11 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 			return err
 		}
 		defer b.Close()
+		if !f.trustBytes {
+			if err := b.CheckHash(); err != nil {
+				return err
+			}
+		}
 		tokDir, source = filepath.Join(ref, "tokenizer"), b.Dir
 		dec = graphDecoder{name: "bundle " + b.Metadata.Name, vocab: b.Metadata.Language.VocabSize, newSession: b.Session}
 	}

@@ -3,6 +3,8 @@ package exitcode
 import (
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -19,6 +21,12 @@ func TestOf(t *testing.T) {
 		{Wrap(GateFailed, base), GateFailed},
 		{Wrap(Drift, fmt.Errorf("x: %w", Bad(base))), Drift},
 		{Badf("flag --x: %w", base), BadInput},
+		{fmt.Errorf("writing: %w", &os.PathError{Op: "write", Path: "/out/x", Err: syscall.ENOSPC}), BadInput},
+		{&os.PathError{Op: "mkdir", Path: "/ro/x", Err: syscall.EROFS}, BadInput},
+		{&os.PathError{Op: "open", Path: "/x", Err: syscall.EACCES}, BadInput},
+		{&os.PathError{Op: "open", Path: "/x", Err: syscall.EIO}, BadInput},
+		{&os.PathError{Op: "mmap", Path: "/x", Err: syscall.EINVAL}, Internal},
+		{Wrap(Interrupted, base), Interrupted},
 	}
 	for i, c := range cases {
 		if got := Of(c.err); got != c.want {
