@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,11 +22,37 @@ func AssetHint(path string) error {
 	for p := clean; p != "." && p != string(filepath.Separator) && p != filepath.Dir(p); p = filepath.Dir(p) {
 		if strings.HasSuffix(p, ".aimodel") {
 			if st, err := os.Stat(filepath.Join(p, "main.mlirb")); err == nil && !st.IsDir() {
+				if isBareAsset(p) {
+					// An asset published alone (qconv release's bare layout) is the bundle itself.
+					if p == clean {
+						return nil
+					}
+					return exitcode.Badf("%s is inside the .aimodel asset published alone; give the asset directory: %s", path, p)
+				}
 				return exitcode.Badf("%s is inside the bundle's .aimodel asset; give the bundle directory above it: %s", path, filepath.Dir(p))
 			}
 		}
 	}
 	return nil
+}
+
+// isBareAsset reports whether dir is an .aimodel asset published without a bundle around it: its
+// own metadata.json carries the qconv block (bareMetadata) and no bundle metadata above names it.
+func isBareAsset(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if err != nil {
+		return false
+	}
+	if _, ok := bareMetadata(dir, b); !ok {
+		return false
+	}
+	if up, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "metadata.json")); err == nil {
+		var md BundleMetadata
+		if json.Unmarshal(up, &md) == nil && md.Assets["main"] == filepath.Base(dir) {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckHash refuses a bundle (or its decode companion) whose main.mlirb is not the bytes its
