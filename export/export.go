@@ -331,7 +331,7 @@ func (j *job) lower(ck *hf.Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := graph.Verify(m, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
+	if err := graph.Verify(m, j.target.verifyOptions(&j.recipe)); err != nil {
 		return fmt.Errorf("bundle %s: %w", j.name, err)
 	}
 	j.module = m
@@ -405,7 +405,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	}
 	j.shipped, j.mapping = shipped, mapping
 	j.io = DescribeIO(shipped.Func("main"))
-	if err := graph.Verify(shipped, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
+	if err := graph.Verify(shipped, j.target.verifyOptions(&j.recipe)); err != nil {
 		return fmt.Errorf("bundle %s as written: %w", j.name, err)
 	}
 	j.module = nil

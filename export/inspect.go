@@ -375,7 +375,9 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 	if err != nil {
 		return // check() reported it
 	}
-	if err := graph.Verify(m, graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: q.Recipe.AllowDelegate}); err != nil {
+	r := q.Recipe
+	r.restore()
+	if err := graph.Verify(m, t.verifyOptions(&r)); err != nil {
 		in.Problems = append(in.Problems, fmt.Sprintf("the bytes break a %s device rule: %v", t.Device, err))
 	}
 	f := m.Func("main")

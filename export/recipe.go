@@ -159,20 +159,20 @@ func ParseTargets(list string) ([]*Target, error) {
 	return out, nil
 }
 
-// stateDType is the recurrence dtype a target's graphs use.
+// stateDType is the recurrence dtype a target's graphs use (the rule is graph.RecurrenceDType,
+// which the verifier consults too).
 func (t *Target) stateDType(r *Recipe) graph.DType {
-	if r.Compute == graph.F32 || t.Device == graph.GPU {
-		return graph.F32
-	}
-	return graph.F16
+	return graph.RecurrenceDType(t.Device, r.Compute)
 }
 
-// normDType is the dtype RMSNorm statistics run in.
+// normDType is the dtype RMSNorm statistics run in (graph.NormDType).
 func (t *Target) normDType(r *Recipe) graph.DType {
-	if r.Compute == graph.F32 || t.Device == graph.GPU {
-		return graph.F32
-	}
-	return graph.F16
+	return graph.NormDType(t.Device, r.Compute)
+}
+
+// verifyOptions are the device rules a bundle of this target and recipe is held to.
+func (t *Target) verifyOptions(r *Recipe) graph.VerifyOptions {
+	return graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: r.AllowDelegate, Compute: r.Compute}
 }
 
 // Flags are the recipe-related command-line flags as typed ("" = not given).

@@ -39,6 +39,9 @@ type VerifyOptions struct {
 	Device Device
 	// AllowPerChannelGPU overrides RulePerChannelGPU (--allow-known-delegate-bugs).
 	AllowPerChannelGPU bool
+	// Compute is the graph's compute dtype (F16 when zero); with Device it decides the
+	// recurrence dtype through RecurrenceDType.
+	Compute DType
 }
 
 // Violation is one broken rule at one op.
@@ -253,15 +256,19 @@ func verifyStates(f *Func, opt VerifyOptions) []Violation {
 }
 
 func recurrenceType(f *Func, name string, t Type, opt VerifyOptions) []Violation {
-	want := F32
-	if opt.Device == ANE {
-		want = F16
+	compute := opt.Compute
+	if compute == 0 {
+		compute = F16
 	}
+	want := RecurrenceDType(opt.Device, compute)
 	if opt.Device == 0 || t.DType == want {
 		return nil
 	}
 	why := "the GPU graphs keep the gated-delta state and its update in fp32"
-	if opt.Device == ANE {
+	switch {
+	case compute == F32:
+		why = "the fp32 validation form keeps the recurrence in fp32"
+	case opt.Device == ANE:
 		why = "the fp32-SSM form is wrong on the ANE; keep the recurrence in fp16"
 	}
 	return []Violation{{Func: f.Name, Op: -1, Rule: RuleRecurrenceType,
