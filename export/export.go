@@ -118,6 +118,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		r.forCheckpoint(ck.Config)
 		contracts := []graph.Contract{t.Contract}
 		if t.Prefill != 0 {
 			contracts = append(contracts, t.Prefill)
@@ -321,7 +322,7 @@ func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
 	return graph.LowerOptions{
 		Contract: j.contract, Compute: r.Compute, StateDType: t.stateDType(r), NormDType: t.normDType(r),
 		Context: r.Context, PrefillTokens: PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
-		UntieHead: r.Head != "tied", Weights: src,
+		UntieHead: r.IntHead(), Weights: src,
 	}
 }
 
@@ -855,11 +856,11 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 
 // compression is the bundle metadata's compression string (null for fp16).
 func (r *Recipe) compression() *string {
-	if r.Weights == FP16 && r.Head == "tied" {
+	if r.Weights == FP16 && !r.IntHead() {
 		return nil
 	}
 	s := string(r.Weights)
-	if r.Head != "tied" {
+	if r.IntHead() {
 		s += "+head-" + r.Head + "-" + r.HeadGranularity
 	}
 	return &s

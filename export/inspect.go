@@ -225,7 +225,7 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 			case "int8", "int4":
 				d.Head, d.HeadGranularity = t.Format, t.Granularity
 			default:
-				d.Head = t.Format
+				d.Head = HeadUntied // the checkpoint's own head, stored float
 			}
 		}
 	}
@@ -320,7 +320,7 @@ func (in *Inspection) check() {
 	}
 	if r.Head != d.Head {
 		bad("metadata says head %s, the bytes hold a %s head", r.Head, d.Head)
-	} else if r.Head != "tied" && r.HeadGranularity != d.HeadGranularity {
+	} else if r.IntHead() && r.HeadGranularity != d.HeadGranularity {
 		bad("metadata says head granularity %s, the bytes hold %s", r.HeadGranularity, d.HeadGranularity)
 	}
 	if r.ComputeName != d.Compute {
@@ -425,11 +425,8 @@ func (in *Inspection) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "bundle      %s\n", in.Path)
 	fmt.Fprintf(w, "main.mlirb  %d bytes, sha256 %s (main.hash %s)\n", in.MainBytes, in.SHA256, map[bool]string{true: "ok", false: "MISMATCH"}[in.HashOK])
 	d := in.Derived
-	head := d.Head
-	if d.HeadGranularity != "" {
-		head += " " + d.HeadGranularity
-	}
-	fmt.Fprintf(w, "recipe      weights %s, head %s, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
+	head := headWords(d, in.headFormat())
+	fmt.Fprintf(w, "recipe      weights %s, %s head, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
 	if q := in.Metadata.QConv; q != nil && q.Gate != nil {
 		g := q.Gate
 		fmt.Fprintf(w, "gate        passed %v: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", g.Passed, g.TeacherForced, g.Greedy, g.MinPrefillCosine)
@@ -457,4 +454,18 @@ func (in *Inspection) WriteText(w io.Writer) {
 	for _, p := range in.Problems {
 		fmt.Fprintf(w, "PROBLEM     %s\n", p)
 	}
+}
+
+// headFormat is the stored format of the head: lm_head.weight's, or the embedding's when tied.
+func (in *Inspection) headFormat() string {
+	name := "embed_tokens.weight"
+	if in.Derived.Head != HeadTied {
+		name = "lm_head.weight"
+	}
+	for _, t := range in.Tensors {
+		if t.Name == name {
+			return t.Format
+		}
+	}
+	return ""
 }

@@ -29,6 +29,7 @@ func Build(ck *hf.Checkpoint, t *Target, f Flags) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.forCheckpoint(ck.Config)
 	b := &Built{Target: t, Recipe: r, Name: BundleName(ShortName(ck), t, t.Contract, &r, PrefillTokens)}
 	for _, c := range []graph.Contract{t.Contract, t.Prefill} {
 		if c == 0 {

@@ -34,7 +34,8 @@ var WeightSchemes = []WeightScheme{FP16, Int8Block32, Int8LUT, Int4Block32, Int4
 // metadata; nothing here is parsed without being applied.
 type Recipe struct {
 	Weights WeightScheme `json:"weights"`
-	// Head: "tied" (fp16, shares the embedding) or an int width ("int8", "int4") that unties it.
+	// Head: "tied" (float, shares the embedding), "untied" (the checkpoint's own float
+	// lm_head), or an int width ("int8", "int4"); see naming.go.
 	Head            string       `json:"head"`
 	HeadGranularity string       `json:"head_granularity,omitempty"` // block32|block16|block8|perchan (int head)
 	HeadScheme      quant.Scheme `json:"-"`
@@ -53,7 +54,7 @@ type Recipe struct {
 func (r *Recipe) finish(t *Target) {
 	r.BodySchemeName = r.BodyScheme.String()
 	r.HeadSchemeName = ""
-	if r.Head != "tied" {
+	if r.IntHead() {
 		r.HeadSchemeName = r.HeadScheme.String()
 	}
 	r.ComputeName = r.Compute.String()
@@ -234,7 +235,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 			r.HeadGranularity = gran
 		}
 	}
-	if r.Head != "tied" && r.HeadGranularity == "" {
+	if r.IntHead() && r.HeadGranularity == "" {
 		r.HeadGranularity = "block32"
 	}
 	if f.HeadGranularity != "" {
@@ -258,7 +259,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 	default:
 		return r, exitcode.Badf("flag --scheme: unknown scheme %q (absmax, clip)", f.Scheme)
 	}
-	if r.Head != "tied" {
+	if r.IntHead() {
 		// An int head follows --scheme; --head-sym makes it plain absmax whatever --scheme says
 		// (constraint 4: clipping corrupts top-1s on a big-vocabulary head).
 		r.HeadScheme = r.BodyScheme
@@ -283,7 +284,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 	}
 	r.AllowDelegate = f.AllowDelegate
 	if t.Device == graph.GPU && !r.AllowDelegate {
-		if r.Weights == Int8PerChan || (r.Head != "tied" && r.HeadGranularity == "perchan") {
+		if r.Weights == Int8PerChan || (r.IntHead() && r.HeadGranularity == "perchan") {
 			what := "--weights int8-perchan"
 			if r.Weights != Int8PerChan {
 				what = "--head-granularity perchan"
@@ -338,8 +339,8 @@ func granularity(s string) (quant.Granularity, error) {
 // mode is the community-style mode name of the applied recipe.
 func (r *Recipe) mode() string {
 	base := map[WeightScheme]string{FP16: "fp16", Int8Block32: "int8lin", Int8LUT: "int8", Int4Block32: "int4lin", Int4LUT: "int4", Int8PerChan: "int8perchan"}[r.Weights]
-	if r.Head == "tied" {
-		return base
+	if !r.IntHead() {
+		return base // the checkpoint's own float head, tied or not
 	}
 	if r.Weights == Int8Block32 && r.Head == "int8" {
 		return "int8hu"
@@ -354,7 +355,7 @@ func (r *Recipe) mode() string {
 // fp32 validation form.
 func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, prefillTokens int) string {
 	mode := r.mode()
-	if r.Head != "tied" {
+	if r.IntHead() {
 		mode += "_" + r.HeadGranularity
 		if r.HeadScheme == quant.Absmax {
 			mode += "_sym"

@@ -80,7 +80,7 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 			return storage{palette: &quant.Palette{Bits: 4, GroupRows: quant.PaletteGroupRows}}
 		}
 	case hf.KindHead:
-		if r.Head == "tied" {
+		if !r.IntHead() {
 			return storage{dense: compute}
 		}
 		g, _ := granularity(r.HeadGranularity)
