@@ -159,7 +159,7 @@ func verifyFunc(m *Module, f *Func, opt VerifyOptions) []Violation {
 			continue
 		}
 		data, scale := op.Operands[0].Type, op.Operands[1].Type
-		if data.Rank() == 2 && scale.Rank() == 2 && scale.Shape[1] == 1 && data.Shape[1] > 1 {
+		if data.Rank() == 2 && scale.Rank() == 2 && scale.Shape[1] == 1 && !OneBlockRows(data.Shape[1]) {
 			bad(i, op, RulePerChannelGPU, "int weights %s with one scale per output channel (%s): per-channel int8 gives garbage logits on the current GPU delegate; use per-block-32 or pass --allow-known-delegate-bugs", data, scale)
 		}
 	}
@@ -312,3 +312,9 @@ func verifyIndices(f *Func) []Violation {
 	}
 	return vs
 }
+
+// OneBlockRows reports whether rows of width cols with one scale each are one block of the
+// block-32 scheme rather than per-channel: a row of at most 32 weights holds a single block, so
+// block-32 and per-channel store it identically ([out, in] data, [out, 1] scales) and it is
+// named block32 (docs/naming.md). The per-channel GPU rule applies to wider rows only.
+func OneBlockRows(cols int64) bool { return cols <= 32 }
