@@ -118,7 +118,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.forCheckpoint(ck.Config)
+		if err := r.forCheckpoint(ck.Config); err != nil {
+			return nil, err
+		}
 		contracts := []graph.Contract{t.Contract}
 		if t.Prefill != 0 {
 			contracts = append(contracts, t.Prefill)

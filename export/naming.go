@@ -1,6 +1,10 @@
 package export
 
-import "qconv/hf"
+import (
+	"qconv/hf"
+	"qconv/internal/exitcode"
+	"qconv/quant"
+)
 
 // The output head of a recipe, as metadata records it and bundle names derive it. One place
 // decides these values; the recipe, the weight table, the lowering options, inspect and the
@@ -26,13 +30,25 @@ func floatHead(head string) bool { return head == HeadTied || head == HeadUntied
 // forCheckpoint resolves a float head against the checkpoint: an untied checkpoint keeps its
 // own lm_head, so the recipe says "untied" (metadata, inspect and card then say what the bytes
 // hold). It is applied wherever a recipe meets a checkpoint.
-func (r *Recipe) forCheckpoint(cfg *hf.Config) {
+//
+// An int head whose rows do not take its granularity is refused (exit 2) rather than kept
+// float under a name that says int: the head alone decides the name's head part.
+func (r *Recipe) forCheckpoint(cfg *hf.Config) error {
 	if floatHead(r.Head) {
 		r.Head = HeadTied
 		if !cfg.TieWordEmbeddings {
 			r.Head = HeadUntied
 		}
+		return nil
 	}
+	g, err := granularity(r.HeadGranularity)
+	if err != nil {
+		return err
+	}
+	if why := (quant.Linear{Bits: 8, Granularity: g}).Check(cfg.VocabSize, cfg.HiddenSize); why != "" {
+		return exitcode.Badf("flag --head or --head-sym: an %s %s head cannot be stored for this checkpoint (lm_head.weight [%d, %d]: %s); choose another --head-granularity or keep the float head (omit --head and --head-sym)", r.Head, r.HeadGranularity, cfg.VocabSize, cfg.HiddenSize, why)
+	}
+	return nil
 }
 
 // headWords describes a derived head for people: "tied fp16", "untied fp16", "int8 block32".

@@ -29,7 +29,9 @@ func Build(ck *hf.Checkpoint, t *Target, f Flags) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.forCheckpoint(ck.Config)
+	if err := r.forCheckpoint(ck.Config); err != nil {
+		return nil, err
+	}
 	b := &Built{Target: t, Recipe: r, Name: BundleName(ShortName(ck), t, t.Contract, &r, PrefillTokens)}
 	for _, c := range []graph.Contract{t.Contract, t.Prefill} {
 		if c == 0 {
