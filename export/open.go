@@ -78,6 +78,7 @@ func IsBundle(dir string) bool {
 // OpenBundle maps dir's main.mlirb and reads it back; for an ios-gpu prefill bundle it also opens
 // the decode bundle it names as its companion (a sibling directory).
 func OpenBundle(dir string) (*Bundle, error) {
+	dir = filepath.Clean(dir) // "bundle/" names the same directory; its sibling is beside it
 	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
 	if err != nil {
 		return nil, exitcode.Badf("%s: not a bundle: %v", dir, err)
