@@ -177,7 +177,8 @@ if [ "$family" = 1 ]; then
 	synth_size 9b "$synth/9b"
 	ck9=$(cat "$synth/9b"/*.safetensors | wc -c)
 	say "baseline: a streaming read of the 9B shards"
-	measure read-9b "$root" bash -c "cat '$synth/9b'/*.safetensors >/dev/null"
+	# dd, not cat: cat may hand /dev/null the file without reading it (copy_file_range).
+	measure read-9b "$root" bash -c "for f in '$synth/9b'/*.safetensors; do dd if=\"\$f\" of=/dev/null bs=4M status=none; done"
 	must read-9b
 	read_wall=$M_WALL read_anon=$M_ANON
 	say "export 9B --no-gate --target gpu-pipelined"
