@@ -434,6 +434,8 @@ func headText(in *Inspection, scheme string) string {
 			}
 		}
 		return "tied"
+	case HeadUntied:
+		return "untied " + dtypeWords(in.headFormat())
 	case "int8", "int4":
 		text := schemeWords(d.Head + "-" + d.HeadGranularity)
 		if d.HeadGranularity == "perchan" {
@@ -472,7 +474,7 @@ func departures(d DerivedRecipe, r, def Recipe) []string {
 	if d.Weights != string(def.Weights) {
 		out = append(out, fmt.Sprintf("weights %s (default %s)", d.Weights, def.Weights))
 	}
-	if d.Head != def.Head {
+	if d.Head != def.Head && !(floatHead(d.Head) && floatHead(def.Head)) {
 		out = append(out, fmt.Sprintf("head %s %s (default %s)", d.Head, d.HeadGranularity, def.Head))
 	}
 	if r.BodySchemeName != def.BodySchemeName && d.Weights != string(FP16) {

@@ -149,6 +149,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := r.forCheckpoint(ck.Config); err != nil {
+			return nil, err
+		}
 		contracts := []graph.Contract{t.Contract}
 		if t.Prefill != 0 {
 			contracts = append(contracts, t.Prefill)
@@ -383,7 +386,7 @@ func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
 	return graph.LowerOptions{
 		Contract: j.contract, Compute: r.Compute, StateDType: t.stateDType(r), NormDType: t.normDType(r),
 		Context: r.Context, PrefillTokens: PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
-		UntieHead: r.Head != "tied", Weights: src,
+		UntieHead: r.IntHead(), Weights: src,
 	}
 }
 
@@ -393,7 +396,7 @@ func (j *job) lower(ck *hf.Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := graph.Verify(m, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
+	if err := graph.Verify(m, j.target.verifyOptions(&j.recipe)); err != nil {
 		return fmt.Errorf("bundle %s: %w", j.name, err)
 	}
 	j.module = m
@@ -468,7 +471,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	}
 	j.shipped, j.mapping = shipped, mapping
 	j.io = DescribeIO(shipped.Func("main"))
-	if err := graph.Verify(shipped, graph.VerifyOptions{Device: j.target.Device, AllowPerChannelGPU: j.recipe.AllowDelegate}); err != nil {
+	if err := graph.Verify(shipped, j.target.verifyOptions(&j.recipe)); err != nil {
 		return fmt.Errorf("bundle %s as written: %w", j.name, err)
 	}
 	j.module = nil
@@ -923,11 +926,11 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 
 // compression is the bundle metadata's compression string (null for fp16).
 func (r *Recipe) compression() *string {
-	if r.Weights == FP16 && r.Head == "tied" {
+	if r.Weights == FP16 && !r.IntHead() {
 		return nil
 	}
 	s := string(r.Weights)
-	if r.Head != "tied" {
+	if r.IntHead() {
 		s += "+head-" + r.Head + "-" + r.HeadGranularity
 	}
 	return &s

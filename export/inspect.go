@@ -26,6 +26,9 @@ type TensorInfo struct {
 	Shape       []int64 `json:"shape"`
 	ScaleShape  []int64 `json:"scale_shape,omitempty"` // blockwise scales or LUT [groups,1,entries,1]
 	Bytes       int64   `json:"bytes"`
+	// OneBlock marks int weights whose rows are one block wide (at most 32 weights, one scale
+	// each): block-32 and per-channel store them identically, and they are named block32.
+	OneBlock bool `json:"one_block,omitempty"`
 }
 
 // Inspection is `qconv inspect`: what a bundle's bytes hold, checked against its name and metadata.
@@ -58,6 +61,7 @@ type DerivedRecipe struct {
 	HeadGranularity string `json:"head_granularity"` // for an int head
 	Compute         string `json:"compute"`
 	Contract        string `json:"contract"`
+	headOneBlock    bool   // the head's rows are one block: block32 and perchan store it alike
 }
 
 // Inspect reads a bundle directory. It returns an error (exit 2) listing every disagreement
@@ -181,6 +185,8 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 			switch {
 			case st.NumElements() == 1:
 				t.Granularity = "pertensor"
+			case sc == 1 && graph.OneBlockRows(in):
+				t.Granularity, t.BlockSize, t.OneBlock = "block32", int(in), true
 			case sc == 1 && in > 1:
 				t.Granularity = "perchan"
 			default:
@@ -229,10 +235,21 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 		d.Compute = r.Value.Type.DType.String()
 	}
 	// Decoder weights: the scheme every Linear layer shares (a mix is reported as such).
-	schemes := map[string]bool{}
+	// Rows of one block are block-32 and per-channel at once: they decide the scheme only when
+	// no wider row does.
+	schemes, oneBlock := map[string]bool{}, map[string]bool{}
 	for _, t := range out {
 		if decoderLinear(t.Name) {
-			schemes[linearScheme(t)] = true
+			if t.OneBlock {
+				oneBlock[linearScheme(t)] = true
+			} else {
+				schemes[linearScheme(t)] = true
+			}
+		}
+	}
+	if len(schemes) == 0 || (len(schemes) == 1 && (schemes[string(FP16)] || schemes["f32"])) {
+		for k := range oneBlock {
+			schemes[k] = true
 		}
 	}
 	// A Linear kept float because its shape does not take the scheme is listed per tensor in the
@@ -247,9 +264,9 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 		if t.Name == "lm_head.weight" {
 			switch t.Format {
 			case "int8", "int4":
-				d.Head, d.HeadGranularity = t.Format, t.Granularity
+				d.Head, d.HeadGranularity, d.headOneBlock = t.Format, t.Granularity, t.OneBlock
 			default:
-				d.Head = t.Format
+				d.Head = HeadUntied // the checkpoint's own head, stored float
 			}
 		}
 	}
@@ -338,8 +355,12 @@ func (in *Inspection) check() {
 	}
 	if r.Head != d.Head {
 		bad("metadata says head %s, the bytes hold a %s head", r.Head, d.Head)
-	} else if r.Head != "tied" && r.HeadGranularity != d.HeadGranularity {
-		bad("metadata says head granularity %s, the bytes hold %s", r.HeadGranularity, d.HeadGranularity)
+	} else if r.IntHead() && r.HeadGranularity != d.HeadGranularity {
+		if d.headOneBlock && r.HeadGranularity == "perchan" {
+			d.HeadGranularity = r.HeadGranularity // one scale per row of one block: the same bytes
+		} else {
+			bad("metadata says head granularity %s, the bytes hold %s", r.HeadGranularity, d.HeadGranularity)
+		}
 	}
 	if r.ComputeName != d.Compute {
 		bad("metadata says compute %s, the logits are %s", r.ComputeName, d.Compute)
@@ -389,7 +410,8 @@ func (in *Inspection) check() {
 			bad("metadata lists tensor %s, the bytes do not hold it", p.Name)
 			continue
 		}
-		if ti.Format != p.Format || (p.Granularity != "" && ti.Granularity != p.Granularity) {
+		sameGran := p.Granularity == "" || ti.Granularity == p.Granularity || (ti.OneBlock && p.Granularity == "perchan")
+		if ti.Format != p.Format || !sameGran {
 			bad("tensor %s: metadata says %s %s, the bytes hold %s %s", p.Name, p.Format, p.Granularity, ti.Format, ti.Granularity)
 		}
 	}
@@ -406,7 +428,9 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 	if err != nil {
 		return // check() reported it
 	}
-	if err := graph.Verify(m, graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: q.Recipe.AllowDelegate}); err != nil {
+	r := q.Recipe
+	r.restore()
+	if err := graph.Verify(m, t.verifyOptions(&r)); err != nil {
 		in.Problems = append(in.Problems, fmt.Sprintf("the bytes break a %s device rule: %v", t.Device, err))
 	}
 	f := m.Func("main")
@@ -454,17 +478,14 @@ func (in *Inspection) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "bundle      %s\n", in.Path)
 	fmt.Fprintf(w, "main.mlirb  %d bytes, sha256 %s (main.hash %s)\n", in.MainBytes, in.SHA256, map[bool]string{true: "ok", false: "MISMATCH"}[in.HashOK])
 	d := in.Derived
-	head := d.Head
-	if d.HeadGranularity != "" {
-		head += " " + d.HeadGranularity
-	}
+	head := headWords(d, in.headFormat())
 	if in.Layout == "bare" {
 		fmt.Fprintf(w, "layout      bare .aimodel asset (its metadata.json carries the qconv block)\n")
 	}
 	if in.NamingNote != "" {
 		fmt.Fprintf(w, "name        %s\n", in.NamingNote)
 	}
-	fmt.Fprintf(w, "recipe      weights %s, head %s, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
+	fmt.Fprintf(w, "recipe      weights %s, %s head, compute %s, contract %s (from the bytes)\n", d.Weights, head, d.Compute, d.Contract)
 	if q := in.Metadata.QConv; q != nil {
 		if g := q.Gate; g != nil && !g.Skipped {
 			fmt.Fprintf(w, "gate        %s: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", GateVerdict(g), g.TeacherForced, g.Greedy, g.MinPrefillCosine)
@@ -498,4 +519,18 @@ func (in *Inspection) WriteText(w io.Writer) {
 	for _, p := range in.Problems {
 		fmt.Fprintf(w, "PROBLEM     %s\n", p)
 	}
+}
+
+// headFormat is the stored format of the head: lm_head.weight's, or the embedding's when tied.
+func (in *Inspection) headFormat() string {
+	name := "embed_tokens.weight"
+	if in.Derived.Head != HeadTied {
+		name = "lm_head.weight"
+	}
+	for _, t := range in.Tensors {
+		if t.Name == name {
+			return t.Format
+		}
+	}
+	return ""
 }

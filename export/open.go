@@ -29,6 +29,9 @@ func Build(ck *hf.Checkpoint, t *Target, f Flags) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.forCheckpoint(ck.Config); err != nil {
+		return nil, err
+	}
 	b := &Built{Target: t, Recipe: r, Name: BundleName(ShortName(ck), t, t.Contract, &r, PrefillTokens)}
 	for _, c := range []graph.Contract{t.Contract, t.Prefill} {
 		if c == 0 {
@@ -82,6 +85,7 @@ func OpenBundle(dir string) (*Bundle, error) {
 	if err := AssetHint(dir); err != nil {
 		return nil, err
 	}
+	dir = filepath.Clean(dir) // "bundle/" names the same directory; its sibling is beside it
 	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
 	if err != nil {
 		return nil, exitcode.Badf("%s: not a bundle: %v", dir, err)

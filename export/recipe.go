@@ -41,7 +41,8 @@ var WeightSchemes = func() []WeightScheme {
 // metadata; nothing here is parsed without being applied.
 type Recipe struct {
 	Weights WeightScheme `json:"weights"`
-	// Head: "tied" (fp16, shares the embedding) or an int width ("int8", "int4") that unties it.
+	// Head: "tied" (float, shares the embedding), "untied" (the checkpoint's own float
+	// lm_head), or an int width ("int8", "int4"); see naming.go.
 	Head            string       `json:"head"`
 	HeadGranularity string       `json:"head_granularity,omitempty"` // block32|block16|block8|perchan (int head)
 	HeadScheme      quant.Scheme `json:"-"`
@@ -60,7 +61,7 @@ type Recipe struct {
 func (r *Recipe) finish(t *Target) {
 	r.BodySchemeName = r.BodyScheme.String()
 	r.HeadSchemeName = ""
-	if r.Head != "tied" {
+	if r.IntHead() {
 		r.HeadSchemeName = r.HeadScheme.String()
 	}
 	r.ComputeName = r.Compute.String()
@@ -166,20 +167,20 @@ func ParseTargets(list string) ([]*Target, error) {
 	return out, nil
 }
 
-// stateDType is the recurrence dtype a target's graphs use.
+// stateDType is the recurrence dtype a target's graphs use (the rule is graph.RecurrenceDType,
+// which the verifier consults too).
 func (t *Target) stateDType(r *Recipe) graph.DType {
-	if r.Compute == graph.F32 || t.Device == graph.GPU {
-		return graph.F32
-	}
-	return graph.F16
+	return graph.RecurrenceDType(t.Device, r.Compute)
 }
 
-// normDType is the dtype RMSNorm statistics run in.
+// normDType is the dtype RMSNorm statistics run in (graph.NormDType).
 func (t *Target) normDType(r *Recipe) graph.DType {
-	if r.Compute == graph.F32 || t.Device == graph.GPU {
-		return graph.F32
-	}
-	return graph.F16
+	return graph.NormDType(t.Device, r.Compute)
+}
+
+// verifyOptions are the device rules a bundle of this target and recipe is held to.
+func (t *Target) verifyOptions(r *Recipe) graph.VerifyOptions {
+	return graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: r.AllowDelegate, Compute: r.Compute}
 }
 
 // Flags are the recipe-related command-line flags as typed ("" = not given).
@@ -237,7 +238,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 			r.HeadGranularity = gran
 		}
 	}
-	if r.Head != "tied" && r.HeadGranularity == "" {
+	if r.IntHead() && r.HeadGranularity == "" {
 		r.HeadGranularity = "block32"
 	}
 	if f.HeadGranularity != "" {
@@ -261,7 +262,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 	default:
 		return r, exitcode.Badf("flag --scheme: unknown scheme %q (absmax, clip)", f.Scheme)
 	}
-	if r.Head != "tied" {
+	if r.IntHead() {
 		// An int head follows --scheme; --head-sym makes it plain absmax whatever --scheme says
 		// (docs/constraints.md, constraint 4: clipping corrupts top-1s on a big-vocabulary head).
 		r.HeadScheme = r.BodyScheme
@@ -286,7 +287,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 	}
 	r.AllowDelegate = f.AllowDelegate
 	if t.Device == graph.GPU && !r.AllowDelegate {
-		if r.Weights == Int8PerChan || (r.Head != "tied" && r.HeadGranularity == "perchan") {
+		if r.Weights == Int8PerChan || (r.IntHead() && r.HeadGranularity == "perchan") {
 			what := "--weights int8-perchan"
 			if r.Weights != Int8PerChan {
 				what = "--head-granularity perchan"
@@ -341,8 +342,8 @@ func granularity(s string) (quant.Granularity, error) {
 // mode is the community-style mode name of the applied recipe.
 func (r *Recipe) mode() string {
 	base := map[WeightScheme]string{FP16: "fp16", Int8Block32: "int8lin", Int8LUT: "int8", Int4Block32: "int4lin", Int4LUT: "int4", Int8PerChan: "int8perchan"}[r.Weights]
-	if r.Head == "tied" {
-		return base
+	if !r.IntHead() {
+		return base // the checkpoint's own float head, tied or not
 	}
 	if r.Weights == Int8Block32 && r.Head == "int8" {
 		return "int8hu"
@@ -357,7 +358,7 @@ func (r *Recipe) mode() string {
 // fp32 validation form.
 func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, prefillTokens int) string {
 	mode := r.mode()
-	if r.Head != "tied" {
+	if r.IntHead() {
 		mode += "_" + r.HeadGranularity
 		if r.HeadScheme == quant.Absmax {
 			mode += "_sym"

@@ -69,7 +69,7 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 			return row.storage(r.BodyScheme, storage{dense: compute})
 		}
 	case hf.KindHead:
-		if r.Head == "tied" {
+		if !r.IntHead() {
 			return storage{dense: compute}
 		}
 		g, _ := granularity(r.HeadGranularity)
@@ -262,6 +262,10 @@ func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear
 		plan.BlockSize = int(lin.Granularity)
 	}
 	plan.Scheme = lin.Scheme.String()
+	if scaleShape[1] == 1 && lin.Granularity != quant.PerTensor && graph.OneBlockRows(int64(cols)) {
+		// One scale per row of at most 32 weights: one block of block-32 (docs/naming.md).
+		plan.Note = join(plan.Note, fmt.Sprintf("rows of %d: one block per row", cols))
+	}
 	scaleBytes := int64(nScales * compute.Bits() / 8)
 	plan.Bytes = dataBytes + scaleBytes
 	lq := &lazyQuant{run: func() ([][]byte, error) {

@@ -43,6 +43,9 @@ type VerifyOptions struct {
 	Device Device
 	// AllowPerChannelGPU overrides RulePerChannelGPU (--allow-known-delegate-bugs).
 	AllowPerChannelGPU bool
+	// Compute is the graph's compute dtype (F16 when zero); with Device it decides the
+	// recurrence dtype through RecurrenceDType.
+	Compute DType
 }
 
 // Violation is one broken rule at one op.
@@ -161,7 +164,7 @@ func verifyFunc(m *Module, f *Func, opt VerifyOptions) []Violation {
 			continue
 		}
 		data, scale := op.Operands[0].Type, op.Operands[1].Type
-		if data.Rank() == 2 && scale.Rank() == 2 && scale.Shape[1] == 1 && data.Shape[1] > 1 {
+		if data.Rank() == 2 && scale.Rank() == 2 && scale.Shape[1] == 1 && !OneBlockRows(data.Shape[1]) {
 			bad(i, op, RulePerChannelGPU, "int weights %s with one scale per output channel (%s): per-channel int8 gives garbage logits on the current GPU delegate; use per-block-32 or pass --allow-known-delegate-bugs", data, scale)
 		}
 	}
@@ -258,15 +261,19 @@ func verifyStates(f *Func, opt VerifyOptions) []Violation {
 }
 
 func recurrenceType(f *Func, name string, t Type, opt VerifyOptions) []Violation {
-	want := F32
-	if opt.Device == ANE {
-		want = F16
+	compute := opt.Compute
+	if compute == 0 {
+		compute = F16
 	}
+	want := RecurrenceDType(opt.Device, compute)
 	if opt.Device == 0 || t.DType == want {
 		return nil
 	}
 	why := "the GPU graphs keep the gated-delta state and its update in fp32"
-	if opt.Device == ANE {
+	switch {
+	case compute == F32:
+		why = "the fp32 validation form keeps the recurrence in fp32"
+	case opt.Device == ANE:
 		why = "the fp32-SSM form is wrong on the ANE; keep the recurrence in fp16"
 	}
 	return []Violation{{Func: f.Name, Op: -1, Rule: RuleRecurrenceType,
@@ -310,3 +317,9 @@ func verifyIndices(f *Func) []Violation {
 	}
 	return vs
 }
+
+// OneBlockRows reports whether rows of width cols with one scale each are one block of the
+// block-32 scheme rather than per-channel: a row of at most 32 weights holds a single block, so
+// block-32 and per-channel store it identically ([out, in] data, [out, 1] scales) and it is
+// named block32 (docs/naming.md). The per-channel GPU rule applies to wider rows only.
+func OneBlockRows(cols int64) bool { return cols <= 32 }

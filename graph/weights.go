@@ -95,7 +95,7 @@ func fillDense(dst []byte, t *hf.Tensor, dt DType) error {
 	row := make([]float32, t.Cols())
 	es := dt.Bits() / 8
 	for r := 0; r < t.Rows(); r++ {
-		if err := t.Row(r, row); err != nil {
+		if err := t.FiniteRow(r, row); err != nil {
 			return err
 		}
 		out := dst[r*len(row)*es:]

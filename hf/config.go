@@ -166,8 +166,10 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 		cfg.Nested = true
 		prefix = "text_config."
+	case "qwen3_5_moe", "qwen3_5_moe_text":
+		return nil, fmt.Errorf("field model_type: %q is a mixture-of-experts Qwen3.5, which qconv does not export; it supports the dense Qwen3.5 models (model_type %s)", *top.ModelType, strings.Join(supportedModelTypes, " or "))
 	default:
-		return nil, fmt.Errorf("field model_type: %q is not supported (supported: %s)", *top.ModelType, strings.Join(supportedModelTypes, ", "))
+		return nil, fmt.Errorf("field model_type: %q is not supported (supported: the dense Qwen3.5 models, %s)", *top.ModelType, strings.Join(supportedModelTypes, ", "))
 	}
 
 	var errs []string

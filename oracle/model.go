@@ -177,6 +177,12 @@ func (b *builder) tensor(name string) (*hf.Tensor, hf.TensorSpec, bool) {
 		b.err = fmt.Errorf("%s: tensor %s is not among the config's tensors", b.ck.Dir, t.StoredName)
 		return nil, hf.TensorSpec{}, false
 	}
+	// A NaN/Inf weight is bad input (exit 2 naming tensor, row and column), found here before
+	// the reference runs rather than as a NaN logit.
+	if err := t.CheckFinite(); err != nil {
+		b.err = err
+		return nil, hf.TensorSpec{}, false
+	}
 	return t, spec, true
 }
 

@@ -10,6 +10,13 @@
 #              WORKDIR/synth); a checkpoint this script did not write is never deleted
 #   -w DIR     scratch directory for the binary, bundles and logs (default: a fresh /tmp/qconv-bench.*)
 #   -k         keep what the run created (checkpoint, bundles, logs) instead of deleting it
+#   -F         the family-scale run instead: the 9B-size synthetic checkpoint exported with
+#              --no-gate --target gpu-pipelined (wall time and peak anonymous RSS against a
+#              streaming read of the same shards and the largest tensor's output), and a gated
+#              2B-size export against its --no-gate twin (the gate's cost). SYNTH_DIR then holds
+#              (or receives) 9b/ and 2b/. Needs ~30 GB of disk (17 GB checkpoint + 9 GB bundle)
+#              and ~30 minutes on 2 cores; run it through flock /tmp/qconv-heavy.lock on a
+#              shared machine.
 #
 # Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 9-11 minutes on 2 cores, ~7 GB of
 # disk at its peak (checkpoint, bundles and the bytecode benchmark's file), ~8 GB of RAM.
@@ -23,12 +30,14 @@ set -euo pipefail
 
 keep=0
 work=""
-while getopts "kw:h" opt; do
+family=0
+while getopts "kw:Fh" opt; do
 	case $opt in
 	k) keep=1 ;;
+	F) family=1 ;;
 	w) work=$OPTARG ;;
 	*)
-		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 		exit 2
 		;;
 	esac
@@ -51,6 +60,7 @@ else
 fi
 synth=${1:-$work/synth}
 made_synth=0
+made_family=""
 logs=$work/logs
 mkdir -p "$logs"
 results=$work/results.tsv
@@ -71,6 +81,7 @@ cleanup() {
 	if [ "$made_synth" = 1 ]; then
 		rm -rf "$synth"
 	fi
+	for d in $made_family; do rm -rf "$d"; done
 	if [ "$made_work" = 1 ]; then
 		rm -rf "$work"
 	else
@@ -145,6 +156,64 @@ start_time=$(date +%s)
 cd "$root"
 echo "qconv bench: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(go version | cut -d' ' -f3), $(nproc) cores, work $work" >&2
 echo "load at start: $(uptime)" >&2
+
+# --- family scale (-F) ----------------------------------------------------------------------------
+# synth_size SIZE DIR: write the SIZE synthetic checkpoint into DIR unless it holds one.
+synth_size() {
+	if [ -f "$2/config.json" ]; then
+		echo "   reusing $2" >&2
+		return
+	fi
+	made_family="$made_family $2"
+	measure "synth-$1" "$root" "$work/synth-gen" --size "$1" -o "$2"
+	must "synth-$1"
+}
+if [ "$family" = 1 ]; then
+	go build -o "$work/synth-gen" ./testdata/synth
+	go build -o "$work/qconv" ./cmd/qconv
+	qconv=$work/qconv
+	mkdir -p "$synth" "$work/out"
+	say "9B-size synthetic checkpoint"
+	synth_size 9b "$synth/9b"
+	ck9=$(cat "$synth/9b"/*.safetensors | wc -c)
+	say "baseline: a streaming read of the 9B shards"
+	# dd, not cat: cat may hand /dev/null the file without reading it (copy_file_range).
+	measure read-9b "$root" bash -c "for f in '$synth/9b'/*.safetensors; do dd if=\"\$f\" of=/dev/null bs=4M status=none; done"
+	must read-9b
+	read_wall=$M_WALL read_anon=$M_ANON
+	say "export 9B --no-gate --target gpu-pipelined"
+	measure export-9b "$root" "$qconv" export "$synth/9b" --target gpu-pipelined --no-gate -o "$work/out/9b" --json
+	must export-9b
+	j=$logs/export-9b.out
+	b9=$(jq -r '.bundles[0].path' "$j")
+	big=$(jq '[.qconv.tensors[].bytes] | max' "$b9/metadata.json")
+	bigname=$(jq -r '.qconv.tensors | max_by(.bytes) | .name' "$b9/metadata.json")
+	row "9B export --no-gate wall" "${M_WALL} s" "${read_wall} s (read the shards)" "$(div "$M_WALL" "$read_wall")" "whole export over a streaming read of its $(gib "$ck9") input; phases: $(jq -c '.bundles[0].phase_seconds' "$j")"
+	row "9B export peak anon RSS" "$M_ANON MiB" "$((big / 1048576)) MiB (largest tensor output: $bigname)" "$(div "$M_ANON" "$((big / 1048576))")" "goal <= 1 + a small constant; file-backed pages (mapped shards) $M_FILE MiB; streaming read anon $read_anon MiB"
+	row "9B bundle" "$(gib "$(jq '.bundles[0].bytes' "$j")")" "$(gib "$ck9") checkpoint" "$(div "$(jq '.bundles[0].bytes' "$j")" "$ck9")" "main.mlirb of int8 block-32 + the untied fp16 head"
+	rm -rf "$work/out/9b"
+	say "2B-size synthetic checkpoint: gated export vs --no-gate"
+	synth_size 2b "$synth/2b"
+	view=$work/view2b
+	mkdir -p "$view"
+	for f in "$synth/2b"/config.json "$synth/2b"/generation_config.json "$synth/2b"/*.safetensors "$synth/2b"/model.safetensors.index.json; do
+		if [ -e "$f" ]; then ln -sf "$f" "$view/"; fi
+	done
+	measure export-2b-nogate "$root" "$qconv" export "$view" --target gpu-pipelined --no-gate -o "$work/out/2b-nogate" --json
+	must export-2b-nogate
+	ng_wall=$M_WALL
+	measure export-2b-gated "$root" "$qconv" export "$view" --target gpu-pipelined -o "$work/out/2b-gated" --json
+	[ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || must export-2b-gated
+	row "2B export gated wall" "${M_WALL} s (exit $M_RC: random weights)" "${ng_wall} s (--no-gate)" "$(div "$M_WALL" "$ng_wall")" "the gate costs $(awk -v a="$M_WALL" -v b="$ng_wall" 'BEGIN {print a - b}') s; peak anon $M_ANON MiB; phases $(jq -c '.bundles[0].phase_seconds' "$logs/export-2b-gated.out")"
+	rm -rf "$work/out"
+	say "done in $(($(date +%s) - start_time)) s"
+	echo "load at end: $(uptime)"
+	{
+		printf 'figure\tvalue\tbaseline\tratio\tmeaning\n'
+		cat "$results"
+	} | column -t -s $'\t'
+	exit 0
+fi
 
 # --- the synthetic checkpoint and the binary -----------------------------------------------------
 say "synthetic checkpoint"

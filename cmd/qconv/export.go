@@ -52,7 +52,7 @@ func (g *gateFlags) loadPrompts(ck *hf.Checkpoint) ([]oracle.GatePrompt, error) 
 func registerRecipeFlags(cmd *cobra.Command, f *export.Flags) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.Weights, "weights", "", "decoder weights: fp16, int8-block32, int8-lut, int4-block32, int4-lut, int8-perchan (aliases int8lin, int8hu, int8, int4lin) (default: the target's)")
-	fl.StringVar(&f.Head, "head", "", "head: tied (fp16, shares the embedding) or int8/int4[-block32|-perchan...], which unties it")
+	fl.StringVar(&f.Head, "head", "", "head: tied (the checkpoint's float head: the embedding when tied, its own lm_head when untied) or int8/int4[-block32|-perchan...]")
 	fl.BoolVar(&f.HeadSym, "head-sym", false, "plain absmax for the head; alone it means --head int8-block32 (the published ship configuration)")
 	fl.StringVar(&f.HeadGranularity, "head-granularity", "", "int head granularity: block32, block16, block8, perchan")
 	fl.StringVar(&f.Scheme, "scheme", "", "linear scale scheme: absmax (default) or clip")
