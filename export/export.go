@@ -559,6 +559,9 @@ type CompanionPrompt struct {
 }
 
 func (j *job) gate(ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
+	if j.contract == graph.Stock {
+		return j.gateStock(ref, prompts, opt) // stock.go
+	}
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
 			s, err := graph.NewSession(j.shipped, nil)
@@ -741,8 +744,8 @@ func releaseUnneeded(jobs []*job) {
 // fitPrompts drops prompts whose tokens and generation do not fit a static context (host-cache
 // graphs).
 func fitPrompts(prompts []oracle.GatePrompt, c graph.Contract, context, tokens int) []oracle.GatePrompt {
-	if c == graph.Pipelined {
-		return prompts
+	if c == graph.Pipelined || c == graph.Stock {
+		return prompts // dynamic KV: no static context to fit
 	}
 	var out []oracle.GatePrompt
 	for _, p := range prompts {
@@ -806,6 +809,9 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	}
 	if j.contract == graph.Pipelined {
 		md.Language.States = map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
+	}
+	if j.contract == graph.Stock {
+		md.Language.States = StockStates()
 	}
 	q := &QConvBlock{
 		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract.String(),

@@ -249,6 +249,10 @@ func (p *textPrinter) attr(a Attr) {
 		w.WriteByte(']')
 	case dictAttr:
 		p.attrDict(a)
+	case unitAttr:
+		w.WriteString("unit")
+	case opaqueAttr:
+		w.WriteString(a.text)
 	}
 }
 
@@ -287,6 +291,7 @@ func graphAttrs(f *Func) map[string]Attr {
 	if f.Private {
 		attrs[attrVisibilty] = StringAttr{"private"}
 	}
+	compositeAttrs(f, attrs)
 	args := make(arrayAttr, len(f.Args))
 	some := false
 	for i, a := range f.Args {
