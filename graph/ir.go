@@ -231,9 +231,9 @@ type Func struct {
 	NoInline  bool
 	Composite string
 	Args      []Arg
-	Body    []*Op
-	Results []Result
-	nextID  int
+	Body      []*Op
+	Results   []Result
+	nextID    int
 }
 
 // NewFunc starts an empty function.

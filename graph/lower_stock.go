@@ -251,7 +251,7 @@ func (l *stockLowering) rotary() {
 		inv[j] = float64(float32(1.0 / math.Pow(cfg.RopeTheta, float64(2*j)/float64(r))))
 	}
 	freqs := b.Mul(l.posF, b.Const(DenseFloats(F32, []int64{1, int64(half)}, inv))) // [q,half]
-	emb := b.Op(OpExpandDims, b.Concat(1, freqs, freqs), b.I32s(1))                  // [q,1,r]
+	emb := b.Op(OpExpandDims, b.Concat(1, freqs, freqs), b.I32s(1))                 // [q,1,r]
 	l.cos = b.Cast(b.Op(OpCos, emb), l.opt.Compute)
 	l.sin = b.Cast(b.Op(OpSin, emb), l.opt.Compute)
 }
@@ -301,7 +301,7 @@ func (l *stockLowering) fullLayer(i, fi int) {
 	kl := b.Typed(OpSlice, Tensor(cd, 1, 1, Hkv, Dyn, D), l.kAll, rb, end, ones)
 	vl := b.Typed(OpSlice, Tensor(cd, 1, 1, Hkv, Dyn, D), l.vAll, rb, end, ones)
 	kt := b.Op(OpExpandDims, b.Transpose(b.Op(OpShrinkDims, kl, b.I32s(0, 1)), 0, 2, 1), b.I32s(1)) // [Hkv,1,D,P]
-	vt := b.Op(OpExpandDims, b.Op(OpShrinkDims, vl, b.I32s(0, 1)), b.I32s(1))                         // [Hkv,1,P,D]
+	vt := b.Op(OpExpandDims, b.Op(OpShrinkDims, vl, b.I32s(0, 1)), b.I32s(1))                       // [Hkv,1,P,D]
 
 	// Query head n uses KV head n / g: [q,H,D] -> [H,q,D] -> [Hkv,g,q,D].
 	q4 := b.Typed(OpReshape, Tensor(cd, Hkv, g, Dyn, D), b.Transpose(qh, 1, 0, 2), b.Concat(0, b.U32s(Hkv, g), l.qU, b.U32s(D)))
@@ -324,10 +324,10 @@ func (l *stockLowering) linearLayer(i, li int) {
 	ll := int64(li)
 	xn := l.rmsnorm(l.x, lname(i, "input_layernorm.weight"))
 	shrink := func(x *Value) *Value { return b.Op(OpShrinkDims, x, b.I32s(0)) }
-	qkv := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_qkv.weight")))                  // [q,C]
-	z := l.rs(l.linear(xn, lname(i, "linear_attn.in_proj_z.weight")), Dyn, nv, dv)            // [q,nv,dv]
-	bb := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_b.weight")))                      // [q,nv]
-	a := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_a.weight")))                       // [q,nv]
+	qkv := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_qkv.weight")))        // [q,C]
+	z := l.rs(l.linear(xn, lname(i, "linear_attn.in_proj_z.weight")), Dyn, nv, dv) // [q,nv,dv]
+	bb := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_b.weight")))           // [q,nv]
+	a := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_a.weight")))            // [q,nv]
 	beta := b.Cast(b.Op(OpSigmoid, bb), sd)
 	af := b.Add(b.Cast(a, F32), l.param(lname(i, "linear_attn.dt_bias"), F32))
 	negAbs := b.Mul(b.Op(OpMax, af, b.Mul(af, b.Scalar(F32, -1))), b.Scalar(F32, -1))
