@@ -225,15 +225,16 @@ type Result struct {
 type Func struct {
 	Name    string
 	Private bool
+	Args    []Arg
+	Body    []*Op
+	Results []Result
+	nextID  int
+
 	// NoInline and Composite mark a private graph that declares a composite op (the callee of a
 	// coreai.invoke): Composite is the #coreai.composite_declaration attribute's text
 	// (see composite.go).
 	NoInline  bool
 	Composite string
-	Args      []Arg
-	Body      []*Op
-	Results   []Result
-	nextID    int
 }
 
 // NewFunc starts an empty function.
