@@ -144,6 +144,10 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined.String() {
 		prompts = fitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
 	}
+	if graph.IsStock(b.Module) {
+		// Apple's contract, whoever wrote the bundle: the metadata is not consulted (stock.go).
+		return GateStock(b.Module, ref, prompts, opt)
+	}
 	dec := b
 	if b.Companion != nil {
 		dec = b.Companion

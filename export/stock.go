@@ -1,7 +1,10 @@
 package export
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"qconv/graph"
@@ -158,4 +161,16 @@ func stockStepRollout(m *graph.Module, prompt []int, tokens int) ([]int, []float
 		}
 	}
 	return ids, margins, nil
+}
+
+// HasQConvBlock reports whether dir's metadata.json carries qconv's block (a bundle qconv wrote).
+func HasQConvBlock(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if err != nil {
+		return false
+	}
+	var md struct {
+		QConv json.RawMessage `json:"qconv"`
+	}
+	return json.Unmarshal(b, &md) == nil && len(md.QConv) > 0 && string(md.QConv) != "null"
 }
