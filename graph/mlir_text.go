@@ -215,6 +215,9 @@ func (p *textPrinter) attrDict(attrs map[string]Attr) {
 			w.WriteString(", ")
 		}
 		w.WriteString(keywordOrString(k))
+		if _, unit := attrs[k].(unitAttr); unit {
+			continue // a unit attribute prints as its name alone
+		}
 		w.WriteString(" = ")
 		p.attr(attrs[k])
 	}
@@ -250,7 +253,7 @@ func (p *textPrinter) attr(a Attr) {
 	case dictAttr:
 		p.attrDict(a)
 	case unitAttr:
-		w.WriteString("unit")
+		w.WriteString("unit") // outside a dictionary
 	case opaqueAttr:
 		w.WriteString(a.text)
 	}
