@@ -384,7 +384,7 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 	for _, a := range f.Args {
 		tt := a.Value.Type
 		switch a.Name {
-		case graph.StateRec, graph.InRecState:
+		case graph.StateRec, graph.StateRecurrentStates, graph.InRecState:
 			if q.Recipe.StateDType != "" && tt.DType.String() != q.Recipe.StateDType {
 				in.Problems = append(in.Problems, fmt.Sprintf("metadata says recurrence dtype %s, the bytes' %s is %s", q.Recipe.StateDType, a.Name, tt.DType))
 			}

@@ -87,6 +87,9 @@ type Target struct {
 	SameBytesAs string
 	Default     Recipe
 	About       string
+	// ByNameOnly keeps the target out of "--target all": a different engine contract, asked for
+	// by name, so that existing `--target all --check` trees do not drift when it is added.
+	ByNameOnly bool
 }
 
 // Targets is the target table (coreai-targets.md §3). Defaults follow the published bundles.
@@ -111,7 +114,7 @@ var Targets = []*Target{
 		// Foundation Models load it unpatched. int8 per-block-32 with the untied int8 per-block-32
 		// absmax head, the published ship configuration the gate passes (Apple's default, uint4
 		// per-block-32, fails the gate on Qwen3.5: constraint 5).
-		Name: "macos-stock", Device: graph.GPU, Contract: graph.Stock,
+		Name: "macos-stock", Device: graph.GPU, Contract: graph.Stock, ByNameOnly: true,
 		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "Apple's stock Qwen3.5 contract: main + prefill entrypoints, dynamic query, keyCache/valueCache/convStates/recurrentStates; macOS",
 	},
@@ -147,7 +150,11 @@ func ParseTargets(list string) ([]*Target, error) {
 		}
 		var ts []*Target
 		if name == "all" {
-			ts = Targets
+			for _, t := range Targets {
+				if !t.ByNameOnly {
+					ts = append(ts, t)
+				}
+			}
 		} else {
 			t, err := TargetByName(name)
 			if err != nil {
@@ -163,7 +170,7 @@ func ParseTargets(list string) ([]*Target, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, exitcode.Badf("flag --target: no target given (targets: gpu-pipelined, ios-gpu, ios-ane, macos, all)")
+		return nil, exitcode.Badf("flag --target: no target given (targets: gpu-pipelined, ios-gpu, ios-ane, macos, macos-stock, all)")
 	}
 	return out, nil
 }

@@ -62,3 +62,24 @@ func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 		}
 	}
 }
+
+// "--target all" leaves macos-stock out (existing all-target trees keep their bundles); naming it
+// selects it, alone or in a list.
+func TestAllLeavesOutStock(t *testing.T) {
+	all, err := ParseTargets("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range all {
+		if tg.Name == "macos-stock" {
+			t.Error("--target all includes macos-stock")
+		}
+	}
+	if len(all) != len(Targets)-1 {
+		t.Errorf("all expands to %d targets of %d", len(all), len(Targets))
+	}
+	both, err := ParseTargets("all,macos-stock")
+	if err != nil || len(both) != len(Targets) || both[len(both)-1].Name != "macos-stock" {
+		t.Errorf("all,macos-stock: %v %v", both, err)
+	}
+}

@@ -159,7 +159,7 @@ func newTargetsCmd() *cobra.Command {
 				names = append(names, t.Name)
 			}
 			sort.Strings(names)
-			fmt.Fprintf(stderr, "\n--target takes any of %s, or all\n", strings.Join(names, ", "))
+			fmt.Fprintf(stderr, "\n--target takes any of %s, or all (every target but macos-stock)\n", strings.Join(names, ", "))
 			return nil
 		},
 	}
