@@ -1,13 +1,18 @@
 package export
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 
 	"qconv/graph"
+	"qconv/internal/exitcode"
 	"qconv/oracle"
 )
 
@@ -173,4 +178,35 @@ func HasQConvBlock(dir string) bool {
 		QConv json.RawMessage `json:"qconv"`
 	}
 	return json.Unmarshal(b, &md) == nil && len(md.QConv) > 0 && string(md.QConv) != "null"
+}
+
+// CheckMainHash compares a bundle's main.hash, when it has one, with the SHA-256 of its
+// main.mlirb: the check a bundle without qconv's block still gets before verify gates its bytes.
+func CheckMainHash(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if err != nil {
+		return exitcode.Badf("%s: not a bundle: %v", dir, err)
+	}
+	var md struct {
+		Assets map[string]string `json:"assets"`
+	}
+	if err := json.Unmarshal(b, &md); err != nil || md.Assets["main"] == "" {
+		return exitcode.Badf("%s: metadata.json has no assets.main", dir)
+	}
+	asset := filepath.Join(dir, md.Assets["main"])
+	want, err := os.ReadFile(filepath.Join(asset, "main.hash"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return exitcode.Bad(err)
+	}
+	data, err := os.ReadFile(filepath.Join(asset, "main.mlirb"))
+	if err != nil {
+		return exitcode.Bad(err)
+	}
+	if sum := sha256.Sum256(data); !bytes.Equal(want, sum[:]) {
+		return exitcode.Badf("%s: main.hash is not the SHA-256 of main.mlirb (the asset was changed after it was written)", asset)
+	}
+	return nil
 }

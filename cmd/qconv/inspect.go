@@ -64,6 +64,8 @@ func newVerifyCmd() *cobra.Command {
 				if _, err := export.Inspect(args[0]); err != nil {
 					return err
 				}
+			} else if err := export.CheckMainHash(args[0]); err != nil {
+				return err
 			}
 			b, err := export.OpenBundle(args[0])
 			if err != nil {

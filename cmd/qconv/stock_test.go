@@ -117,6 +117,23 @@ func TestExportStockTarget(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &vdoc); err != nil || !vdoc.Passed || len(vdoc.Companion.Prompts) != 10 {
 		t.Fatalf("verify doc: %v %s", err, stdout)
 	}
+	// Bytes changed after writing: main.hash no longer matches, exit 2 naming it.
+	asset2 := filepath.Join(foreign, b.Name+".aimodel", "main.mlirb")
+	data, err := os.ReadFile(asset2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	tampered := filepath.Join(t.TempDir(), "tampered")
+	if err := os.CopyFS(tampered, os.DirFS(foreign)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tampered, b.Name+".aimodel", "main.mlirb"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errText := execQconv(t, "verify", tampered, "--reference", trained); code != exitcode.BadInput || !strings.Contains(errText, "main.hash") {
+		t.Errorf("verify of tampered bytes: exit %d: %s", code, errText)
+	}
 	// Against another checkpoint's reference it is refused, naming the mismatch.
 	if code, _, errText := execQconv(t, "verify", foreign, "--reference", "../../testdata/random/tiny_tied_4L"); code == 0 || code == exitcode.Internal {
 		t.Errorf("verify against another checkpoint: exit %d: %s", code, errText)
