@@ -1,10 +1,10 @@
 package graph
 
 import (
-	"fmt"
 	"math"
 
 	"qconv/hf"
+	"qconv/internal/exitcode"
 )
 
 // The Stock contract: Apple's own Qwen3.5 export (docs/apple-qwen35-contract.md). One module
@@ -54,7 +54,7 @@ func (m *memoWeights) Weight(spec hf.TensorSpec) (*Weight, error) {
 func lowerStock(cfg *hf.Config, opt LowerOptions) (*Module, error) {
 	Lf, Ll := cfg.NumLayersOf(hf.FullAttention), cfg.NumLayersOf(hf.LinearAttention)
 	if Lf == 0 || Ll == 0 {
-		return nil, fmt.Errorf("lowering: the stock contract has four states and needs layers of both types; %s has %d full-attention and %d linear-attention layers", "this config", Lf, Ll)
+		return nil, exitcode.Badf("config.json: layer_types has %d full_attention and %d linear_attention layers; the stock contract's four states need both", Lf, Ll)
 	}
 	m := &Module{}
 	opt.Weights = &memoWeights{src: opt.Weights, got: map[string]*Weight{}}
