@@ -4,13 +4,10 @@ import (
 	"math"
 )
 
-// execGatedDelta runs an invoke of the gated_delta_update composite by its declaration, as the
-// Core AI runtime does for a composite it recognises: query, key [B,H,S,dk], value [B,H,S,dv],
-// g, beta [B,H,S], initial_state [B,H,dk,dv] -> output [B,S,H,dv], final state [B,H,dk,dv].
-// q and k are l2-normalised (x·rsqrt(Σx² + 1e-6)), q is scaled by dk^-1/2, and for each token t
-// in order: S ← S·exp(g_t); S ← S + k_t ⊗ β_t(v_t − Sᵀk_t); o_t = Sᵀq_t, all in fp32 (the op's
-// reference, coreai-torch's GatedDeltaUpdate, loops over t with a while loop); the outputs take
-// the inputs' dtype. The composite's graph body is planned (and checked) but not run.
+// execGatedDelta runs an invoke of the gated_delta_update composite. At query length 1 it runs
+// the composite's graph body, the shipped decomposition, which is exact there; for longer calls
+// it runs the op by its declaration, as the Core AI runtime does for a composite it recognises
+// (gatedDeltaDeclared).
 func execGatedDelta(fr *interpFrame, st *interpStep) error {
 	in := make([]*Array, 6)
 	for i := range in {
@@ -39,8 +36,24 @@ func execGatedDelta(fr *interpFrame, st *interpStep) error {
 	if !same(k, B, H, S, dk) || !same(v, B, H, S, dv) || !same(g, B, H, S) || !same(beta, B, H, S) || !same(s0, B, H, dk, dv) {
 		return st.errorf("gated_delta_update operand shapes %v %v %v %v %v %v disagree", q.Shape, k.Shape, v.Shape, g.Shape, beta.Shape, s0.Shape)
 	}
+	if S == 1 {
+		return execInvoke(fr, st)
+	}
 	out := fr.alloc(st.out[0], q.DType, []int64{B, S, H, dv})
 	state := fr.alloc(st.out[1], s0.DType, []int64{B, H, dk, dv})
+	gatedDeltaDeclared(q, k, v, g, beta, s0, out, state)
+	return nil
+}
+
+// gatedDeltaDeclared is the declared op: query, key [B,H,S,dk], value [B,H,S,dv], g, beta [B,H,S],
+// initial_state [B,H,dk,dv] -> out [B,S,H,dv], state [B,H,dk,dv] (shapes already checked). q and
+// k are l2-normalised (x·rsqrt(Σx² + 1e-6)), q is scaled by dk^-1/2, and for each token t in
+// order: S ← S·exp(g_t); S ← S + k_t ⊗ β_t(v_t − Sᵀk_t); o_t = Sᵀq_t, all in fp32 (the op's
+// reference, coreai-torch's GatedDeltaUpdate, loops over t with a while loop); the outputs take
+// the inputs' dtype.
+func gatedDeltaDeclared(q, k, v, g, beta, s0, out, state *Array) {
+	B, H, S, dk := q.Shape[0], q.Shape[1], q.Shape[2], q.Shape[3]
+	dv := v.Shape[3]
 	copy(state.F, s0.F)
 	scale := float32(1 / math.Sqrt(float64(dk)))
 	qn := make([]float32, dk)
@@ -106,5 +119,4 @@ func execGatedDelta(fr *interpFrame, st *interpStep) error {
 	}
 	roundResult(out)
 	roundResult(state)
-	return nil
 }

@@ -106,8 +106,9 @@ func firstErr(errs ...error) error {
 
 // stockGatedDeltaBody builds the composite's reference body: the declared op (l2-normalised q and
 // k, q scaled by dk^-1/2, then state = state·exp(g) + k⊗β(v − stateᵀk), output stateᵀq) for ONE
-// token. It is exact at query length 1 only; the runtime runs the composite it recognises by its
-// declaration, and so does qconv's interpreter (interp_composite.go).
+// token. It is exact at query length 1 only. qconv's interpreter runs this body for one-token
+// calls and the declared op for longer ones, as a runtime that recognises the composite does
+// (interp_composite.go).
 func stockGatedDeltaBody(l *lowering) {
 	b, cfg := l.b, l.cfg
 	f := b.F
