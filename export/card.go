@@ -325,7 +325,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 		return CardBundle{}, fmt.Errorf("no @main function")
 	}
 	for _, s := range append(append([]IOSpec{}, main.States...), main.Inputs...) {
-		if s.Name == graph.StateRec || s.Name == graph.InRecState {
+		if s.Name == graph.StateRec || s.Name == graph.StateRecurrentStates || s.Name == graph.InRecState {
 			cb.Recurrence = s.DType
 		}
 		if s.Name == graph.InPastK && len(s.Shape) == 5 {
@@ -1274,6 +1274,13 @@ func contractRules(b *CardBundle, f *FunctionIO) []string {
 			rules = append(rules, fmt.Sprintf("Its prefill companion is `%s` (%s); without it, feed the prompt token by token through this graph.", b.Companion, where))
 		}
 		return rules
+	case graph.Stock.String():
+		// Apple's own contract (docs/apple-qwen35-contract.md, "How to run with Apple's stock tools").
+		return []string{
+			"Apple's stock runtime loads it as is (macOS 27.2+): `swift run -c release llm-runner --model <bundle dir> --prompt \"Hello\"` or `llm-benchmark --model <bundle dir>` in an `apple/coreai-models` checkout, or `CoreAILanguageModel(resourcesAt:)` from Foundation Models. No environment variables, no warm-up rule.",
+			"`@prefill` takes the prompt but its last token in one call (`input_ids` [1, q], `position_ids` [1, P] = 0..P-1) and only fills the states; `@main` takes the last prompt token, then one token per step, and returns `logits` [1, q, V].",
+			"States `keyCache`/`valueCache` grow along their dynamic dimension; `convStates` (the last conv-kernel tokens, channels-last) and `recurrentStates` keep their shape. The runtime carries all four between calls.",
+		}
 	case graph.HostPrefill.String():
 		q, cols := "16", "ctx+16"
 		if s := ioSpec(f, graph.InInputIDs); s != nil && len(s.Shape) == 2 {

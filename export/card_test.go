@@ -65,7 +65,12 @@ func sharedCardTrees(t *testing.T) (all, shipNoGate string) {
 		}
 		defer ck.Close()
 		all, ship := filepath.Join(root, "all"), filepath.Join(root, "ship")
-		if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: Targets, OutDir: all, Version: "test"}); err != nil {
+		targets, err := ParseTargets("all")
+		if err != nil {
+			cardTrees.err = err
+			return
+		}
+		if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: targets, OutDir: all, Version: "test"}); err != nil {
 			cardTrees.err = fmt.Errorf("export --target all: %w", err)
 			return
 		}

@@ -639,6 +639,9 @@ type CompanionPrompt struct {
 }
 
 func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
+	if j.contract == graph.Stock {
+		return j.gateStock(ctx, ref, prompts, opt) // stock.go
+	}
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
 			s, err := graph.NewSession(j.shipped, nil)
@@ -816,8 +819,8 @@ func releaseUnneeded(jobs []*job) {
 // fitPrompts drops prompts whose tokens and generation do not fit a static context (host-cache
 // graphs).
 func fitPrompts(prompts []oracle.GatePrompt, c graph.Contract, context, tokens int) []oracle.GatePrompt {
-	if c == graph.Pipelined {
-		return prompts
+	if c == graph.Pipelined || c == graph.Stock {
+		return prompts // dynamic KV: no static context to fit
 	}
 	var out []oracle.GatePrompt
 	for _, p := range prompts {

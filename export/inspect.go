@@ -305,6 +305,8 @@ func joinKeys(m map[string]bool) string {
 
 func contractOf(f *graph.Func) graph.Contract {
 	switch {
+	case f.Arg(graph.StateConvStates) != nil:
+		return graph.Stock
 	case f.Arg(graph.StateKey) != nil:
 		return graph.Pipelined
 	case f.Arg(graph.InPastK) != nil && f.Arg(graph.InInputIDs) != nil && f.Arg(graph.InInputIDs).Value.Type.Shape[1] > 1:
@@ -437,7 +439,7 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 	for _, a := range f.Args {
 		tt := a.Value.Type
 		switch a.Name {
-		case graph.StateRec, graph.InRecState:
+		case graph.StateRec, graph.StateRecurrentStates, graph.InRecState:
 			if q.Recipe.StateDType != "" && tt.DType.String() != q.Recipe.StateDType {
 				in.Problems = append(in.Problems, fmt.Sprintf("metadata says recurrence dtype %s, the bytes' %s is %s", q.Recipe.StateDType, a.Name, tt.DType))
 			}
@@ -450,7 +452,7 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 }
 
 func contractFromName(s string) graph.Contract {
-	for _, c := range []graph.Contract{graph.Pipelined, graph.HostDecode, graph.HostPrefill} {
+	for _, c := range []graph.Contract{graph.Pipelined, graph.HostDecode, graph.HostPrefill, graph.Stock} {
 		if c.String() == s {
 			return c
 		}
@@ -466,6 +468,8 @@ func shortFromName(name string, t *Target, c graph.Contract) string {
 		marker = "_ios_hc0_"
 	case graph.HostPrefill:
 		marker = "_ios_hc_prefill_"
+	case graph.Stock:
+		marker = "_stock_"
 	}
 	if i := strings.Index(name, marker); i > 0 {
 		return name[:i]

@@ -46,6 +46,7 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 		{"ios-gpu", Flags{}},
 		{"ios-ane", Flags{}},
 		{"ios-ane", Flags{Weights: "int4-lut"}},
+		{"macos-stock", Flags{}},
 	}
 	dir := t.TempDir()
 	for _, c := range cases {

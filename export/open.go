@@ -1,6 +1,7 @@
 package export
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -161,6 +162,10 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 	}
 	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined.String() {
 		prompts = fitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
+	}
+	if graph.IsStock(b.Module) {
+		// Apple's contract, whoever wrote the bundle: the metadata is not consulted (stock.go).
+		return GateStock(context.Background(), b.Module, ref, prompts, opt)
 	}
 	dec := b
 	if b.Companion != nil {

@@ -95,6 +95,9 @@ type Target struct {
 	SameBytesAs string
 	Default     Recipe
 	About       string
+	// ByNameOnly keeps the target out of "--target all": a different engine contract, asked for
+	// by name, so that existing `--target all --check` trees do not drift when it is added.
+	ByNameOnly bool
 }
 
 // Targets is the target table (docs/targets.md). Defaults follow the published bundles.
@@ -113,6 +116,15 @@ var Targets = []*Target{
 		Name: "ios-ane", Device: graph.ANE, Contract: graph.Pipelined,
 		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "one dynamic graph, 4 states, fp16 recurrence; iPhone Neural Engine",
+	},
+	{
+		// Apple's own Qwen3.5 contract (docs/apple-qwen35-contract.md): the stock llm-runner and
+		// Foundation Models load it unpatched. int8 per-block-32 with the untied int8 per-block-32
+		// absmax head, the published ship configuration the gate passes (Apple's default, uint4
+		// per-block-32, fails the gate on Qwen3.5: constraint 5).
+		Name: "macos-stock", Device: graph.GPU, Contract: graph.Stock, ByNameOnly: true,
+		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		About:   "Apple's stock Qwen3.5 contract: main + prefill entrypoints, dynamic query, keyCache/valueCache/convStates/recurrentStates; macOS",
 	},
 	{
 		Name: "macos", Device: graph.ANE, Contract: graph.Pipelined, SameBytesAs: "ios-ane",
@@ -146,7 +158,11 @@ func ParseTargets(list string) ([]*Target, error) {
 		}
 		var ts []*Target
 		if name == "all" {
-			ts = Targets
+			for _, t := range Targets {
+				if !t.ByNameOnly {
+					ts = append(ts, t)
+				}
+			}
 		} else {
 			t, err := TargetByName(name)
 			if err != nil {
@@ -162,7 +178,7 @@ func ParseTargets(list string) ([]*Target, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, exitcode.Badf("flag --target: no target given (targets: gpu-pipelined, ios-gpu, ios-ane, macos, all)")
+		return nil, exitcode.Badf("flag --target: no target given (targets: gpu-pipelined, ios-gpu, ios-ane, macos, macos-stock, all)")
 	}
 	return out, nil
 }
@@ -375,6 +391,8 @@ func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, pre
 		return fmt.Sprintf("%s_ios_hc0_%s", short, mode)
 	case graph.HostPrefill:
 		return fmt.Sprintf("%s_ios_hc_prefill_q%d_b%d_%s", short, prefillTokens, r.Context, mode)
+	case graph.Stock:
+		return fmt.Sprintf("%s_stock_%s", short, mode)
 	}
 	return fmt.Sprintf("%s_decode_%s", short, mode)
 }

@@ -171,10 +171,13 @@ func (j *job) publishSource() string {
 
 // languageStates is the bundle metadata's state kinds for a contract (nil: no states).
 func languageStates(c graph.Contract) map[string]string {
-	if c != graph.Pipelined {
-		return nil
+	switch c {
+	case graph.Pipelined:
+		return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
+	case graph.Stock:
+		return StockStates()
 	}
-	return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
+	return nil
 }
 
 // finishBare rewrites the staged asset's metadata.json with the qconv block: a bare asset has no

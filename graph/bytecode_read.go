@@ -1416,6 +1416,10 @@ func (r *bcReader) graphAttrs(f *Func, attrs mDict) error {
 					}
 				}
 			}
+		case attrNoInline, attrCompositeDecl:
+			if err := readCompositeAttr(f, na.name, na.val); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("unsupported graph attribute %s (%s)", na.name, attrKind(na.val))
 		}

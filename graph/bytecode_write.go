@@ -305,6 +305,12 @@ func (w *bcWriter) attr(a Attr) uint64 {
 		return w.attrs.intern("a:"+keyOf(ids...), custom(codeArray, parts...))
 	case dictAttr:
 		return w.dict(a)
+	case unitAttr:
+		return w.attrs.intern("unit", custom(codeUnit))
+	case opaqueAttr:
+		// A dialect attribute qconv has no encoding for is stored as its assembly text, as MLIR
+		// stores an attribute of an unregistered dialect.
+		return w.attrs.intern("asm:"+a.text, bcEntry{dialect: dialectBuiltin, parts: []bcPart{pRaw(append([]byte(a.text), 0))}})
 	case DenseAttr:
 		elems := denseElements(a)
 		if a.Type.DType == I1 && len(elems) > 1 && len(elems) <= 8 {

@@ -74,6 +74,9 @@ func equalFuncs(f, g *Func) error {
 	if f.Name != g.Name || f.Private != g.Private {
 		return fmt.Errorf("function @%s (private %v) vs @%s (private %v)", f.Name, f.Private, g.Name, g.Private)
 	}
+	if f.NoInline != g.NoInline || f.Composite != g.Composite {
+		return fmt.Errorf("function @%s: noinline %v, composite %q vs noinline %v, composite %q", f.Name, f.NoInline, f.Composite, g.NoInline, g.Composite)
+	}
 	where := func(format string, args ...any) error {
 		return fmt.Errorf("@%s: %s", f.Name, fmt.Sprintf(format, args...))
 	}

@@ -528,6 +528,9 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 				return nil, err
 			}
 			st.callee = cp
+			if CompositeName(callee.Composite) == CompositeGatedDelta {
+				st.exec = execGatedDelta // run by its declaration (interp_composite.go)
+			}
 			for _, o := range st.out {
 				p.kind[o] = vSlot
 			}

@@ -229,6 +229,12 @@ type Func struct {
 	Body    []*Op
 	Results []Result
 	nextID  int
+
+	// NoInline and Composite mark a private graph that declares a composite op (the callee of a
+	// coreai.invoke): Composite is the #coreai.composite_declaration attribute's text
+	// (see composite.go).
+	NoInline  bool
+	Composite string
 }
 
 // NewFunc starts an empty function.

@@ -22,6 +22,11 @@ const (
 	// HostPrefill: the ios-gpu prefill companion: HostDecode for a block of PrefillTokens tokens,
 	// the gated-delta scan unrolled PrefillTokens times.
 	HostPrefill
+	// Stock: Apple's own Qwen3.5 export contract (docs/apple-qwen35-contract.md), two entrypoints
+	// in one module: @main (input_ids [1,q], position_ids [1,P], both dynamic; states keyCache,
+	// valueCache, convStates, recurrentStates; output logits [1,q,V]) and @prefill (the same
+	// inputs and states, no outputs). See lower_stock.go.
+	Stock
 )
 
 func (c Contract) String() string {
@@ -32,6 +37,8 @@ func (c Contract) String() string {
 		return "host-cache decode"
 	case HostPrefill:
 		return "host-cache prefill"
+	case Stock:
+		return "stock"
 	}
 	return fmt.Sprintf("Contract(%d)", uint8(c))
 }
@@ -95,6 +102,8 @@ func Lower(cfg *hf.Config, opt LowerOptions) (*Module, error) {
 	}
 	switch opt.Contract {
 	case Pipelined:
+	case Stock:
+		return lowerStock(cfg, opt)
 	case HostDecode, HostPrefill:
 		if opt.Context <= 0 {
 			return nil, fmt.Errorf("lowering: the %s contract needs a positive static context, got %d", opt.Contract, opt.Context)
@@ -166,6 +175,9 @@ func (l *lowering) weight(name string) *Value {
 		if r == nil {
 			l.fail(fmt.Errorf("lowering: tensor %s has no resource", name))
 			return nil
+		}
+		if l.m.Resource(r.Key) == r {
+			return r // registered by another function of the module
 		}
 		if _, err := l.m.AddResource(r); err != nil {
 			l.fail(err)

@@ -215,6 +215,9 @@ func (p *textPrinter) attrDict(attrs map[string]Attr) {
 			w.WriteString(", ")
 		}
 		w.WriteString(keywordOrString(k))
+		if _, unit := attrs[k].(unitAttr); unit {
+			continue // a unit attribute prints as its name alone
+		}
 		w.WriteString(" = ")
 		p.attr(attrs[k])
 	}
@@ -249,6 +252,10 @@ func (p *textPrinter) attr(a Attr) {
 		w.WriteByte(']')
 	case dictAttr:
 		p.attrDict(a)
+	case unitAttr:
+		w.WriteString("unit") // outside a dictionary
+	case opaqueAttr:
+		w.WriteString(a.text)
 	}
 }
 
@@ -287,6 +294,7 @@ func graphAttrs(f *Func) map[string]Attr {
 	if f.Private {
 		attrs[attrVisibilty] = StringAttr{"private"}
 	}
+	compositeAttrs(f, attrs)
 	args := make(arrayAttr, len(f.Args))
 	some := false
 	for i, a := range f.Args {

@@ -222,7 +222,7 @@ func verifyStates(f *Func, opt VerifyOptions) []Violation {
 		case lastWrite != nil && r.Value != lastWrite.Results[0]:
 			bad(-1, "", "state %q's result token is not the one its write_handle produces", a.Name)
 		}
-		if a.Name == StateRec {
+		if a.Name == StateRec || a.Name == StateRecurrentStates {
 			vs = append(vs, recurrenceType(f, a.Name, t, opt)...)
 		}
 	}

@@ -88,7 +88,7 @@ only then moved into place; a failed gate exits 3 and publishes nothing.
 		RunE: func(cmd *cobra.Command, args []string) error { return runExport(args[0], f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.targets, "target", "", "targets: gpu-pipelined, ios-gpu, ios-ane, macos, all (comma-separated)")
+	fl.StringVar(&f.targets, "target", "", "targets: gpu-pipelined, ios-gpu, ios-ane, macos, macos-stock, all (comma-separated; all leaves out macos-stock)")
 	fl.StringVarP(&f.out, "out", "o", "out", "output directory")
 	fl.BoolVar(&f.noGate, "no-gate", false, "publish without gating (recorded in metadata)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (bundles, tensors, schemes, sizes) and write nothing")
@@ -103,7 +103,7 @@ only then moved into place; a failed gate exits 3 and publishes nothing.
 
 func runExport(ref string, f exportFlags) error {
 	if f.targets == "" {
-		return exitcode.Badf("flag --target: required (gpu-pipelined, ios-gpu, ios-ane, macos, all)")
+		return exitcode.Badf("flag --target: required (gpu-pipelined, ios-gpu, ios-ane, macos, macos-stock, all)")
 	}
 	if f.dryRun && f.check {
 		return exitcode.Badf("flags --dry-run and --check: choose one")

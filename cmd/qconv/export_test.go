@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -263,12 +264,13 @@ func TestTargetsCommand(t *testing.T) {
 		Name    string         `json:"name"`
 		Default map[string]any `json:"default_recipe"`
 	}
-	if err := json.Unmarshal([]byte(stdout), &rows); err != nil || len(rows) != 4 {
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil || len(rows) != 5 {
 		t.Fatalf("%v: %s", err, stdout)
 	}
-	want := map[string]string{"gpu-pipelined": "int8-block32", "ios-gpu": "int8-lut", "ios-ane": "int8-lut", "macos": "int8-lut"}
+	want := map[string]string{"gpu-pipelined": "int8-block32", "ios-gpu": "int8-lut", "ios-ane": "int8-lut", "macos": "int8-lut", "macos-stock": "int8-block32"}
+	head := map[string]string{"macos-stock": "int8"}
 	for _, r := range rows {
-		if r.Default["weights"] != want[r.Name] || r.Default["head"] != "tied" {
+		if r.Default["weights"] != want[r.Name] || r.Default["head"] != cmp.Or(head[r.Name], "tied") {
 			t.Errorf("%s: default %v", r.Name, r.Default)
 		}
 	}

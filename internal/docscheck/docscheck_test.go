@@ -21,7 +21,6 @@ import (
 // are merged (the test fails when a listed page exists, as a reminder).
 var pendingDocs = []string{
 	"gate.md",
-	"apple-qwen35-contract.md",
 }
 
 var (

@@ -1,0 +1,178 @@
+package export
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"qconv/graph"
+	"qconv/internal/kernels"
+	"qconv/oracle"
+)
+
+// The macos-stock target's gate: the shipped bytes' @main is gated like any decode graph (one
+// token per call, teacher-forced and free greedy against the fp32 reference), and the prompt fed
+// as Apple's runner feeds it must decode the same tokens: through @prefill (all but the last
+// token in one call, the last through @main), and through @main in one call.
+
+// StockStates is the bundle metadata's language.states for the stock contract.
+func StockStates() map[string]string {
+	return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConvStates: "fixed", graph.StateRecurrentStates: "fixed"}
+}
+
+// stockCandidate adapts a stock session to the gate: one token per @main call.
+type stockCandidate struct{ s *graph.StockSession }
+
+func (c stockCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
+func (c stockCandidate) Fork() (oracle.Candidate, error) {
+	f, err := c.s.Fork()
+	if err != nil {
+		return nil, err
+	}
+	return stockCandidate{f}, nil
+}
+
+// GateStock gates a stock-contract module: the gate report of @main, and the entrypoint check.
+func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts []oracle.GatePrompt, opt oracle.GateOptions) (*oracle.GateReport, *CompanionCheck, error) {
+	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
+		s, err := graph.NewStockSession(m)
+		if err != nil {
+			return nil, err
+		}
+		return ctxCandidate{ctx, stockCandidate{s}}, nil
+	}, prompts, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	cc, err := CheckStockEntrypoints(m, prompts, opt.Tokens, opt.MinMargin, rep)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rep, cc, nil
+}
+
+func (j *job) gateStock(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
+	rep, cc, err := GateStock(ctx, j.shipped, ref, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
+	if err != nil {
+		return fmt.Errorf("gating %s: %w", j.name, err)
+	}
+	j.report, j.extra = rep, cc
+	s := summarize(rep)
+	s.Passed = s.Passed && cc.Passed
+	if !cc.Passed && s.FirstFailure == "" {
+		s.FirstFailure = "decoding after @prefill (or a whole-prompt @main call) differs from decoding token by token at a confident step"
+	}
+	j.result.Gate = s
+	j.result.Report = rep
+	return nil
+}
+
+// CheckStockEntrypoints feeds every prompt of two or more tokens the two ways Apple's runner may:
+// "@prefill then @main" (the prompt but its last token through @prefill in one call) and "@main,
+// whole prompt" (one call), then decodes greedily one token per @main call. Each must give the
+// token-by-token rollout's ids (from decodeGate when it holds the prompt, else decoded here), or
+// first diverge at a tie (token-by-token margin below minMargin), as the ios-gpu companion check
+// requires. Each prompt gives two rows, named "<prompt> (@prefill then @main)" and
+// "<prompt> (@main, whole prompt)".
+func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*CompanionCheck, error) {
+	cc := &CompanionCheck{Passed: true, Prompts: []CompanionPrompt{}}
+	for _, p := range prompts {
+		if len(p.IDs) < 2 {
+			continue
+		}
+		ids, margins := decodeOnlyRollout(decodeGate, p, tokens)
+		var from string
+		if ids == nil {
+			var err error
+			if ids, margins, err = stockStepRollout(m, p.IDs, tokens); err != nil {
+				return nil, err
+			}
+		} else {
+			from = "the gate of @main (same bytes, same prompt)"
+		}
+		for _, mode := range []string{"@prefill then @main", "@main, whole prompt"} {
+			s, err := graph.NewStockSession(m)
+			if err != nil {
+				return nil, err
+			}
+			var l []float32
+			if mode == "@prefill then @main" {
+				if !s.HasPrefill() {
+					return nil, fmt.Errorf("the module has no @prefill entrypoint")
+				}
+				l, err = s.Prefill(p.IDs)
+			} else {
+				var rows [][]float32
+				rows, err = s.Main(p.IDs)
+				if err == nil {
+					l = rows[len(rows)-1]
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("prompt %s, %s: %w", p.Name, mode, err)
+			}
+			cp := CompanionPrompt{Name: p.Name + " (" + mode + ")", Blocks: 1, FirstDivergence: -1, Passed: true, DecodeOnlyFrom: from}
+			for k := 0; k < tokens; k++ {
+				ib := kernels.Argmax(l)
+				cp.WithPrefill = append(cp.WithPrefill, ib)
+				if ib != ids[k] {
+					cp.FirstDivergence, cp.DivergenceMargin = k, margins[k]
+					cp.Passed = margins[k] < minMargin
+					break
+				}
+				if k < tokens-1 {
+					if l, err = s.Step(ib); err != nil {
+						return nil, err
+					}
+				}
+			}
+			cp.DecodeOnly = slices.Clone(ids[:tokens])
+			cp.Identical = slices.Equal(cp.DecodeOnly, cp.WithPrefill)
+			if !cp.Passed {
+				cc.Passed = false
+			}
+			cc.Prompts = append(cc.Prompts, cp)
+		}
+	}
+	return cc, nil
+}
+
+// stockStepRollout decodes prompt then tokens greedy ids one token per @main call, with margins.
+func stockStepRollout(m *graph.Module, prompt []int, tokens int) ([]int, []float64, error) {
+	s, err := graph.NewStockSession(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	var l []float32
+	for _, id := range prompt {
+		if l, err = s.Step(id); err != nil {
+			return nil, nil, err
+		}
+	}
+	var ids []int
+	var margins []float64
+	for k := 0; k < tokens; k++ {
+		ids, margins = append(ids, kernels.Argmax(l)), append(margins, oracle.Margin(l))
+		if k < tokens-1 {
+			if l, err = s.Step(ids[k]); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return ids, margins, nil
+}
+
+// HasQConvBlock reports whether dir's metadata.json carries qconv's block (a bundle qconv wrote).
+func HasQConvBlock(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if err != nil {
+		return false
+	}
+	var md struct {
+		QConv json.RawMessage `json:"qconv"`
+	}
+	return json.Unmarshal(b, &md) == nil && len(md.QConv) > 0 && string(md.QConv) != "null"
+}

@@ -1,0 +1,85 @@
+package export
+
+import (
+	"testing"
+
+	"qconv/graph"
+)
+
+// The entrypoint check has teeth: a @prefill that leaves convStates as it found it (its write
+// stores the value it read) decodes differently after the prompt than @main token by token, and
+// the check fails, while the intact module passes.
+func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
+	ck := openCk(t, fixture)
+	tgt, err := TargetByName("macos-stock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := Build(ck, tgt, Flags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := built.Decode
+	prompts, err := DefaultPrompts(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cc.Passed || len(cc.Prompts) != 2*len(prompts) {
+		t.Fatalf("intact module: passed %v, %d rows for %d prompts", cc.Passed, len(cc.Prompts), len(prompts))
+	}
+
+	f := m.Func(graph.FuncPrefill)
+	var read *graph.Value
+	for _, op := range f.Body {
+		h := op.Operands
+		if len(h) == 0 || h[0].Def != nil || f.Args[h[0].Index].Name != graph.StateConvStates {
+			continue
+		}
+		switch op.Name {
+		case graph.OpReadHandle:
+			read = op.Results[0]
+		case graph.OpWriteHandle:
+			op.Operands[1] = read
+		}
+	}
+	if read == nil {
+		t.Fatal("no read of convStates in @prefill")
+	}
+	cc, err = CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.Passed {
+		t.Fatalf("a @prefill that drops the conv state passed the entrypoint check: %+v", cc.Prompts)
+	}
+	for _, p := range cc.Prompts {
+		if p.Name == prompts[0].Name+" (@main, whole prompt)" && !p.Passed {
+			t.Errorf("the whole-prompt @main row failed though @main is intact: %+v", p)
+		}
+	}
+}
+
+// "--target all" leaves macos-stock out (existing all-target trees keep their bundles); naming it
+// selects it, alone or in a list.
+func TestAllLeavesOutStock(t *testing.T) {
+	all, err := ParseTargets("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range all {
+		if tg.Name == "macos-stock" {
+			t.Error("--target all includes macos-stock")
+		}
+	}
+	if len(all) != len(Targets)-1 {
+		t.Errorf("all expands to %d targets of %d", len(all), len(Targets))
+	}
+	both, err := ParseTargets("all,macos-stock")
+	if err != nil || len(both) != len(Targets) || both[len(both)-1].Name != "macos-stock" {
+		t.Errorf("all,macos-stock: %v %v", both, err)
+	}
+}
