@@ -593,7 +593,7 @@ func embeddedGate(q *QConvBlock) (CardGate, error) {
 	if q.Contract == graph.HostPrefill.String() && cc == nil {
 		return CardGate{}, fmt.Errorf("metadata.json: a prefill companion's gate report has no companion check")
 	}
-	if err := checkTotals(rep); err != nil {
+	if err := rep.CheckTotals(); err != nil {
 		return CardGate{}, fmt.Errorf("metadata.json: the embedded gate report's totals disagree with its prompts: %v", err)
 	}
 	want := gateSummaryOf(rep, cc)
@@ -635,42 +635,6 @@ func decodeGateReport(v any) (*oracle.GateReport, *CompanionCheck, error) {
 		return nil, nil, fmt.Errorf("metadata.json: gate_report: %v", err)
 	}
 	return rep, nil, nil
-}
-
-// checkTotals recomputes a report's totals from its prompts, as the gate adds them up.
-func checkTotals(r *oracle.GateReport) error {
-	if len(r.Prompts) == 0 {
-		return fmt.Errorf("no prompts")
-	}
-	want := oracle.GateTotals{MinPrefillCosine: 1}
-	passed := true
-	for _, p := range r.Prompts {
-		want.Prompts++
-		if p.Passed {
-			want.PromptsPassed++
-		} else {
-			passed = false
-			if want.FirstFailure == "" && len(p.Failures) > 0 {
-				want.FirstFailure = fmt.Sprintf("prompt %s: %s", p.Prompt.Name, p.Failures[0])
-			}
-		}
-		want.TeacherForcedMatched += p.TeacherForcedMatched
-		want.TeacherForcedConfident += p.TeacherForcedConfident
-		want.TeacherForcedSteps += p.TeacherForcedSteps
-		want.GreedyMatch += p.GreedyMatch
-		want.GreedySteps += len(p.CandGen)
-		want.LowMarginSteps += p.LowMarginSteps
-		if !(p.PrefillCosine >= want.MinPrefillCosine) {
-			want.MinPrefillCosine = p.PrefillCosine
-		}
-	}
-	if want != r.Totals {
-		return fmt.Errorf("totals %+v, the prompts add up to %+v", r.Totals, want)
-	}
-	if passed != r.Passed {
-		return fmt.Errorf("passed %v, the prompts say %v", r.Passed, passed)
-	}
-	return nil
 }
 
 // cardGate is the card's account of a gate report.

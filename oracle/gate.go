@@ -351,24 +351,9 @@ func cosine(a, b [][]float32) float64 {
 }
 
 func (r *GateReport) add(pr GatePromptReport) {
-	t := &r.Totals
-	t.Prompts++
-	if pr.Passed {
-		t.PromptsPassed++
-	} else {
+	r.Totals.count(pr)
+	if !pr.Passed {
 		r.Passed = false
-		if t.FirstFailure == "" {
-			t.FirstFailure = fmt.Sprintf("prompt %s: %s", pr.Prompt.Name, pr.Failures[0])
-		}
-	}
-	t.TeacherForcedMatched += pr.TeacherForcedMatched
-	t.TeacherForcedConfident += pr.TeacherForcedConfident
-	t.TeacherForcedSteps += pr.TeacherForcedSteps
-	t.GreedyMatch += pr.GreedyMatch
-	t.GreedySteps += len(pr.CandGen)
-	t.LowMarginSteps += pr.LowMarginSteps
-	if !(pr.PrefillCosine >= t.MinPrefillCosine) {
-		t.MinPrefillCosine = pr.PrefillCosine
 	}
 	r.Prompts = append(r.Prompts, pr)
 }
