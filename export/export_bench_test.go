@@ -1,7 +1,6 @@
 package export
 
 import (
-	"slices"
 	"testing"
 	"time"
 
@@ -61,8 +60,7 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 				rs = refStart.Clone()
 			}
 			reset()
-			var interpTime, refTime time.Duration
-			var ratios []float64
+			var clocks benchutil.TwoClocks
 			for i := 0; b.Loop(); i++ {
 				if i%64 == 63 {
 					b.StopTimer()
@@ -70,25 +68,21 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 					b.StartTimer()
 				}
 				id := (i*104729 + 7) % ref.VocabSize()
-				t0 := time.Now()
-				if _, err := sess.Step(id); err != nil {
-					b.Fatal(err)
-				}
-				t1 := time.Now()
-				if err := ref.DecodeInto(logits, rs, id); err != nil {
-					b.Fatal(err)
-				}
-				t2 := time.Now()
-				interpTime += t1.Sub(t0)
-				refTime += t2.Sub(t1)
-				ratios = append(ratios, float64(t1.Sub(t0))/float64(t2.Sub(t1)))
+				clocks.Pair(func() {
+					if _, err := sess.Step(id); err != nil {
+						b.Fatal(err)
+					}
+				}, func() {
+					if err := ref.DecodeInto(logits, rs, id); err != nil {
+						b.Fatal(err)
+					}
+				})
 			}
-			slices.Sort(ratios)
-			n := float64(len(ratios))
-			b.ReportMetric(n/interpTime.Seconds(), "interp-tok/s")
-			b.ReportMetric(n/refTime.Seconds(), "oracle-tok/s")
-			b.ReportMetric(float64(interpTime)/float64(refTime), "interp/oracle")
-			b.ReportMetric(ratios[len(ratios)/2], "median-ratio")
+			n := clocks.N()
+			b.ReportMetric(n/clocks.Work.Seconds(), "interp-tok/s")
+			b.ReportMetric(n/clocks.Base.Seconds(), "oracle-tok/s")
+			b.ReportMetric(float64(clocks.Work)/float64(clocks.Base), "interp/oracle")
+			b.ReportMetric(clocks.MedianWorkOverBase(), "median-ratio")
 			benchutil.LogMemory(b)
 		})
 	}

@@ -1,10 +1,8 @@
 package oracle
 
 import (
-	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"qconv/hf"
 	"qconv/internal/benchutil"
@@ -140,27 +138,20 @@ func BenchmarkDecodeVsStream(b *testing.B) {
 	}
 	logits := make([]float32, m.VocabSize())
 	s := start.Clone()
-	ratios := make([]float64, 0, b.N)
-	var decodeTime, streamTime time.Duration
+	var clocks benchutil.TwoClocks
 	b.ResetTimer()
 	for i := range b.N {
 		if i%64 == 63 {
 			s = start.Clone()
 		}
-		t0 := time.Now()
-		if err := m.DecodeInto(logits, s, i%m.VocabSize()); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		benchutil.StreamRead(bufs)
-		t2 := time.Now()
-		decodeTime += t1.Sub(t0)
-		streamTime += t2.Sub(t1)
-		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+		clocks.Pair(func() {
+			if err := m.DecodeInto(logits, s, i%m.VocabSize()); err != nil {
+				b.Fatal(err)
+			}
+		}, func() { benchutil.StreamRead(bufs) })
 	}
-	slices.Sort(ratios)
-	b.ReportMetric(float64(b.N)/decodeTime.Seconds(), "decode-tok/s")
-	b.ReportMetric(float64(b.N)/streamTime.Seconds(), "bound-tok/s")
-	b.ReportMetric(float64(streamTime)/float64(decodeTime), "frac-of-bound")
-	b.ReportMetric(ratios[len(ratios)/2], "median-frac")
+	b.ReportMetric(float64(b.N)/clocks.Work.Seconds(), "decode-tok/s")
+	b.ReportMetric(float64(b.N)/clocks.Base.Seconds(), "bound-tok/s")
+	b.ReportMetric(float64(clocks.Base)/float64(clocks.Work), "frac-of-bound")
+	b.ReportMetric(clocks.MedianBaseOverWork(), "median-frac")
 }

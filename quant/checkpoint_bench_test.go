@@ -3,7 +3,6 @@ package quant_test
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"qconv/hf"
 	"qconv/internal/benchutil"
@@ -64,39 +63,32 @@ func BenchmarkQuantizeCheckpoint(b *testing.B) {
 			}
 			b.SetBytes(total)
 			var out quant.LinearTensor
-			var quantTime, readTime time.Duration
-			var ratios []float64
+			var clocks benchutil.TwoClocks
 			for b.Loop() {
-				t0 := time.Now()
-				for _, t := range set.tensors {
-					src := &quant.BF16Matrix{R: t.Rows(), C: t.Cols(), Data: t.Bytes()}
-					qt := &out
-					if set.reuse {
-						err = quant.QuantizeLinearInto(qt, src, spec, quant.Options{})
-					} else {
-						qt, err = quant.QuantizeLinear(src, spec, quant.Options{})
+				clocks.Pair(func() {
+					for _, t := range set.tensors {
+						src := &quant.BF16Matrix{R: t.Rows(), C: t.Cols(), Data: t.Bytes()}
+						qt := &out
+						if set.reuse {
+							err = quant.QuantizeLinearInto(qt, src, spec, quant.Options{})
+						} else {
+							qt, err = quant.QuantizeLinear(src, spec, quant.Options{})
+						}
+						if err != nil {
+							b.Fatalf("%s: %v", t.StoredName, err)
+						}
+						if qt.Skipped {
+							b.Fatalf("%s: skipped: %s", t.StoredName, qt.SkipReason)
+						}
 					}
-					if err != nil {
-						b.Fatalf("%s: %v", t.StoredName, err)
-					}
-					if qt.Skipped {
-						b.Fatalf("%s: skipped: %s", t.StoredName, qt.SkipReason)
-					}
-				}
-				t1 := time.Now()
-				benchutil.StreamRead(bufs)
-				t2 := time.Now()
-				quantTime += t1.Sub(t0)
-				readTime += t2.Sub(t1)
-				ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+				}, func() { benchutil.StreamRead(bufs) })
 			}
-			slices.Sort(ratios)
-			n := float64(len(ratios))
-			b.ReportMetric(float64(total)*n/quantTime.Seconds()/1e9, "quant-GB/s")
-			b.ReportMetric(float64(total)*n/readTime.Seconds()/1e9, "read-GB/s")
-			b.ReportMetric(quantTime.Seconds()/n, "quant-s/op")
-			b.ReportMetric(float64(readTime)/float64(quantTime), "frac-of-read")
-			b.ReportMetric(ratios[len(ratios)/2], "median-frac")
+			n := clocks.N()
+			b.ReportMetric(float64(total)*n/clocks.Work.Seconds()/1e9, "quant-GB/s")
+			b.ReportMetric(float64(total)*n/clocks.Base.Seconds()/1e9, "read-GB/s")
+			b.ReportMetric(clocks.Work.Seconds()/n, "quant-s/op")
+			b.ReportMetric(float64(clocks.Base)/float64(clocks.Work), "frac-of-read")
+			b.ReportMetric(clocks.MedianBaseOverWork(), "median-frac")
 			b.ReportMetric(float64(total)/1e9, "input-GB")
 			benchutil.LogMemory(b)
 		})

@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // SynthDir is $QCONV_SYNTH, the synthetic checkpoint the scale benchmarks run on; without it the
@@ -69,4 +71,44 @@ func LogMemory(tb testing.TB) {
 		}
 	}
 	tb.Logf("memory: %s", strings.Join(fields, ", "))
+}
+
+// TwoClocks times a piece of work and its same-run baseline back to back in every iteration, so
+// a figure is a ratio against a baseline measured under the same load (the machine is shared).
+type TwoClocks struct {
+	Work, Base time.Duration // summed over the iterations
+	pairs      [][2]time.Duration
+}
+
+// Pair runs work then base, once each, and adds their times.
+func (c *TwoClocks) Pair(work, base func()) {
+	t0 := time.Now()
+	work()
+	t1 := time.Now()
+	base()
+	t2 := time.Now()
+	c.Work += t1.Sub(t0)
+	c.Base += t2.Sub(t1)
+	c.pairs = append(c.pairs, [2]time.Duration{t1.Sub(t0), t2.Sub(t1)})
+}
+
+// N is the number of pairs run.
+func (c *TwoClocks) N() float64 { return float64(len(c.pairs)) }
+
+// MedianWorkOverBase is the median of the per-iteration ratios work/base.
+func (c *TwoClocks) MedianWorkOverBase() float64 { return c.median(0, 1) }
+
+// MedianBaseOverWork is the median of the per-iteration ratios base/work.
+func (c *TwoClocks) MedianBaseOverWork() float64 { return c.median(1, 0) }
+
+func (c *TwoClocks) median(num, den int) float64 {
+	if len(c.pairs) == 0 {
+		return 0
+	}
+	ratios := make([]float64, len(c.pairs))
+	for i, p := range c.pairs {
+		ratios[i] = float64(p[num]) / float64(p[den])
+	}
+	slices.Sort(ratios)
+	return ratios[len(ratios)/2]
 }
