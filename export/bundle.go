@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qconv/graph"
+	"qconv/internal/atomicfile"
 )
 
 // BundleMetadata is a LanguageBundle's metadata.json (schema 0.2, as Apple's runtime reads it)
@@ -221,7 +222,7 @@ func decodeStrict(b []byte, v any) error {
 var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"}
 
 func copyTokenizer(srcDir, dstDir string) ([]string, error) {
-	if err := os.MkdirAll(dstDir, dirPerm); err != nil {
+	if err := os.MkdirAll(dstDir, atomicfile.DirPerm); err != nil {
 		return nil, err
 	}
 	var copied []string
@@ -233,30 +234,13 @@ func copyTokenizer(srcDir, dstDir string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dstDir, name), b, filePerm); err != nil {
+		if err := os.WriteFile(filepath.Join(dstDir, name), b, atomicfile.FilePerm); err != nil {
 			return nil, err
 		}
 		copied = append(copied, name)
 	}
 	sort.Strings(copied)
 	return copied, nil
-}
-
-// writeFile writes data to path, failing if it exists (everything goes into a fresh temp dir).
-func writeFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // publish moves the finished bundle directory tmp to dst. An existing dst is swapped out
@@ -268,12 +252,12 @@ func publish(tmp, dst string) error {
 		if err := os.Rename(tmp, dst); err != nil {
 			return err
 		}
-		return syncDir(filepath.Dir(dst))
+		return atomicfile.SyncDir(filepath.Dir(dst))
 	}
 	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE)
 	if err == nil {
 		// tmp now holds the old bundle.
-		if err := syncDir(filepath.Dir(dst)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 			return err
 		}
 		return os.RemoveAll(tmp)
@@ -288,17 +272,8 @@ func publish(tmp, dst string) error {
 		}
 		return err
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 		return err
 	}
 	return os.RemoveAll(aside)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

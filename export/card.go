@@ -1389,34 +1389,3 @@ func (c *Card) writeParity(w io.Writer) {
 		writeMDTable(w, []string{"prompt", "tokens", "teacher-forced top-1", "greedy", "first divergence", "prefill cosine", "verdict"}, rows)
 	}
 }
-
-// WriteFileAtomic writes data to path through a temporary file in the same directory, synced and
-// renamed into place, so readers see the old file or the new one, never a part.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = func() error {
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		if err := f.Chmod(fileMode()); err != nil {
-			return err
-		}
-		return f.Sync()
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}

@@ -795,31 +795,6 @@ func TestReadmeLicense(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "README.md")
-	for _, data := range []string{"first\n", "second, longer\n"} {
-		if err := WriteFileAtomic(p, []byte(data)); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil || string(b) != data {
-			t.Fatalf("read %q, %v; want %q", b, err, data)
-		}
-	}
-	st, err := os.Stat(p)
-	if err != nil || st.Mode().Perm() != 0o644 {
-		t.Errorf("mode %v, %v", st.Mode(), err)
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("temporary files left: %v", entries)
-	}
-	if err := WriteFileAtomic(filepath.Join(dir, "missing", "README.md"), []byte("x")); err == nil {
-		t.Error("writing into a missing directory succeeded")
-	}
-}
-
 // A checkpoint resolved from the Hugging Face cache records its repo id and revision: the card's
 // front matter names it as the base model, and its title follows it.
 func TestCardFrontMatterFromHubCache(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"qconv/graph"
 	"qconv/hf"
+	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
 	"qconv/internal/kernels"
 	"qconv/oracle"
@@ -366,7 +367,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			res.Bundles = append(res.Bundles, j.result)
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(j.dir), dirPerm); err != nil {
+		if err := os.MkdirAll(filepath.Dir(j.dir), atomicfile.DirPerm); err != nil {
 			return nil, err
 		}
 		if err := publish(j.publishSource(), j.dir); err != nil {
@@ -434,7 +435,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	start := time.Now()
 	opt.Progress.Phase("quantize+write "+j.name, total, true)
 	path := filepath.Join(asset, "main.mlirb")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, atomicfile.FilePerm)
 	if err != nil {
 		return err
 	}
@@ -449,7 +450,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	j.plans = j.src.Plans(opt.Checkpoint.Config.ExpectedTensors())
 	j.sigs = j.src.sigs
 	j.src = nil // the lowered module's lazy resources are no longer needed
-	if err := writeFile(filepath.Join(asset, "main.hash"), sum[:]); err != nil {
+	if err := atomicfile.WriteNew(filepath.Join(asset, "main.hash"), sum[:]); err != nil {
 		return err
 	}
 	am := AssetMetadata{
@@ -460,7 +461,7 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(asset, "metadata.json"), b); err != nil {
+	if err := atomicfile.WriteNew(filepath.Join(asset, "metadata.json"), b); err != nil {
 		return err
 	}
 	// Read the shipped bytes back.
@@ -491,7 +492,7 @@ func (j *job) stage(opt Options) (string, error) {
 		}
 		j.tmp = tmp
 		asset := filepath.Join(tmp, j.name+".aimodel")
-		return asset, os.Mkdir(asset, dirPerm)
+		return asset, os.Mkdir(asset, atomicfile.DirPerm)
 	}
 	parent := filepath.Join(opt.OutDir, j.target.Name)
 	// Remember the directories this run creates, so a run that publishes nothing removes them.
@@ -500,7 +501,7 @@ func (j *job) stage(opt Options) (string, error) {
 			*opt.created = append(*opt.created, d)
 		}
 	}
-	if err := os.MkdirAll(parent, dirPerm); err != nil {
+	if err := os.MkdirAll(parent, atomicfile.DirPerm); err != nil {
 		return "", exitcode.Badf("output directory %s: %w", parent, err)
 	}
 	tmp, err := os.MkdirTemp(parent, ".qconv-tmp-"+j.name+"-")
@@ -509,11 +510,11 @@ func (j *job) stage(opt Options) (string, error) {
 	}
 	j.tmp = tmp
 	// MkdirTemp makes 0700; the published bundle directory gets what mkdir would give it.
-	if err := os.Chmod(tmp, dirMode()); err != nil {
+	if err := os.Chmod(tmp, atomicfile.DirMode()); err != nil {
 		return "", exitcode.Badf("output directory %s: %w", parent, err)
 	}
 	asset := filepath.Join(tmp, j.name+".aimodel")
-	return asset, os.Mkdir(asset, dirPerm)
+	return asset, os.Mkdir(asset, atomicfile.DirPerm)
 }
 
 // copyTwin stages a copy of the twin's asset (identical bytes) and reads it back.
@@ -528,7 +529,7 @@ func (j *job) copyTwin(opt Options) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(dst, f), b); err != nil {
+		if err := atomicfile.WriteNew(filepath.Join(dst, f), b); err != nil {
 			return err
 		}
 	}
@@ -924,7 +925,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	if err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(j.tmp, "metadata.json"), b)
+	return atomicfile.WriteNew(filepath.Join(j.tmp, "metadata.json"), b)
 }
 
 // compression is the bundle metadata's compression string (null for fp16).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"qconv/graph"
+	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
 )
 
@@ -197,7 +198,7 @@ func (j *job) finishBare(opt Options, date time.Time, q *QConvBlock) error {
 	if err := os.Remove(path); err != nil {
 		return err
 	}
-	return writeFile(path, b)
+	return atomicfile.WriteNew(path, b)
 }
 
 // bareMetadata reads a bare asset's metadata.json (assetVersion and a qconv block, no bundle

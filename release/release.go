@@ -14,6 +14,7 @@ import (
 
 	"qconv/export"
 	"qconv/hf"
+	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
 )
@@ -171,7 +172,7 @@ func Run(ctx context.Context, ck *hf.Checkpoint, opt Options) (*Result, error) {
 			return res, err
 		}
 		res.Card = filepath.Join(opt.OutDir, CardFile)
-		return res, export.WriteFileAtomic(res.Card, card)
+		return res, atomicfile.WriteFile(res.Card, card)
 	}
 	date, err := resolveDate(m, opt.Date)
 	if err != nil {
@@ -246,7 +247,7 @@ func Run(ctx context.Context, ck *hf.Checkpoint, opt Options) (*Result, error) {
 		return res, fmt.Errorf("the bundles are published; writing the card failed: %w", err)
 	}
 	res.Card = filepath.Join(opt.OutDir, CardFile)
-	if err := export.WriteFileAtomic(res.Card, card); err != nil {
+	if err := atomicfile.WriteFile(res.Card, card); err != nil {
 		return res, fmt.Errorf("writing the card %s: %w", res.Card, err)
 	}
 	return res, nil

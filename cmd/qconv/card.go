@@ -10,6 +10,7 @@ import (
 
 	"qconv/export"
 	"qconv/hf"
+	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
 )
 
@@ -67,7 +68,7 @@ document on stdout (then only -o gets the Markdown).`,
 				return err
 			}
 			if out != "" {
-				if err := export.WriteFileAtomic(out, md.Bytes()); err != nil {
+				if err := atomicfile.WriteFile(out, md.Bytes()); err != nil {
 					return fmt.Errorf("writing the card to %s: %w", out, err)
 				}
 				fmt.Fprintf(stderr, "wrote %s: %d bundles\n", out, len(card.Bundles))

@@ -1,4 +1,6 @@
-package export
+// Package atomicfile writes files so that readers see the old content or the new, never a part,
+// with the modes the process umask gives (as mkdir(1) and a shell redirection do).
+package atomicfile
 
 import (
 	"bufio"
@@ -13,8 +15,10 @@ import (
 // under the usual umask 022 bundle directories are 0755 and files 0644, readable by other users
 // and by a web server (docs/cli.md, "File modes").
 const (
-	dirPerm  os.FileMode = 0o777
-	filePerm os.FileMode = 0o666
+	// DirPerm is the permission new directories are created with, before the umask.
+	DirPerm os.FileMode = 0o777
+	// FilePerm is the permission new files are created with, before the umask.
+	FilePerm os.FileMode = 0o666
 )
 
 // processUmask is the process umask, read from /proc/self/status without changing it; where
@@ -36,8 +40,8 @@ func processUmask() os.FileMode {
 	return os.FileMode(old)
 }
 
-// dirMode is the mode mkdir would give a new directory; os.MkdirTemp's 0700 is changed to it.
-func dirMode() os.FileMode { return dirPerm &^ processUmask() }
+// DirMode is the mode mkdir would give a new directory; os.MkdirTemp's 0700 is changed to it.
+func DirMode() os.FileMode { return DirPerm &^ processUmask() }
 
-// fileMode is the mode a new file gets.
-func fileMode() os.FileMode { return filePerm &^ processUmask() }
+// FileMode is the mode a new file gets.
+func FileMode() os.FileMode { return FilePerm &^ processUmask() }
