@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 // CardOptions configure BuildCard.
@@ -73,17 +75,17 @@ type CardFrontMatter struct {
 
 // CardSource is the checkpoint every bundle records (they must agree) and who made the bundles.
 type CardSource struct {
-	Ref              string           `json:"ref,omitempty"`  // never a local path: see Name
-	Name             string           `json:"name,omitempty"` // the checkpoint's name (CheckpointName)
-	Identity         string           `json:"source_sha256,omitempty"`
-	RepoID           string           `json:"repo_id,omitempty"`
-	Revision         string           `json:"revision,omitempty"`
-	Files            []FileDigestJSON `json:"files"`
-	VocabSize        int              `json:"vocab_size"`
-	ModelType        string           `json:"model_type,omitempty"` // from --reference's config
-	QConvVersions    []string         `json:"qconv_versions"`
-	CompilationDates []string         `json:"compilation_dates"`
-	LicenseSource    string           `json:"license_source,omitempty"`
+	Ref              string                  `json:"ref,omitempty"`  // never a local path: see Name
+	Name             string                  `json:"name,omitempty"` // the checkpoint's name (CheckpointName)
+	Identity         string                  `json:"source_sha256,omitempty"`
+	RepoID           string                  `json:"repo_id,omitempty"`
+	Revision         string                  `json:"revision,omitempty"`
+	Files            []bundle.FileDigestJSON `json:"files"`
+	VocabSize        int                     `json:"vocab_size"`
+	ModelType        string                  `json:"model_type,omitempty"` // from --reference's config
+	QConvVersions    []string                `json:"qconv_versions"`
+	CompilationDates []string                `json:"compilation_dates"`
+	LicenseSource    string                  `json:"license_source,omitempty"`
 }
 
 // CardBundle is one row of the card's table, with its contract, constraints and parity.
@@ -95,26 +97,26 @@ type CardBundle struct {
 	Contract string `json:"contract"` // from the bytes
 	// Weights and Head describe the storage read from the bytes (the head's absmax/clip scale
 	// rule is the recorded recipe's, which inspect checked against the name).
-	Weights       string            `json:"weights"`
-	Head          string            `json:"head"`
-	Derived       DerivedRecipe     `json:"derived"`
-	Recurrence    string            `json:"recurrence_dtype"` // the recurrent state's dtype in the bytes
-	Context       int               `json:"max_context_length"`
-	ContextStatic bool              `json:"context_static"` // the bytes fix it (host-cache past_k length)
-	Bytes         int64             `json:"bytes"`          // every file of the bundle directory
-	MainBytes     int64             `json:"main_mlirb_bytes"`
-	SHA256        string            `json:"main_mlirb_sha256"`
-	SameBytesAs   string            `json:"same_bytes_as,omitempty"` // an earlier row with identical main.mlirb
-	Companion     string            `json:"companion,omitempty"`     // the other bundle of an ios-gpu pair
-	CompanionPath string            `json:"companion_path,omitempty"`
-	Functions     []FunctionIO      `json:"functions"`
-	StateKinds    map[string]string `json:"state_kinds,omitempty"`
-	Departures    []string          `json:"departures,omitempty"` // from the target's default recipe
-	Notes         []string          `json:"notes,omitempty"`
-	NamingNote    string            `json:"naming_note,omitempty"` // a legacy name the metadata records
-	Constraints   []CardConstraint  `json:"constraints"`
-	Gate          CardGate          `json:"gate"`
-	Run           *CardRun          `json:"run,omitempty"` // how to run it (card_run.go)
+	Weights       string               `json:"weights"`
+	Head          string               `json:"head"`
+	Derived       bundle.DerivedRecipe `json:"derived"`
+	Recurrence    string               `json:"recurrence_dtype"` // the recurrent state's dtype in the bytes
+	Context       int                  `json:"max_context_length"`
+	ContextStatic bool                 `json:"context_static"` // the bytes fix it (host-cache past_k length)
+	Bytes         int64                `json:"bytes"`          // every file of the bundle directory
+	MainBytes     int64                `json:"main_mlirb_bytes"`
+	SHA256        string               `json:"main_mlirb_sha256"`
+	SameBytesAs   string               `json:"same_bytes_as,omitempty"` // an earlier row with identical main.mlirb
+	Companion     string               `json:"companion,omitempty"`     // the other bundle of an ios-gpu pair
+	CompanionPath string               `json:"companion_path,omitempty"`
+	Functions     []bundle.FunctionIO  `json:"functions"`
+	StateKinds    map[string]string    `json:"state_kinds,omitempty"`
+	Departures    []string             `json:"departures,omitempty"` // from the target's default recipe
+	Notes         []string             `json:"notes,omitempty"`
+	NamingNote    string               `json:"naming_note,omitempty"` // a legacy name the metadata records
+	Constraints   []CardConstraint     `json:"constraints"`
+	Gate          CardGate             `json:"gate"`
+	Run           *CardRun             `json:"run,omitempty"` // how to run it (card_run.go)
 }
 
 // CardConstraint is how one device constraint (docs/constraints.md) shows in a bundle's bytes.
@@ -131,17 +133,17 @@ type CardGate struct {
 	Rerun  bool   `json:"rerun"`
 	// Summary has the counts the table shows (for a prefill companion: its decode graph's gate,
 	// passed only when the companion check passed too).
-	Summary            GateSummary         `json:"summary"`
-	TeacherForcedSteps int                 `json:"teacher_forced_steps,omitempty"`
-	LowMarginSteps     int                 `json:"low_margin_steps,omitempty"`
-	Options            *oracle.GateOptions `json:"options,omitempty"`
-	Prompts            []CardPrompt        `json:"prompts,omitempty"`
-	Companion          *CompanionCheck     `json:"companion_check,omitempty"`
+	Summary            bundle.GateSummary     `json:"summary"`
+	TeacherForcedSteps int                    `json:"teacher_forced_steps,omitempty"`
+	LowMarginSteps     int                    `json:"low_margin_steps,omitempty"`
+	Options            *oracle.GateOptions    `json:"options,omitempty"`
+	Prompts            []CardPrompt           `json:"prompts,omitempty"`
+	Companion          *bundle.CompanionCheck `json:"companion_check,omitempty"`
 	// MatchesEmbedded says, after a re-run, whether the fresh summary equals the embedded one
 	// (nil when there was none).
 	MatchesEmbedded *bool `json:"matches_embedded,omitempty"`
 	// Stress is the recorded fp16-accumulation stress verdict (stress.go), when one was run.
-	Stress *StressGate `json:"stress,omitempty"`
+	Stress *bundle.StressGate `json:"stress,omitempty"`
 }
 
 // CardPrompt is one gate prompt's result.
@@ -181,9 +183,9 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 	}
 	var bundles []CardBundle
 	var problems []string
-	mds := map[string]*BundleMetadata{}
+	mds := map[string]*bundle.BundleMetadata{}
 	for _, d := range dirs {
-		in, err := Inspect(filepath.Join(outDir, filepath.FromSlash(d.rel)))
+		in, err := bundle.Inspect(filepath.Join(outDir, filepath.FromSlash(d.rel)))
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", d.rel, err))
 			continue
@@ -255,7 +257,7 @@ func listBundles(outDir string, skip []string) ([]bundleDir, error) {
 		return nil, exitcode.Badf("output directory %s: %v", outDir, err)
 	}
 	known := map[string]bool{}
-	for _, t := range Targets {
+	for _, t := range recipe.Targets {
 		known[t.Name] = true
 	}
 	var out []bundleDir
@@ -264,7 +266,7 @@ func listBundles(outDir string, skip []string) ([]bundleDir, error) {
 			continue
 		}
 		if !known[e.Name()] {
-			return nil, exitcode.Badf("%s: not a target directory (an export tree holds %s)", filepath.Join(outDir, e.Name()), strings.Join(TargetNames(), ", "))
+			return nil, exitcode.Badf("%s: not a target directory (an export tree holds %s)", filepath.Join(outDir, e.Name()), strings.Join(recipe.TargetNames(), ", "))
 		}
 		sub, err := os.ReadDir(filepath.Join(outDir, e.Name()))
 		if err != nil {
@@ -297,12 +299,12 @@ func isDir(parent string, e os.DirEntry) bool {
 }
 
 // cardBundle gathers one bundle's row from its inspection, its files and its bytes.
-func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
+func cardBundle(d bundleDir, in *bundle.Inspection) (CardBundle, error) {
 	md, q := in.Metadata, in.Metadata.QConv // Inspect fails without a qconv block
 	if q.Target != d.target {
 		return CardBundle{}, fmt.Errorf("sits under target directory %s but its metadata says target %s", d.target, q.Target)
 	}
-	t, err := TargetByName(q.Target)
+	t, err := recipe.TargetByName(q.Target)
 	if err != nil {
 		return CardBundle{}, err
 	}
@@ -311,7 +313,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 		return CardBundle{}, err
 	}
 	r := q.Recipe
-	r.restore()
+	r.Restore()
 	cb := CardBundle{
 		Target: d.target, Name: in.Name, Path: d.rel + "/", Device: t.Device.String(), Contract: in.Derived.Contract,
 		Derived: in.Derived, Context: md.Language.MaxContextLength,
@@ -324,7 +326,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 	if main == nil {
 		return CardBundle{}, fmt.Errorf("no @main function")
 	}
-	for _, s := range append(append([]IOSpec{}, main.States...), main.Inputs...) {
+	for _, s := range append(append([]bundle.IOSpec{}, main.States...), main.Inputs...) {
 		if s.Name == graph.StateRec || s.Name == graph.StateRecurrentStates || s.Name == graph.InRecState {
 			cb.Recurrence = s.DType
 		}
@@ -333,7 +335,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 		}
 	}
 	// Inspect has already held the bytes to the device rules, the context and the recurrence dtype.
-	if def, err := (Flags{}).Apply(t); err == nil {
+	if def, err := (recipe.Flags{}).Apply(t); err == nil {
 		cb.Departures = departures(in.Derived, r, def)
 	}
 	cb.Constraints = constraintEvidence(&cb, in, t, r)
@@ -346,7 +348,7 @@ func cardBundle(d bundleDir, in *Inspection) (CardBundle, error) {
 }
 
 // findMain is @main's contract among fs.
-func findMain(fs []FunctionIO) *FunctionIO {
+func findMain(fs []bundle.FunctionIO) *bundle.FunctionIO {
 	for i := range fs {
 		if fs[i].Name == "main" {
 			return &fs[i]
@@ -376,8 +378,8 @@ func dirBytes(dir string) (int64, error) {
 
 // schemeWords spells a --weights value the way the card's table does.
 func schemeWords(s string) string {
-	if row, ok := weightSchemeOf(WeightScheme(s)); ok {
-		return row.words
+	if row, ok := recipe.WeightSchemeOf(recipe.WeightScheme(s)); ok {
+		return row.Words
 	}
 	width, gran, ok := strings.Cut(s, "-")
 	if !ok {
@@ -391,15 +393,15 @@ func schemeWords(s string) string {
 
 // weightsText describes the decoder Linear weights from the bytes: "int8 block-32",
 // "int8 LUT (256-entry, g32)".
-func weightsText(in *Inspection) string {
+func weightsText(in *bundle.Inspection) string {
 	var parts []string
 	for _, s := range strings.Split(in.Derived.Weights, "+") {
 		text := schemeWords(s)
-		if row, ok := weightSchemeOf(WeightScheme(s)); ok && row.lut {
-			format := row.format()
+		if row, ok := recipe.WeightSchemeOf(recipe.WeightScheme(s)); ok && row.LUT {
+			format := row.Format()
 			entries, grans := map[int64]bool{}, map[string]bool{}
 			for _, t := range in.Tensors {
-				if decoderLinear(t.Name) && t.Format == format && len(t.ScaleShape) == 4 {
+				if bundle.DecoderLinear(t.Name) && t.Format == format && len(t.ScaleShape) == 4 {
 					entries[t.ScaleShape[2]] = true
 					grans[t.Granularity] = true
 				}
@@ -424,18 +426,18 @@ func weightsText(in *Inspection) string {
 
 // headText describes the output head: "fp16 tied" (the embedding's storage), "int8 block-32
 // absmax (untied)".
-func headText(in *Inspection, scheme string) string {
+func headText(in *bundle.Inspection, scheme string) string {
 	d := in.Derived
 	switch d.Head {
 	case "tied":
 		for _, t := range in.Tensors {
 			if t.Name == "embed_tokens.weight" {
-				return dtypeWords(t.Format) + " tied"
+				return recipe.DTypeWords(t.Format) + " tied"
 			}
 		}
 		return "tied"
-	case HeadUntied:
-		return "untied " + dtypeWords(in.headFormat())
+	case recipe.HeadUntied:
+		return "untied " + recipe.DTypeWords(in.HeadFormat())
 	case "int8", "int4":
 		text := schemeWords(d.Head + "-" + d.HeadGranularity)
 		if d.HeadGranularity == "perchan" {
@@ -446,17 +448,7 @@ func headText(in *Inspection, scheme string) string {
 		}
 		return text + " (untied)"
 	}
-	return dtypeWords(d.Head) + " (untied)"
-}
-
-func dtypeWords(f string) string {
-	switch f {
-	case "f16":
-		return "fp16"
-	case "f32":
-		return "fp32"
-	}
-	return f
+	return recipe.DTypeWords(d.Head) + " (untied)"
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -469,15 +461,15 @@ func sortedKeys(m map[string]bool) []string {
 }
 
 // departures lists where a bundle's recipe differs from its target's default.
-func departures(d DerivedRecipe, r, def Recipe) []string {
+func departures(d bundle.DerivedRecipe, r, def recipe.Recipe) []string {
 	var out []string
 	if d.Weights != string(def.Weights) {
 		out = append(out, fmt.Sprintf("weights %s (default %s)", d.Weights, def.Weights))
 	}
-	if d.Head != def.Head && !(floatHead(d.Head) && floatHead(def.Head)) {
+	if d.Head != def.Head && !(recipe.FloatHead(d.Head) && recipe.FloatHead(def.Head)) {
 		out = append(out, fmt.Sprintf("head %s %s (default %s)", d.Head, d.HeadGranularity, def.Head))
 	}
-	if r.BodySchemeName != def.BodySchemeName && d.Weights != string(FP16) {
+	if r.BodySchemeName != def.BodySchemeName && d.Weights != string(recipe.FP16) {
 		out = append(out, fmt.Sprintf("scale scheme %s (default %s)", r.BodySchemeName, def.BodySchemeName))
 	}
 	if d.Compute != def.ComputeName {
@@ -505,7 +497,7 @@ var constraintRules = []struct{ label, rule, applies string }{
 
 // constraintEvidence says how constraints 1-8 show in the bundle's bytes (9 is the gate's, added
 // once the gate is final). Rules 1, 2, 3 and 7 passed the graph verifier on these bytes.
-func constraintEvidence(cb *CardBundle, in *Inspection, t *Target, r Recipe) []CardConstraint {
+func constraintEvidence(cb *CardBundle, in *bundle.Inspection, t *recipe.Target, r recipe.Recipe) []CardConstraint {
 	add := func(out []CardConstraint, n int, evidence string, departure bool) []CardConstraint {
 		return append(out, CardConstraint{Number: n, Rule: constraintRules[n-1].label, Evidence: evidence, Departure: departure})
 	}
@@ -579,14 +571,14 @@ func gateEvidence(b *CardBundle) string {
 
 // embeddedGate reads the gate the bundle's metadata records and checks that its summary is its
 // report's.
-func embeddedGate(q *QConvBlock) (CardGate, error) {
+func embeddedGate(q *bundle.QConvBlock) (CardGate, error) {
 	if q.Gate == nil || q.Gate.Skipped {
 		if q.GateReport != nil {
 			return CardGate{}, fmt.Errorf("metadata.json records the gate as skipped but embeds a gate report")
 		}
 		return CardGate{Status: gateStatusNotGated}, nil
 	}
-	rep, cc, err := decodeGateReport(q.GateReport)
+	rep, cc, err := bundle.DecodeGateReport(q.GateReport)
 	if err != nil {
 		return CardGate{}, err
 	}
@@ -607,38 +599,8 @@ func embeddedGate(q *QConvBlock) (CardGate, error) {
 	return g, nil
 }
 
-// decodeGateReport reads the metadata's gate_report: a report, or {decode, companion} for a
-// prefill companion.
-func decodeGateReport(v any) (*oracle.GateReport, *CompanionCheck, error) {
-	if v == nil {
-		return nil, nil, fmt.Errorf("metadata.json records a gate verdict but embeds no gate report")
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, nil, err
-	}
-	if m, ok := v.(map[string]any); ok && m["decode"] != nil {
-		var pair struct {
-			Decode    *oracle.GateReport `json:"decode"`
-			Companion *CompanionCheck    `json:"companion"`
-		}
-		if err := decodeStrict(b, &pair); err != nil {
-			return nil, nil, fmt.Errorf("metadata.json: gate_report: %v", err)
-		}
-		if pair.Companion == nil {
-			return nil, nil, fmt.Errorf("metadata.json: gate_report has a decode report but no companion check")
-		}
-		return pair.Decode, pair.Companion, nil
-	}
-	rep := &oracle.GateReport{}
-	if err := decodeStrict(b, rep); err != nil {
-		return nil, nil, fmt.Errorf("metadata.json: gate_report: %v", err)
-	}
-	return rep, nil, nil
-}
-
 // cardGate is the card's account of a gate report.
-func cardGate(rep *oracle.GateReport, cc *CompanionCheck, rerun bool) CardGate {
+func cardGate(rep *oracle.GateReport, cc *bundle.CompanionCheck, rerun bool) CardGate {
 	opt := rep.Options
 	g := CardGate{
 		Status: gateStatusPassed, Rerun: rerun, Summary: gateSummaryOf(rep, cc),
@@ -669,7 +631,7 @@ func cardGate(rep *oracle.GateReport, cc *CompanionCheck, rerun bool) CardGate {
 }
 
 // fillSource checks that every bundle records the same checkpoint and gathers the provenance.
-func (c *Card) fillSource(mds map[string]*BundleMetadata) error {
+func (c *Card) fillSource(mds map[string]*bundle.BundleMetadata) error {
 	versions, dates := map[string]bool{}, map[string]bool{}
 	var first *CardBundle
 	for i := range c.Bundles {
@@ -678,7 +640,7 @@ func (c *Card) fillSource(mds map[string]*BundleMetadata) error {
 		ck := md.QConv.Checkpoint
 		if first == nil {
 			first = b
-			c.Source = CardSource{Name: recordedName(ck), Identity: SourceIdentity(ck.Files), RepoID: ck.RepoID, Revision: ck.Revision, Files: ck.Files, VocabSize: md.Language.VocabSize}
+			c.Source = CardSource{Name: recordedName(ck), Identity: bundle.SourceIdentity(ck.Files), RepoID: ck.RepoID, Revision: ck.Revision, Files: ck.Files, VocabSize: md.Language.VocabSize}
 		} else if !slices.Equal(ck.Files, c.Source.Files) || md.Language.VocabSize != c.Source.VocabSize {
 			return exitcode.Badf("%s and %s were exported from different checkpoints (%s vs %s): one card describes one model", first.Path, b.Path, describeFiles(c.Source.Files), describeFiles(ck.Files))
 		}
@@ -689,7 +651,7 @@ func (c *Card) fillSource(mds map[string]*BundleMetadata) error {
 	return nil
 }
 
-func describeFiles(fs []FileDigestJSON) string {
+func describeFiles(fs []bundle.FileDigestJSON) string {
 	var s []string
 	for _, f := range fs {
 		if strings.HasSuffix(f.Name, ".safetensors") || f.Name == "config.json" {
@@ -740,35 +702,35 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("hashing --reference %s: %w", ck.Ref, err)
 	}
-	var got []FileDigestJSON
+	var got []bundle.FileDigestJSON
 	for _, d := range ds {
-		got = append(got, FileDigestJSON(d))
+		got = append(got, bundle.FileDigestJSON(d))
 	}
 	if !slices.Equal(got, c.Source.Files) {
 		return exitcode.Badf("--reference %s: its files (%s) are not the ones the bundles were exported from (%s)", ck.Ref, describeFiles(got), describeFiles(c.Source.Files))
 	}
 	type result struct {
 		rep *oracle.GateReport
-		cc  *CompanionCheck
+		cc  *bundle.CompanionCheck
 	}
 	done := map[string]result{}
 	for i := range c.Bundles {
 		b := &c.Bundles[i]
 		var prompts []oracle.GatePrompt
 		opt := oracle.DefaultGateOptions()
-		var embedded *GateSummary
+		var embedded *bundle.GateSummary
 		if b.Gate.Status != gateStatusNotGated {
 			s := b.Gate.Summary
 			embedded = &s
 			opt = *b.Gate.Options
 		}
 		dir := filepath.Join(outDir, filepath.FromSlash(b.Path))
-		bd, err := OpenBundle(dir)
+		bd, err := bundle.OpenBundle(dir)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.Path, err)
 		}
 		if embedded != nil {
-			rep, _, err := decodeGateReport(bd.Metadata.QConv.GateReport)
+			rep, _, err := bundle.DecodeGateReport(bd.Metadata.QConv.GateReport)
 			if err != nil {
 				bd.Close()
 				return exitcode.Badf("%s: %v", b.Path, err)
@@ -798,7 +760,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 		}
 	}
 	c.Reverified = true
-	c.Reference = CheckpointName(ck)
+	c.Reference = recipe.CheckpointName(ck)
 	if ck.RepoID != "" {
 		c.Reference = ck.RepoID
 		if ck.Revision != "" {
@@ -808,7 +770,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 	return nil
 }
 
-func companionSHA(b *Bundle) string {
+func companionSHA(b *bundle.Bundle) string {
 	if b.Companion == nil || b.Companion.Metadata.QConv == nil {
 		return ""
 	}
@@ -838,7 +800,7 @@ func (c *Card) fillFrontMatter(ref *hf.Checkpoint) {
 	seen := map[string]bool{}
 	for _, b := range c.Bundles {
 		for _, s := range strings.Split(b.Derived.Weights, "+") {
-			if s != string(FP16) {
+			if s != string(recipe.FP16) {
 				quantized = true
 			}
 			width, _, _ := strings.Cut(s, "-")
@@ -857,8 +819,8 @@ func (c *Card) fillFrontMatter(ref *hf.Checkpoint) {
 	default:
 		shorts := map[string]bool{}
 		for _, b := range c.Bundles {
-			t, _ := TargetByName(b.Target)
-			shorts[shortFromName(b.Name, t, contractFromName(b.Contract))] = true
+			t, _ := recipe.TargetByName(b.Target)
+			shorts[recipe.ShortFromName(b.Name, t, recipe.ContractFromName(b.Contract))] = true
 		}
 		c.Title = strings.Join(sortedKeys(shorts), ", ") + " for Apple Core AI"
 	}
@@ -1020,7 +982,7 @@ func (b *CardBundle) TableRow() []string {
 	return []string{b.Target, "`" + b.Path + "`", b.Weights, b.Head, FormatSize(b.Bytes), FormatSize(b.MainBytes), gate, tf, greedy, prompts, cos, b.Contract}
 }
 
-func countIdentical(cc *CompanionCheck) int {
+func countIdentical(cc *bundle.CompanionCheck) int {
 	n := 0
 	for _, p := range cc.Prompts {
 		if p.Identical {
@@ -1146,8 +1108,8 @@ func shapeText(s []int64) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
-func ioSpec(f *FunctionIO, name string) *IOSpec {
-	for _, l := range [][]IOSpec{f.Inputs, f.Outputs, f.States} {
+func ioSpec(f *bundle.FunctionIO, name string) *bundle.IOSpec {
+	for _, l := range [][]bundle.IOSpec{f.Inputs, f.Outputs, f.States} {
 		for i := range l {
 			if l[i].Name == name {
 				return &l[i]
@@ -1165,7 +1127,7 @@ func (c *Card) writeContracts(w io.Writer) {
 		b := &c.Bundles[i]
 		if b.Target != target {
 			target = b.Target
-			t, _ := TargetByName(target)
+			t, _ := recipe.TargetByName(target)
 			p("### %s\n\n%s.\n\n", target, t.About)
 		}
 		ctx := fmt.Sprintf("context %d (metadata; the KV length is dynamic)", b.Context)
@@ -1188,7 +1150,7 @@ func (c *Card) writeContracts(w io.Writer) {
 		var rows [][]string
 		for _, l := range []struct {
 			kind  string
-			specs []IOSpec
+			specs []bundle.IOSpec
 		}{{"input", main.Inputs}, {"state", main.States}, {"output", main.Outputs}} {
 			for _, s := range l.specs {
 				kind := l.kind
@@ -1210,7 +1172,7 @@ func (c *Card) writeContracts(w io.Writer) {
 }
 
 // contractRules are the rules an app must follow to run the bundle, with sizes from the bytes.
-func contractRules(b *CardBundle, f *FunctionIO) []string {
+func contractRules(b *CardBundle, f *bundle.FunctionIO) []string {
 	switch b.Contract {
 	case graph.Pipelined.String():
 		return []string{
@@ -1345,7 +1307,7 @@ func (c *Card) writeParity(w io.Writer) {
 		p(": %d prompts, %d greedy tokens each; teacher-forced top-1 %s confident steps (margin ≥ %g; %d of %d steps were low-margin ties); greedy %s; min prefill cosine %.6f (floor %g).\n\n",
 			s.Prompts, o.Tokens, s.TeacherForced, o.MinMargin, g.LowMarginSteps, g.TeacherForcedSteps, s.Greedy, s.MinPrefillCosine, o.MinCosine)
 		if st := g.Stress; st != nil {
-			p("Delegate-numerics stress (matmuls accumulated in fp16, as the dynamic-shape graph's delegate was measured to do): %s.\n\n", st.stressLine())
+			p("Delegate-numerics stress (matmuls accumulated in fp16, as the dynamic-shape graph's delegate was measured to do): %s.\n\n", st.StressLine())
 		}
 		if b.Contract == graph.HostPrefill.String() {
 			p("A prefill companion has no gate of its own: the figures are its decode graph `%s`'s, and it passes only if decoding after it equals decoding without it (a first divergence passes only at a tie, as in the gate):\n\n", b.Companion)
@@ -1388,4 +1350,24 @@ func (c *Card) writeParity(w io.Writer) {
 		}
 		writeMDTable(w, []string{"prompt", "tokens", "teacher-forced top-1", "greedy", "first divergence", "prefill cosine", "verdict"}, rows)
 	}
+}
+
+// treeHint is the error for a card path that is a bundle, its asset, or a target directory
+// rather than the export tree: it names the tree to give instead.
+func treeHint(outDir string) error {
+	if err := bundle.AssetHint(outDir); err != nil {
+		return err
+	}
+	clean := filepath.Clean(outDir)
+	if bundle.IsBundle(clean) {
+		return exitcode.Badf("%s is one bundle; card takes the export tree holding <target>/<bundle>/: %s", outDir, filepath.Dir(filepath.Dir(clean)))
+	}
+	for _, t := range recipe.TargetNames() {
+		if filepath.Base(clean) == t {
+			if _, err := os.Stat(filepath.Join(clean, t)); err != nil {
+				return exitcode.Badf("%s is a target directory; card takes the export tree above it: %s", outDir, filepath.Dir(clean))
+			}
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/internal/exitcode"
 )
@@ -136,7 +137,7 @@ const (
 // runFacts are what the bytes and metadata say that the run section depends on.
 type runFacts struct {
 	b          *CardBundle
-	main       *FunctionIO
+	main       *bundle.FunctionIO
 	asset      string // .aimodel path relative to the card
 	maxCtx     int
 	tokenizer  string // language.tokenizer
@@ -150,7 +151,7 @@ type runFacts struct {
 
 // fillRun computes every bundle's Run from its contract and metadata, and attaches the measured
 // speeds of speedFile (empty: none).
-func (c *Card) fillRun(outDir string, mds map[string]*BundleMetadata, speedFile string) error {
+func (c *Card) fillRun(outDir string, mds map[string]*bundle.BundleMetadata, speedFile string) error {
 	for i := range c.Bundles {
 		b := &c.Bundles[i]
 		md := mds[b.Path]
@@ -196,7 +197,7 @@ func bundlePaths(bs []CardBundle) []string {
 	return out
 }
 
-func buildRun(outDir string, b *CardBundle, md *BundleMetadata, companionAsset string) (*CardRun, error) {
+func buildRun(outDir string, b *CardBundle, md *bundle.BundleMetadata, companionAsset string) (*CardRun, error) {
 	main := findMain(b.Functions)
 	if main == nil {
 		return nil, fmt.Errorf("no @main function")
@@ -404,7 +405,7 @@ func pyShape(s []int64, dyn string) string {
 }
 
 // pyZeros is a zero-filled numpy array for spec, its dynamic dims at dyn.
-func pyZeros(s IOSpec, dyn string) (string, error) {
+func pyZeros(s bundle.IOSpec, dyn string) (string, error) {
 	dt, err := npDType(s.DType)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", s.Name, err)
@@ -412,7 +413,7 @@ func pyZeros(s IOSpec, dyn string) (string, error) {
 	return fmt.Sprintf("np.zeros(%s, %s)", pyShape(s.Shape, dyn), dt), nil
 }
 
-func pyHeader(f *runFacts, specs []IOSpec) string {
+func pyHeader(f *runFacts, specs []bundle.IOSpec) string {
 	var sb strings.Builder
 	sb.WriteString("import asyncio\n\nimport numpy as np\n")
 	for _, s := range specs {
@@ -439,7 +440,7 @@ func pyTokenizer(f *runFacts) string {
 func pyEngineLoop(f *runFacts, rc runContract) string {
 	var sb strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	w("%s", pyHeader(f, append(append([]IOSpec{}, f.main.Inputs...), f.main.States...)))
+	w("%s", pyHeader(f, append(append([]bundle.IOSpec{}, f.main.Inputs...), f.main.States...)))
 	w("MAX_CTX = %d  # language.max_context_length: the dynamic state dims are allocated at it\n\n\n", f.maxCtx)
 	w("async def main():\n%s", pyTokenizer(f))
 	w("    fn = (await AIModel.load(ASSET)).load_function(%q)\n", f.main.Name)
@@ -617,7 +618,7 @@ func pyOneCall(f *runFacts) string {
 	var sb strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
 	w("import asyncio\n\nimport numpy as np\n")
-	for _, s := range append(append([]IOSpec{}, f.main.Inputs...), f.main.States...) {
+	for _, s := range append(append([]bundle.IOSpec{}, f.main.Inputs...), f.main.States...) {
 		if s.DType == "bf16" {
 			w("import ml_dtypes\n")
 			break
@@ -629,7 +630,7 @@ func pyOneCall(f *runFacts) string {
 	w("    fn = (await AIModel.load(ASSET)).load_function(%q)\n", f.main.Name)
 	for _, l := range []struct {
 		name  string
-		specs []IOSpec
+		specs []bundle.IOSpec
 	}{{"inputs", f.main.Inputs}, {"state", f.main.States}} {
 		w("    %s = {\n", l.name)
 		for _, s := range l.specs {
@@ -647,7 +648,7 @@ func pyOneCall(f *runFacts) string {
 	return sb.String()
 }
 
-func pyList(specs []IOSpec) string {
+func pyList(specs []bundle.IOSpec) string {
 	var q []string
 	for _, s := range specs {
 		q = append(q, strconv.Quote(s.Name))

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 // runSection is one bundle's subsection of "## Run it", as a reader sees it.
@@ -84,7 +86,7 @@ var zerosRE = regexp.MustCompile(`np\.zeros\(\(([^)]*)\), (np\.\w+|ml_dtypes\.\w
 
 // wantZeros is how the snippets must allocate spec: its shape with dynamic dims spelled dyn, and
 // its numpy dtype.
-func wantZeros(t *testing.T, s IOSpec, dyn string) string {
+func wantZeros(t *testing.T, s bundle.IOSpec, dyn string) string {
 	t.Helper()
 	dt, err := npDType(s.DType)
 	if err != nil {
@@ -105,7 +107,7 @@ func wantZeros(t *testing.T, s IOSpec, dyn string) string {
 	return sh + " " + dt
 }
 
-func names(specs []IOSpec) []string {
+func names(specs []bundle.IOSpec) []string {
 	var out []string
 	for _, s := range specs {
 		out = append(out, s.Name)
@@ -149,7 +151,7 @@ func TestCardRunSnippetsNameTheBytes(t *testing.T) {
 	for _, d := range dirs {
 		path := d.rel + "/"
 		t.Run(d.rel, func(t *testing.T) {
-			in, err := Inspect(filepath.Join(all, filepath.FromSlash(d.rel)))
+			in, err := bundle.Inspect(filepath.Join(all, filepath.FromSlash(d.rel)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -298,7 +300,7 @@ func TestCardRunSnippetsNameTheBytes(t *testing.T) {
 // Every contract the target table can write has a row in the run table: a new contract plugs in
 // with one entry, and this test names the one that lacks it.
 func TestRunTableCoversTargets(t *testing.T) {
-	for _, tg := range Targets {
+	for _, tg := range recipe.Targets {
 		for _, c := range []graph.Contract{tg.Contract, tg.Prefill} {
 			if c == 0 {
 				continue
@@ -317,14 +319,14 @@ func TestRunTableCoversTargets(t *testing.T) {
 // function, inputs and states (bf16 included), and claims no engine.
 func TestCardRunUnknownContract(t *testing.T) {
 	dir := t.TempDir()
-	fn := FunctionIO{
+	fn := bundle.FunctionIO{
 		Name:    "main",
-		Inputs:  []IOSpec{{Name: "input_ids", DType: "si32", Shape: []int64{1, graph.Dyn}}, {Name: "position_ids", DType: "si32", Shape: []int64{1, graph.Dyn}}},
-		Outputs: []IOSpec{{Name: "logits", DType: "f16", Shape: []int64{1, graph.Dyn, 64}}},
-		States:  []IOSpec{{Name: "keyCache", DType: "bf16", Shape: []int64{2, 1, 2, graph.Dyn, 16}}, {Name: "convStates", DType: "bf16", Shape: []int64{6, 1, 4, 96}}},
+		Inputs:  []bundle.IOSpec{{Name: "input_ids", DType: "si32", Shape: []int64{1, graph.Dyn}}, {Name: "position_ids", DType: "si32", Shape: []int64{1, graph.Dyn}}},
+		Outputs: []bundle.IOSpec{{Name: "logits", DType: "f16", Shape: []int64{1, graph.Dyn, 64}}},
+		States:  []bundle.IOSpec{{Name: "keyCache", DType: "bf16", Shape: []int64{2, 1, 2, graph.Dyn, 16}}, {Name: "convStates", DType: "bf16", Shape: []int64{6, 1, 4, 96}}},
 	}
-	b := &CardBundle{Target: "macos-stock", Name: "m", Path: "macos-stock/m/", Contract: "apple stock", Functions: []FunctionIO{fn, {Name: "prefill"}}}
-	md := &BundleMetadata{Assets: map[string]string{"main": "m.aimodel"}}
+	b := &CardBundle{Target: "macos-stock", Name: "m", Path: "macos-stock/m/", Contract: "apple stock", Functions: []bundle.FunctionIO{fn, {Name: "prefill"}}}
+	md := &bundle.BundleMetadata{Assets: map[string]string{"main": "m.aimodel"}}
 	md.Language.MaxContextLength = 128
 	md.Language.Tokenizer = "Org/Model"
 	r, err := buildRun(dir, b, md, "")
@@ -440,12 +442,12 @@ func TestCardRunPythonSnippetsRun(t *testing.T) {
 	type spec [2]any // dtype, shape
 	contracts := map[string]any{}
 	for _, b := range c.Bundles {
-		in, err := Inspect(filepath.Join(all, filepath.FromSlash(b.Path)))
+		in, err := bundle.Inspect(filepath.Join(all, filepath.FromSlash(b.Path)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		m := findMain(in.Functions)
-		io := func(l []IOSpec) map[string]spec {
+		io := func(l []bundle.IOSpec) map[string]spec {
 			out := map[string]spec{}
 			for _, s := range l {
 				out[s.Name] = spec{s.DType, s.Shape}

@@ -15,8 +15,10 @@ import (
 	"sync"
 	"testing"
 
+	"qconv/bundle"
 	"qconv/hf"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 // The card tests share two export trees of the trained fixture, made once per test binary:
@@ -65,7 +67,7 @@ func sharedCardTrees(t *testing.T) (all, shipNoGate string) {
 		}
 		defer ck.Close()
 		all, ship := filepath.Join(root, "all"), filepath.Join(root, "ship")
-		targets, err := ParseTargets("all")
+		targets, err := recipe.ParseTargets("all")
 		if err != nil {
 			cardTrees.err = err
 			return
@@ -74,8 +76,8 @@ func sharedCardTrees(t *testing.T) (all, shipNoGate string) {
 			cardTrees.err = fmt.Errorf("export --target all: %w", err)
 			return
 		}
-		gpu, _ := TargetByName("gpu-pipelined")
-		if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*Target{gpu}, Flags: Flags{HeadSym: true}, OutDir: ship, NoGate: true, Version: "test"}); err != nil {
+		gpu, _ := recipe.TargetByName("gpu-pipelined")
+		if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*recipe.Target{gpu}, Flags: recipe.Flags{HeadSym: true}, OutDir: ship, NoGate: true, Version: "test"}); err != nil {
 			cardTrees.err = fmt.Errorf("export --head-sym --no-gate: %w", err)
 			return
 		}
@@ -340,7 +342,7 @@ func TestCardTableMatchesBundles(t *testing.T) {
 	for i, dir := range dirs {
 		r := rows[i]
 		target, name := filepath.Base(filepath.Dir(dir)), filepath.Base(dir)
-		in, err := Inspect(dir)
+		in, err := bundle.Inspect(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,7 +451,7 @@ func TestCardSections(t *testing.T) {
 	}
 	for _, b := range c.Bundles {
 		dir := filepath.Join(all, filepath.FromSlash(b.Path))
-		in, err := Inspect(dir)
+		in, err := bundle.Inspect(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -459,7 +461,7 @@ func TestCardSections(t *testing.T) {
 		f := in.Functions[0]
 		for _, l := range []struct {
 			kind  string
-			specs []IOSpec
+			specs []bundle.IOSpec
 		}{{"input", f.Inputs}, {"state", f.States}, {"output", f.Outputs}} {
 			for _, s := range l.specs {
 				want = append(want, []string{l.kind, s.Name, s.DType, strings.ReplaceAll(strings.ReplaceAll(fmt.Sprint(s.Shape), " ", ", "), "-1", "?")})
@@ -566,8 +568,8 @@ func TestCardRejectsDisagreement(t *testing.T) {
 
 	mixed := copyTree(t, ship)
 	other := openCk(t, filepath.Join("random", "tiny_tied_4L"))
-	gpu, _ := TargetByName("gpu-pipelined")
-	if _, err := Run(context.Background(), Options{Checkpoint: other, Targets: []*Target{gpu}, OutDir: mixed, NoGate: true, Version: "test"}); err != nil {
+	gpu, _ := recipe.TargetByName("gpu-pipelined")
+	if _, err := Run(context.Background(), Options{Checkpoint: other, Targets: []*recipe.Target{gpu}, OutDir: mixed, NoGate: true, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := BuildCard(mixed, CardOptions{}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "were exported from different checkpoints") {
@@ -822,8 +824,8 @@ func TestCardFrontMatterFromHubCache(t *testing.T) {
 	}
 	defer ck.Close()
 	out := t.TempDir()
-	gpu, _ := TargetByName("gpu-pipelined")
-	if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*Target{gpu}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
+	gpu, _ := recipe.TargetByName("gpu-pipelined")
+	if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*recipe.Target{gpu}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := BuildCard(out, CardOptions{})

@@ -2,8 +2,6 @@ package export
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +11,10 @@ import (
 	"sort"
 	"strings"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
+	"qconv/recipe"
 )
 
 // What `export --check` compares (docs/cli.md, "--check"): the bundle bytes a run would publish,
@@ -24,38 +24,12 @@ import (
 // dates in its metadata are not compared: a re-run on another day, from another directory, or
 // through another spelling of the same checkpoint finds no drift.
 
-// SourceIdentity is the content identity of a checkpoint: the SHA-256 over its defining files'
-// names, sizes and SHA-256 digests (config, index, safetensors, tokenizer files), in name order.
-func SourceIdentity(files []FileDigestJSON) string {
-	fs := append([]FileDigestJSON(nil), files...)
-	sort.Slice(fs, func(i, k int) bool { return fs[i].Name < fs[k].Name })
-	h := sha256.New()
-	for _, f := range fs {
-		fmt.Fprintf(h, "%s\x00%d\x00%s\n", f.Name, f.Size, f.SHA256)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // sourceInfo is what a bundle records about its checkpoint: content, not location.
-func sourceInfo(ck *hf.Checkpoint, digests []FileDigestJSON) SourceInfo {
-	return SourceInfo{
-		Name: CheckpointName(ck), RepoID: ck.RepoID, Revision: ck.Revision,
-		Identity: SourceIdentity(digests), Files: digests,
+func sourceInfo(ck *hf.Checkpoint, digests []bundle.FileDigestJSON) bundle.SourceInfo {
+	return bundle.SourceInfo{
+		Name: recipe.CheckpointName(ck), RepoID: ck.RepoID, Revision: ck.Revision,
+		Identity: bundle.SourceIdentity(digests), Files: digests,
 	}
-}
-
-// CheckpointName is the checkpoint's name as a card or metadata shows it: the repo id when read
-// from the Hugging Face cache, else the base name of its directory (symlinks resolved), never
-// the rest of a local path.
-func CheckpointName(ck *hf.Checkpoint) string {
-	if ck.RepoID != "" {
-		return ck.RepoID
-	}
-	dir := ck.Dir
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = real
-	}
-	return filepath.Base(filepath.Clean(dir))
 }
 
 // dateFields are the metadata fields that say when a bundle was made, or which Hub revision
@@ -148,12 +122,12 @@ func compareDirs(a, b string) ([]string, error) {
 // sourceChanges names the checkpoint files whose content differs between the source recorded in
 // the regenerated metadata (now) and the one on disk (then).
 func sourceChanges(now, then string) []string {
-	read := func(p string) *SourceInfo {
+	read := func(p string) *bundle.SourceInfo {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil
 		}
-		var md BundleMetadata
+		var md bundle.BundleMetadata
 		if json.Unmarshal(b, &md) != nil || md.QConv == nil {
 			return nil
 		}
@@ -163,7 +137,7 @@ func sourceChanges(now, then string) []string {
 	if x == nil || y == nil {
 		return nil
 	}
-	old := map[string]FileDigestJSON{}
+	old := map[string]bundle.FileDigestJSON{}
 	for _, f := range y.Files {
 		old[f.Name] = f
 	}
@@ -239,7 +213,7 @@ func staleBundles(outDir string, produced map[string]bool) ([]string, error) {
 		requested[filepath.Base(filepath.Dir(p))] = true
 	}
 	var out []string
-	for _, t := range TargetNames() {
+	for _, t := range recipe.TargetNames() {
 		parent := filepath.Join(outDir, t)
 		entries, err := os.ReadDir(parent)
 		if errors.Is(err, os.ErrNotExist) {
@@ -267,7 +241,7 @@ func staleBundles(outDir string, produced map[string]bool) ([]string, error) {
 
 // recordedName is the checkpoint name a bundle records; for bundles from before names were
 // recorded, the last element of the path they recorded (the rest of a local path is not shown).
-func recordedName(s SourceInfo) string {
+func recordedName(s bundle.SourceInfo) string {
 	switch {
 	case s.RepoID != "":
 		return s.RepoID
@@ -283,7 +257,7 @@ func recordedName(s SourceInfo) string {
 // which `export --check` names exactly).
 func staleInTree(outDir string, bundles []CardBundle) []string {
 	var out []string
-	for _, t := range TargetNames() {
+	for _, t := range recipe.TargetNames() {
 		entries, _ := os.ReadDir(filepath.Join(outDir, t))
 		for _, e := range entries {
 			if e.IsDir() && strings.HasPrefix(e.Name(), ".qconv-tmp-") {

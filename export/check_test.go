@@ -9,8 +9,10 @@ import (
 	"syscall"
 	"testing"
 
+	"qconv/bundle"
 	"qconv/hf"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 func TestSameIgnoringDates(t *testing.T) {
@@ -35,21 +37,6 @@ func TestSameIgnoringDates(t *testing.T) {
 	}
 }
 
-func TestSourceIdentity(t *testing.T) {
-	a := []FileDigestJSON{{"config.json", 10, "c1"}, {"model.safetensors", 99, "m1"}}
-	b := []FileDigestJSON{a[1], a[0]}
-	if SourceIdentity(a) != SourceIdentity(b) {
-		t.Error("identity depends on file order")
-	}
-	c := []FileDigestJSON{a[0], {"model.safetensors", 99, "m2"}}
-	d := []FileDigestJSON{{"config.json", 10, "c1"}, {"model-2.safetensors", 99, "m1"}}
-	for _, x := range [][]FileDigestJSON{c, d, a[:1]} {
-		if SourceIdentity(x) == SourceIdentity(a) {
-			t.Errorf("identity unchanged for %v", x)
-		}
-	}
-}
-
 func TestWeakenedGate(t *testing.T) {
 	d := oracle.DefaultGateOptions()
 	cases := []struct {
@@ -62,14 +49,14 @@ func TestWeakenedGate(t *testing.T) {
 		{oracle.GateOptions{Tokens: 4, MinMargin: 0.1, MinCosine: 0.99}, "min cosine 0.99 (default 0.9999); 4 tokens per prompt (default 16)"},
 	}
 	for _, c := range cases {
-		if got := WeakenedGate(c.opt); got != c.want {
+		if got := bundle.WeakenedGate(c.opt); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.opt, got, c.want)
 		}
 	}
-	if v := GateVerdict(&GateSummary{Passed: false, Skipped: true}); v != "not gated" {
+	if v := bundle.GateVerdict(&bundle.GateSummary{Passed: false, Skipped: true}); v != "not gated" {
 		t.Errorf("a skipped gate reads %q", v)
 	}
-	if v := GateVerdict(&GateSummary{Passed: true, GateRecord: GateRecord{Weakened: "min margin 0.3 (default 0.1)"}}); v != "passed (WEAKENED gate: min margin 0.3 (default 0.1))" {
+	if v := bundle.GateVerdict(&bundle.GateSummary{Passed: true, GateRecord: bundle.GateRecord{Weakened: "min margin 0.3 (default 0.1)"}}); v != "passed (WEAKENED gate: min margin 0.3 (default 0.1))" {
 		t.Errorf("a weakened gate reads %q", v)
 	}
 }
@@ -83,9 +70,9 @@ func TestExportFollowsUmask(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ck.Close()
-	target, _ := TargetByName("gpu-pipelined")
+	target, _ := recipe.TargetByName("gpu-pipelined")
 	out := filepath.Join(t.TempDir(), "out")
-	if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*Target{target}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
+	if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*recipe.Target{target}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	var bad []string

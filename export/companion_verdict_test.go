@@ -3,6 +3,7 @@ package export
 import (
 	"testing"
 
+	"qconv/bundle"
 	"qconv/oracle"
 )
 
@@ -12,16 +13,16 @@ func TestGateSummaryOfCompanion(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		rep   *oracle.GateReport
-		cc    *CompanionCheck
+		cc    *bundle.CompanionCheck
 		pass  bool
 		first string
 	}{
 		{"decode bundle", passed, nil, true, ""},
-		{"companion identical", passed, &CompanionCheck{Passed: true}, true, ""},
-		{"companion diverges", passed, &CompanionCheck{Passed: false}, false, companionFailure},
+		{"companion identical", passed, &bundle.CompanionCheck{Passed: true}, true, ""},
+		{"companion diverges", passed, &bundle.CompanionCheck{Passed: false}, false, companionFailure},
 		// The partner's own failure is the first one; the companion does not hide it.
-		{"partner failed", failed, &CompanionCheck{Passed: false}, false, failed.Totals.FirstFailure},
-		{"partner failed, companion fine", failed, &CompanionCheck{Passed: true}, false, failed.Totals.FirstFailure},
+		{"partner failed", failed, &bundle.CompanionCheck{Passed: false}, false, failed.Totals.FirstFailure},
+		{"partner failed, companion fine", failed, &bundle.CompanionCheck{Passed: true}, false, failed.Totals.FirstFailure},
 	} {
 		s := gateSummaryOf(c.rep, c.cc)
 		if s.Passed != c.pass || s.FirstFailure != c.first {

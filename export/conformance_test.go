@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/recipe"
 )
 
 // The two compression ops follow apple/coreai-torch tests/ops/test_custom_ops.py, which checks
@@ -14,12 +15,12 @@ func TestConformanceCompressionOps(t *testing.T) {
 	ck := openCk(t, fixture)
 	for _, c := range []struct {
 		target, op string
-		flags      Flags
+		flags      recipe.Flags
 	}{
-		{"ios-ane", graph.OpLUTToDense, Flags{}},
-		{"gpu-pipelined", graph.OpBlockwise, Flags{}},
+		{"ios-ane", graph.OpLUTToDense, recipe.Flags{}},
+		{"gpu-pipelined", graph.OpBlockwise, recipe.Flags{}},
 	} {
-		tgt, err := TargetByName(c.target)
+		tgt, err := recipe.TargetByName(c.target)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,3 +1,6 @@
+// Package export orchestrates runs: for each target it plans the recipe (package recipe), serves
+// the weights quantized on demand, lowers, writes the bundle atomically and deterministically,
+// gates it (package gating) and publishes it; --check regenerates and compares.
 package export
 
 import (
@@ -12,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/atomicfile"
@@ -19,16 +23,14 @@ import (
 	"qconv/internal/kernels"
 	"qconv/oracle"
 	"qconv/quant"
+	"qconv/recipe"
 )
-
-// PrefillTokens is the block size of the ios-gpu prefill companion.
-const PrefillTokens = 16
 
 // Options configure one export run.
 type Options struct {
 	Checkpoint  *hf.Checkpoint
-	Targets     []*Target
-	Flags       Flags
+	Targets     []*recipe.Target
+	Flags       recipe.Flags
 	OutDir      string
 	GatePrompts []oracle.GatePrompt // nil: DefaultPrompts
 	Gate        oracle.GateOptions
@@ -73,18 +75,18 @@ type Result struct {
 
 // BundleResult describes one bundle.
 type BundleResult struct {
-	Target   string             `json:"target"`
-	Name     string             `json:"name"`
-	Path     string             `json:"path,omitempty"` // absent when not published
-	Recipe   Recipe             `json:"recipe"`
-	Contract string             `json:"contract"`
-	Gate     GateSummary        `json:"gate"`
-	Stress   *StressGate        `json:"gate_stress,omitempty"` // the fp16-accumulation stress (stress.go)
-	Warnings []string           `json:"warnings,omitempty"`    // known slow shapes (slowshapes.go)
-	Bytes    int64              `json:"bytes"`
-	Tensors  []TensorPlan       `json:"tensors,omitempty"`
-	Report   *oracle.GateReport `json:"-"`
-	Phases   map[string]float64 `json:"phase_seconds,omitempty"`
+	Target   string              `json:"target"`
+	Name     string              `json:"name"`
+	Path     string              `json:"path,omitempty"` // absent when not published
+	Recipe   recipe.Recipe       `json:"recipe"`
+	Contract string              `json:"contract"`
+	Gate     bundle.GateSummary  `json:"gate"`
+	Stress   *bundle.StressGate  `json:"gate_stress,omitempty"` // the fp16-accumulation stress (stress.go)
+	Warnings []string            `json:"warnings,omitempty"`    // known slow shapes (slowshapes.go)
+	Bytes    int64               `json:"bytes"`
+	Tensors  []bundle.TensorPlan `json:"tensors,omitempty"`
+	Report   *oracle.GateReport  `json:"-"`
+	Phases   map[string]float64  `json:"phase_seconds,omitempty"`
 	// GateOnly marks the decode partner a lone prefill companion was gated against (Specs):
 	// built and gated, not published.
 	GateOnly bool `json:"gate_only,omitempty"`
@@ -99,8 +101,8 @@ type BundleResult struct {
 
 // job is one bundle being built.
 type job struct {
-	target   *Target
-	recipe   Recipe
+	target   *recipe.Target
+	recipe   recipe.Recipe
 	contract graph.Contract
 	name     string
 	dir      string // final path
@@ -115,15 +117,15 @@ type job struct {
 	extra    any // companion check for the prefill bundle
 	partner  *job
 	twin     *job              // an earlier job whose bundle bytes this one shares (ios-ane/macos)
-	io       FunctionIO        // @main's contract as read back from the bytes
+	io       bundle.FunctionIO // @main's contract as read back from the bytes
 	sigs     map[string]string // resource key -> signature of its bytes (weightSource.sigs)
-	plans    []TensorPlan
+	plans    []bundle.TensorPlan
 	result   BundleResult
-	derived  string       // the name the naming rule gives (Specs; "" = name)
-	bare     bool         // publish the .aimodel asset alone (Specs)
-	alias    *PublishedAs // the published name differs from derived (Specs)
-	hidden   bool         // gate partner only: never published (Specs)
-	reused   atomic.Int64 // resources copied from an earlier bundle
+	derived  string              // the name the naming rule gives (Specs; "" = name)
+	bare     bool                // publish the .aimodel asset alone (Specs)
+	alias    *bundle.PublishedAs // the published name differs from derived (Specs)
+	hidden   bool                // gate partner only: never published (Specs)
+	reused   atomic.Int64        // resources copied from an earlier bundle
 }
 
 // Run exports every requested target. Nothing is published unless every bundle was written,
@@ -137,7 +139,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		opt.Gate = oracle.DefaultGateOptions()
 	}
 	ck := opt.Checkpoint
-	short := ShortName(ck)
+	short := recipe.ShortName(ck)
 	var jobs []*job
 	if len(opt.Specs) > 0 {
 		var err error
@@ -150,7 +152,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := r.forCheckpoint(ck.Config); err != nil {
+		if err := r.ForCheckpoint(ck.Config); err != nil {
 			return nil, err
 		}
 		contracts := []graph.Contract{t.Contract}
@@ -159,7 +161,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 		var dec *job
 		for _, c := range contracts {
-			j := &job{target: t, recipe: r, contract: c, name: BundleName(short, t, c, &r, PrefillTokens)}
+			j := &job{target: t, recipe: r, contract: c, name: recipe.BundleName(short, t, c, &r, recipe.PrefillTokens)}
 			j.dir = filepath.Join(opt.OutDir, t.Name, j.name)
 			for _, o := range jobs {
 				sameBytes := o.target.SameBytesAs == t.Name || t.SameBytesAs == o.target.Name
@@ -197,14 +199,14 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			for _, p := range j.result.Tensors {
 				j.result.Bytes += p.Bytes
 			}
-			j.result.Gate = GateSummary{Skipped: true}
+			j.result.Gate = bundle.GateSummary{Skipped: true}
 			j.result.BytesEstimated = true
 			res.Bundles = append(res.Bundles, j.result)
 		}
 		return res, nil
 	}
 
-	var digests []FileDigestJSON
+	var digests []bundle.FileDigestJSON
 	var srcBytes int64
 	for _, f := range ck.Files {
 		srcBytes += f.Size
@@ -216,7 +218,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, fmt.Errorf("hashing the checkpoint: %w", err)
 	}
 	for _, d := range ds {
-		digests = append(digests, FileDigestJSON(d))
+		digests = append(digests, bundle.FileDigestJSON(d))
 	}
 	var ref *oracle.Model
 	var prompts []oracle.GatePrompt
@@ -285,7 +287,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, err
 		}
 		if opt.NoGate {
-			j.result.Gate = notGated()
+			j.result.Gate = bundle.NotGated()
 			continue
 		}
 		if j.twin != nil {
@@ -385,8 +387,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
 	t, r := j.target, &j.recipe
 	return graph.LowerOptions{
-		Contract: j.contract, Compute: r.Compute, StateDType: t.stateDType(r), NormDType: t.normDType(r),
-		Context: r.Context, PrefillTokens: PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
+		Contract: j.contract, Compute: r.Compute, StateDType: t.StateDType(r), NormDType: t.NormDType(r),
+		Context: r.Context, PrefillTokens: recipe.PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
 		UntieHead: r.IntHead(), Weights: src,
 	}
 }
@@ -397,7 +399,7 @@ func (j *job) lower(ck *hf.Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := graph.Verify(m, j.target.verifyOptions(&j.recipe)); err != nil {
+	if err := graph.Verify(m, j.target.VerifyOptions(&j.recipe)); err != nil {
 		return fmt.Errorf("bundle %s: %w", j.name, err)
 	}
 	j.module = m
@@ -453,9 +455,9 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	if err := atomicfile.WriteNew(filepath.Join(asset, "main.hash"), sum[:]); err != nil {
 		return err
 	}
-	am := AssetMetadata{
+	am := bundle.AssetMetadata{
 		Producer: "qconv " + opt.Version, AssetVersion: "2.0", CreationDate: date.Format(time.RFC3339),
-		Description: fmt.Sprintf("%s: Qwen3.5 %s graph for the %s, exported by qconv from %s", j.name, j.contract, j.target.Device, ShortName(opt.Checkpoint)),
+		Description: fmt.Sprintf("%s: Qwen3.5 %s graph for the %s, exported by qconv from %s", j.name, j.contract, j.target.Device, recipe.ShortName(opt.Checkpoint)),
 	}
 	b, err := marshalJSON(am)
 	if err != nil {
@@ -466,13 +468,13 @@ func (j *job) write(ctx context.Context, opt Options, date time.Time) error {
 	}
 	// Read the shipped bytes back.
 	start = time.Now()
-	shipped, mapping, err := ReadBundleModule(path)
+	shipped, mapping, err := bundle.ReadModule(path)
 	if err != nil {
 		return fmt.Errorf("reading back %s: %w", j.name, err)
 	}
 	j.shipped, j.mapping = shipped, mapping
-	j.io = DescribeIO(shipped.Func("main"))
-	if err := graph.Verify(shipped, j.target.verifyOptions(&j.recipe)); err != nil {
+	j.io = bundle.DescribeIO(shipped.Func("main"))
+	if err := graph.Verify(shipped, j.target.VerifyOptions(&j.recipe)); err != nil {
 		return fmt.Errorf("bundle %s as written: %w", j.name, err)
 	}
 	j.module = nil
@@ -535,7 +537,7 @@ func (j *job) copyTwin(opt Options) error {
 	}
 	j.sum, j.size, j.plans = j.twin.sum, j.twin.size, j.twin.plans
 	j.src, j.module = nil, nil
-	shipped, mapping, err := ReadBundleModule(filepath.Join(dst, "main.mlirb"))
+	shipped, mapping, err := bundle.ReadModule(filepath.Join(dst, "main.mlirb"))
 	if err != nil {
 		return err
 	}
@@ -569,33 +571,6 @@ func writeMLIRBTo(f *os.File, w io.Writer, m *graph.Module, producer string) ([3
 	return sum, h.n, nil
 }
 
-// ReadBundleModule maps a main.mlirb read-only and parses it; resource data aliases the mapping,
-// which the caller releases with unix.Munmap when done with the module.
-func ReadBundleModule(path string) (*graph.Module, []byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if st.Size() == 0 {
-		return nil, nil, fmt.Errorf("%s: empty file", path)
-	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: mmap: %w", path, err)
-	}
-	m, err := graph.ReadBytecode(data)
-	if err != nil {
-		unix.Munmap(data)
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, data, nil
-}
-
 func (j *job) release() {
 	if j.mapping != nil {
 		unix.Munmap(j.mapping)
@@ -614,29 +589,6 @@ func (c sessionCandidate) Fork() (oracle.Candidate, error) {
 		return nil, err
 	}
 	return sessionCandidate{f}, nil
-}
-
-// CompanionCheck is the prefill companion's rule: decoding after it equals decoding without it.
-type CompanionCheck struct {
-	Passed  bool              `json:"passed"`
-	Prompts []CompanionPrompt `json:"prompts"`
-}
-
-// CompanionPrompt compares one prompt with and without the companion.
-type CompanionPrompt struct {
-	Name         string  `json:"name"`
-	Blocks       int     `json:"prefill_blocks"`
-	DecodeOnly   []int   `json:"decode_only_ids"`
-	WithPrefill  []int   `json:"with_prefill_ids"`
-	MaxLogitDiff float64 `json:"max_logit_diff"` // over the steps before any divergence
-	Identical    bool    `json:"identical"`
-	// FirstDivergence is the first step whose ids differ (-1 when none); a divergence is a tie,
-	// and passes, where the decode-only path's top-2 probability margin is below the gate's.
-	FirstDivergence  int     `json:"first_divergence"`
-	DivergenceMargin float64 `json:"divergence_margin,omitempty"`
-	Passed           bool    `json:"passed"`
-	// DecodeOnlyFrom says where the decode-only ids came from when not decoded here.
-	DecodeOnlyFrom string `json:"decode_only_from,omitempty"`
 }
 
 func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
@@ -680,13 +632,13 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 // The decode-only side is the decode graph's free greedy rollout, which the decode bundle's gate
 // already ran on the same bytes: when decodeGate holds the prompt, its candidate ids and margins
 // are used instead of decoding again (then MaxLogitDiff is not measured).
-func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*CompanionCheck, error) {
-	cc := &CompanionCheck{Passed: true, Prompts: []CompanionPrompt{}}
+func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*bundle.CompanionCheck, error) {
+	cc := &bundle.CompanionCheck{Passed: true, Prompts: []bundle.CompanionPrompt{}}
 	for _, p := range prompts {
-		if len(p.IDs) < PrefillTokens {
+		if len(p.IDs) < recipe.PrefillTokens {
 			continue
 		}
-		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens, FirstDivergence: -1, Passed: true}
+		cp := bundle.CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / recipe.PrefillTokens, FirstDivergence: -1, Passed: true}
 		b, err := graph.NewSession(dec, pre)
 		if err != nil {
 			return nil, err
@@ -789,7 +741,7 @@ func reuseWritten(earlier []*job, key, sig string, size int64) ([]byte, *quant.M
 		}
 		var m *quant.Metrics
 		for _, p := range o.plans {
-			if sig == p.signature(o.recipe.Compute) {
+			if sig == planSignature(&p, o.recipe.Compute) {
 				m = p.Metrics
 			}
 		}
@@ -832,14 +784,14 @@ func fitPrompts(prompts []oracle.GatePrompt, c graph.Contract, context, tokens i
 	return out
 }
 
-func summarize(r *oracle.GateReport) GateSummary {
+func summarize(r *oracle.GateReport) bundle.GateSummary {
 	t := r.Totals
-	return GateSummary{
+	return bundle.GateSummary{
 		Passed: r.Passed, Prompts: t.Prompts,
 		TeacherForced:    fmt.Sprintf("%d/%d", t.TeacherForcedMatched, t.TeacherForcedConfident),
 		Greedy:           fmt.Sprintf("%d/%d", t.GreedyMatch, t.GreedySteps),
 		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure,
-		GateRecord: GateRecord{Weakened: WeakenedGate(r.Options)},
+		GateRecord: bundle.GateRecord{Weakened: bundle.WeakenedGate(r.Options)},
 	}
 }
 
@@ -856,26 +808,26 @@ func maxDiff(a, b []float32) float64 {
 }
 
 // finish writes the bundle metadata and the tokenizer into the staging directory.
-func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []FileDigestJSON) error {
+func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []bundle.FileDigestJSON) error {
 	cfg := ck.Config
 	tokenizer := ck.RepoID
 	if tokenizer == "" {
-		tokenizer = ShortName(ck)
+		tokenizer = recipe.ShortName(ck)
 	}
-	comp := j.recipe.compression()
-	md := BundleMetadata{
+	comp := j.recipe.Compression()
+	md := bundle.BundleMetadata{
 		MetadataVersion: "0.2", Kind: "llm", Name: j.name,
 		Assets: map[string]string{"main": j.name + ".aimodel"},
-		Language: LanguageMetadata{
+		Language: bundle.LanguageMetadata{
 			Tokenizer: tokenizer, VocabSize: cfg.VocabSize, MaxContextLength: j.recipe.Context,
 			EmbeddedTokenizer: true, FunctionMap: map[string][]string{"main": {"main"}},
 		},
-		Source:      SourceMetadata{ModelDefinition: "qconv", HFModelID: ck.RepoID},
+		Source:      bundle.SourceMetadata{ModelDefinition: "qconv", HFModelID: ck.RepoID},
 		Compression: comp,
-		Compilation: CompilationInfo{Date: date.Format(time.RFC3339), Targets: []string{}},
+		Compilation: bundle.CompilationInfo{Date: date.Format(time.RFC3339), Targets: []string{}},
 	}
-	md.Language.States = languageStates(j.contract)
-	q := &QConvBlock{
+	md.Language.States = bundle.LanguageStates(j.contract)
+	q := &bundle.QConvBlock{
 		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract.String(),
 		Recipe: j.recipe, Tensors: j.plans,
 		Checkpoint: sourceInfo(ck, digests),
@@ -883,10 +835,10 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	}
 	q.Function = j.io
 	if j.contract == graph.HostPrefill {
-		q.PrefillTokens = PrefillTokens
+		q.PrefillTokens = recipe.PrefillTokens
 		q.Companion = j.partner.name
 	} else if j.partner == nil && j.target.Prefill != 0 {
-		q.Companion = BundleName(ShortName(ck), j.target, j.target.Prefill, &j.recipe, PrefillTokens)
+		q.Companion = recipe.BundleName(recipe.ShortName(ck), j.target, j.target.Prefill, &j.recipe, recipe.PrefillTokens)
 	}
 	if j.report != nil {
 		gs := j.result.Gate
@@ -898,7 +850,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 			q.GateReport = j.report
 		}
 	} else if opt.NoGate {
-		ng := notGated()
+		ng := bundle.NotGated()
 		q.Gate = &ng
 		q.Notes = append(q.Notes, "published with --no-gate: not checked against the fp32 reference")
 	}
@@ -928,29 +880,17 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []F
 	return atomicfile.WriteNew(filepath.Join(j.tmp, "metadata.json"), b)
 }
 
-// compression is the bundle metadata's compression string (null for fp16).
-func (r *Recipe) compression() *string {
-	if r.Weights == FP16 && !r.IntHead() {
-		return nil
-	}
-	s := string(r.Weights)
-	if r.IntHead() {
-		s += "+head-" + r.Head + "-" + r.HeadGranularity
-	}
-	return &s
-}
-
 // recordedDate is the creation date an existing bundle recorded (for --check).
 func recordedDate(dir string) (time.Time, bool) {
 	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
 	if err != nil {
 		return time.Time{}, false
 	}
-	var md BundleMetadata
-	if err := decodeStrict(b, &md); err != nil {
+	var md bundle.BundleMetadata
+	if err := bundle.DecodeStrict(b, &md); err != nil {
 		return time.Time{}, false
 	}
-	if bm, ok := bareMetadata(dir, b); ok && md.MetadataVersion == "" {
+	if bm, ok := bundle.BareMetadata(dir, b); ok && md.MetadataVersion == "" {
 		md = *bm
 	}
 	t, err := time.Parse(time.RFC3339, md.Compilation.Date)

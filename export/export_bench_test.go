@@ -8,6 +8,7 @@ import (
 	"qconv/hf"
 	"qconv/internal/benchutil"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 // BenchmarkInterpDecodeVsOracle times decode steps of a target's lowered graph, quantized in
@@ -39,7 +40,7 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 	}
 	for _, name := range []string{"gpu-pipelined", "ios-gpu", "ios-ane"} {
 		b.Run(name, func(b *testing.B) {
-			t, err := TargetByName(name)
+			t, err := recipe.TargetByName(name)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -105,7 +106,7 @@ func BenchmarkGate(b *testing.B) {
 	opt := oracle.DefaultGateOptions()
 	for _, name := range []string{"gpu-pipelined", "ios-gpu"} {
 		b.Run(name, func(b *testing.B) {
-			t, err := TargetByName(name)
+			t, err := recipe.TargetByName(name)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -150,11 +151,11 @@ var benchBuilt = map[string]*Built{}
 
 // benchBuild builds t's graphs once per process (-cpu 1,2 reuse them: an int8-lut build runs
 // k-means over the whole model).
-func benchBuild(b *testing.B, ck *hf.Checkpoint, t *Target) *Built {
+func benchBuild(b *testing.B, ck *hf.Checkpoint, t *recipe.Target) *Built {
 	if bt := benchBuilt[t.Name]; bt != nil {
 		return bt
 	}
-	bt, err := Build(ck, t, Flags{})
+	bt, err := Build(ck, t, recipe.Flags{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -178,12 +179,12 @@ func synthCheckpoint(b *testing.B) *hf.Checkpoint {
 func BenchmarkCompanionPrefill(b *testing.B) {
 	ck := synthCheckpoint(b)
 	defer ck.Close()
-	t, err := TargetByName("ios-gpu")
+	t, err := recipe.TargetByName("ios-gpu")
 	if err != nil {
 		b.Fatal(err)
 	}
 	built := benchBuild(b, ck, t)
-	ids := make([]int, PrefillTokens)
+	ids := make([]int, recipe.PrefillTokens)
 	for i := range ids {
 		ids[i] = (i*7919 + 11) % ck.Config.VocabSize
 	}

@@ -16,12 +16,14 @@ import (
 
 	"github.com/x448/float16"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/golden"
 	"qconv/internal/kernels"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 const fixture = "tinyqwen35-code"
@@ -36,9 +38,9 @@ func openCk(t testing.TB, name string) *hf.Checkpoint {
 	return ck
 }
 
-func exportTargets(t testing.TB, ck *hf.Checkpoint, out string, targets string, f Flags, mod func(*Options)) (*Result, error) {
+func exportTargets(t testing.TB, ck *hf.Checkpoint, out string, targets string, f recipe.Flags, mod func(*Options)) (*Result, error) {
 	t.Helper()
-	ts, err := ParseTargets(targets)
+	ts, err := recipe.ParseTargets(targets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,12 +74,12 @@ func TestInt8GraphReproducesGoldens(t *testing.T) {
 	_, gm := goldenPrompts(t)
 	for _, c := range []struct {
 		variant string
-		flags   Flags
+		flags   recipe.Flags
 	}{
-		{"q8", Flags{Weights: "int8-block32", Compute: "fp32"}},
-		{"q8hu", Flags{Weights: "int8-block32", Head: "int8", HeadSym: true, Compute: "fp32"}},
+		{"q8", recipe.Flags{Weights: "int8-block32", Compute: "fp32"}},
+		{"q8hu", recipe.Flags{Weights: "int8-block32", Head: "int8", HeadSym: true, Compute: "fp32"}},
 	} {
-		tgt, _ := TargetByName("gpu-pipelined")
+		tgt, _ := recipe.TargetByName("gpu-pipelined")
 		built, err := Build(ck, tgt, c.flags)
 		if err != nil {
 			t.Fatal(err)
@@ -127,13 +129,13 @@ func TestGateAgreesWithGoldenVariants(t *testing.T) {
 	prompts, gm := goldenPrompts(t)
 	for _, c := range []struct {
 		variant string
-		flags   Flags
+		flags   recipe.Flags
 		pass    bool
 	}{
-		{"q8", Flags{Weights: "int8-block32", Compute: "fp32"}, true},
-		{"q8hu", Flags{Weights: "int8-block32", Head: "int8", HeadSym: true, Compute: "fp32"}, true},
-		{"q4", Flags{Weights: "int4-block32", Compute: "fp32"}, false},
-		{"q4hu", Flags{Weights: "int4-block32", Head: "int4", HeadSym: true, Compute: "fp32"}, false},
+		{"q8", recipe.Flags{Weights: "int8-block32", Compute: "fp32"}, true},
+		{"q8hu", recipe.Flags{Weights: "int8-block32", Head: "int8", HeadSym: true, Compute: "fp32"}, true},
+		{"q4", recipe.Flags{Weights: "int4-block32", Compute: "fp32"}, false},
+		{"q4hu", recipe.Flags{Weights: "int4-block32", Head: "int4", HeadSym: true, Compute: "fp32"}, false},
 	} {
 		out := t.TempDir()
 		res, err := exportTargets(t, ck, out, "gpu-pipelined", c.flags, func(o *Options) { o.GatePrompts = prompts })
@@ -175,13 +177,13 @@ func TestGateDeviceForms(t *testing.T) {
 	prompts, _ := goldenPrompts(t)
 	for _, c := range []struct {
 		name  string
-		flags Flags
+		flags recipe.Flags
 		pass  bool
 	}{
-		{"int8 block32, tied head", Flags{}, true},
-		{"int8 block32, int8 absmax head", Flags{HeadSym: true}, true},
-		{"int4 block32", Flags{Weights: "int4-block32"}, false},
-		{"int4 lut", Flags{Weights: "int4-lut"}, false},
+		{"int8 block32, tied head", recipe.Flags{}, true},
+		{"int8 block32, int8 absmax head", recipe.Flags{HeadSym: true}, true},
+		{"int4 block32", recipe.Flags{Weights: "int4-block32"}, false},
+		{"int4 lut", recipe.Flags{Weights: "int4-lut"}, false},
 	} {
 		res, err := exportTargets(t, ck, t.TempDir(), "gpu-pipelined", c.flags, func(o *Options) { o.GatePrompts = prompts })
 		if c.pass != (err == nil) || (err != nil && exitcode.Of(err) != exitcode.GateFailed) {
@@ -196,13 +198,13 @@ func TestGateCatchesDamagedScale(t *testing.T) {
 	ck := openCk(t, fixture)
 	prompts, _ := goldenPrompts(t)
 	out := t.TempDir()
-	res, err := exportTargets(t, ck, out, "gpu-pipelined", Flags{}, func(o *Options) { o.GatePrompts = prompts })
+	res, err := exportTargets(t, ck, out, "gpu-pipelined", recipe.Flags{}, func(o *Options) { o.GatePrompts = prompts })
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := res.Bundles[0].Path
 	mlirb := filepath.Join(dir, res.Bundles[0].Name+".aimodel", "main.mlirb")
-	m, mapping, err := ReadBundleModule(mlirb)
+	m, mapping, err := bundle.ReadModule(mlirb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +240,7 @@ func TestGateCatchesDamagedScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, res.Bundles[0].Name+".aimodel", "main.hash"), sum[:], 0o644)
-	b, err := OpenBundle(dir)
+	b, err := bundle.OpenBundle(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func TestExportAllTargets(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1767225600")
 	ck := openCk(t, fixture)
 	out := t.TempDir()
-	res, err := exportTargets(t, ck, out, "all", Flags{}, nil)
+	res, err := exportTargets(t, ck, out, "all", recipe.Flags{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,14 +281,14 @@ func TestExportAllTargets(t *testing.T) {
 		if sum := sha256.Sum256(data); string(hash) != string(sum[:]) {
 			t.Errorf("%s: main.hash is not the SHA-256 of main.mlirb", b.Name)
 		}
-		in, err := Inspect(b.Path)
+		in, err := bundle.Inspect(b.Path)
 		if err != nil {
 			t.Fatalf("inspect %s: %v", b.Name, err)
 		}
 		if !in.HashOK || in.Derived.Weights != string(b.Recipe.Weights) {
 			t.Errorf("%s: inspect hash %v weights %s", b.Name, in.HashOK, in.Derived.Weights)
 		}
-		bd, err := OpenBundle(b.Path)
+		bd, err := bundle.OpenBundle(b.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,13 +320,13 @@ func TestExportAllTargets(t *testing.T) {
 
 	// A second export is byte-identical, and --check agrees.
 	out2 := t.TempDir()
-	if _, err := exportTargets(t, ck, out2, "all", Flags{}, nil); err != nil {
+	if _, err := exportTargets(t, ck, out2, "all", recipe.Flags{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if diffs, err := compareDirs(out2, out); err != nil || len(diffs) > 0 {
 		t.Fatalf("second export differs: %v %v", err, diffs)
 	}
-	if _, err := exportTargets(t, ck, out, "all", Flags{}, func(o *Options) { o.Check = true }); err != nil {
+	if _, err := exportTargets(t, ck, out, "all", recipe.Flags{}, func(o *Options) { o.Check = true }); err != nil {
 		t.Fatalf("--check on unchanged bundles: %v", err)
 	}
 	// One weight byte of the checkpoint changes: --check exits 4 and names the drift.
@@ -346,7 +348,7 @@ func TestExportAllTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ck2.Close()
-	res3, err := exportTargets(t, ck2, out, "gpu-pipelined", Flags{}, func(o *Options) { o.Check = true })
+	res3, err := exportTargets(t, ck2, out, "gpu-pipelined", recipe.Flags{}, func(o *Options) { o.Check = true })
 	if exitcode.Of(err) != exitcode.Drift {
 		t.Fatalf("--check after a weight change: %v (exit %d), want exit 4", err, exitcode.Of(err))
 	}
@@ -377,16 +379,16 @@ func TestHeadGranularityNaming(t *testing.T) {
 	skipGate := func(o *Options) { o.NoGate = true }
 	cases := []struct {
 		name, target string
-		flags        Flags
+		flags        recipe.Flags
 		wantName     string
 		wantGran     string
 		wantErr      string
 	}{
-		{"ship config", "gpu-pipelined", Flags{HeadSym: true}, "tinyqwen35_code_decode_int8hu_block32_sym", "block32", ""},
-		{"perchan refused on GPU", "gpu-pipelined", Flags{HeadSym: true, HeadGranularity: "perchan"}, "", "", "constraint 3"},
-		{"perchan overridden", "gpu-pipelined", Flags{HeadSym: true, HeadGranularity: "perchan", AllowDelegate: true}, "tinyqwen35_code_decode_int8hu_perchan_sym", "perchan", ""},
-		{"perchan on the ANE", "ios-ane", Flags{HeadSym: true, HeadGranularity: "perchan"}, "tinyqwen35_code_decode_int8_headint8_perchan_sym", "perchan", ""},
-		{"clipped head has no _sym", "gpu-pipelined", Flags{Weights: "int8hu", Scheme: "clip"}, "tinyqwen35_code_decode_int8hu_block32_clip", "block32", ""},
+		{"ship config", "gpu-pipelined", recipe.Flags{HeadSym: true}, "tinyqwen35_code_decode_int8hu_block32_sym", "block32", ""},
+		{"perchan refused on GPU", "gpu-pipelined", recipe.Flags{HeadSym: true, HeadGranularity: "perchan"}, "", "", "constraint 3"},
+		{"perchan overridden", "gpu-pipelined", recipe.Flags{HeadSym: true, HeadGranularity: "perchan", AllowDelegate: true}, "tinyqwen35_code_decode_int8hu_perchan_sym", "perchan", ""},
+		{"perchan on the ANE", "ios-ane", recipe.Flags{HeadSym: true, HeadGranularity: "perchan"}, "tinyqwen35_code_decode_int8_headint8_perchan_sym", "perchan", ""},
+		{"clipped head has no _sym", "gpu-pipelined", recipe.Flags{Weights: "int8hu", Scheme: "clip"}, "tinyqwen35_code_decode_int8hu_block32_clip", "block32", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -404,7 +406,7 @@ func TestHeadGranularityNaming(t *testing.T) {
 			if b.Name != c.wantName {
 				t.Errorf("name %s, want %s", b.Name, c.wantName)
 			}
-			in, err := Inspect(b.Path)
+			in, err := bundle.Inspect(b.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -419,7 +421,7 @@ func TestHeadGranularityNaming(t *testing.T) {
 func TestInspectCatchesDisagreement(t *testing.T) {
 	ck := openCk(t, fixture)
 	out := t.TempDir()
-	res, err := exportTargets(t, ck, out, "gpu-pipelined", Flags{HeadSym: true}, func(o *Options) { o.NoGate = true })
+	res, err := exportTargets(t, ck, out, "gpu-pipelined", recipe.Flags{HeadSym: true}, func(o *Options) { o.NoGate = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +431,7 @@ func TestInspectCatchesDisagreement(t *testing.T) {
 	if err := os.Rename(b.Path, wrong); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Inspect(wrong)
+	_, err = bundle.Inspect(wrong)
 	if err == nil || exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "tinyqwen35_code_decode_int8hu_block32_sym") {
 		t.Fatalf("renamed bundle: %v", err)
 	}
@@ -437,12 +439,12 @@ func TestInspectCatchesDisagreement(t *testing.T) {
 	// Metadata claiming per-channel.
 	mdPath := filepath.Join(b.Path, "metadata.json")
 	raw, _ := os.ReadFile(mdPath)
-	var md BundleMetadata
+	var md bundle.BundleMetadata
 	json.Unmarshal(raw, &md)
 	md.QConv.Recipe.HeadGranularity = "perchan"
 	patched, _ := marshalJSON(md)
 	os.WriteFile(mdPath, patched, 0o644)
-	_, err = Inspect(b.Path)
+	_, err = bundle.Inspect(b.Path)
 	if err == nil || !strings.Contains(err.Error(), "head granularity perchan, the bytes hold block32") {
 		t.Fatalf("metadata/bytes disagreement: %v", err)
 	}
@@ -451,13 +453,13 @@ func TestInspectCatchesDisagreement(t *testing.T) {
 	md.QConv.Recipe.StateDType = "f16"
 	patched, _ = marshalJSON(md)
 	os.WriteFile(mdPath, patched, 0o644)
-	if _, err = Inspect(b.Path); err == nil || !strings.Contains(err.Error(), "recurrence dtype f16, the bytes' recState is f32") {
+	if _, err = bundle.Inspect(b.Path); err == nil || !strings.Contains(err.Error(), "recurrence dtype f16, the bytes' recState is f32") {
 		t.Fatalf("recurrence dtype disagreement: %v", err)
 	}
 	// A damaged main.hash.
 	os.WriteFile(mdPath, raw, 0o644)
 	os.WriteFile(filepath.Join(b.Path, b.Name+".aimodel", "main.hash"), make([]byte, 32), 0o644)
-	in, err := Inspect(b.Path)
+	in, err := bundle.Inspect(b.Path)
 	if err == nil || in.HashOK {
 		t.Fatalf("bad main.hash accepted: %v", err)
 	}
@@ -468,15 +470,15 @@ func TestCancelledExportLeavesPreviousBundle(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1767225600")
 	ck := openCk(t, fixture)
 	out := t.TempDir()
-	res, err := exportTargets(t, ck, out, "gpu-pipelined", Flags{}, func(o *Options) { o.NoGate = true })
+	res, err := exportTargets(t, ck, out, "gpu-pipelined", recipe.Flags{}, func(o *Options) { o.NoGate = true })
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(filepath.Join(res.Bundles[0].Path, "metadata.json"))
 	ctx, cancel := context.WithCancel(context.Background())
-	ts, _ := ParseTargets("gpu-pipelined")
+	ts, _ := recipe.ParseTargets("gpu-pipelined")
 	prog := &cancelAfter{n: 3, cancel: cancel} // cancel in the middle of writing main.mlirb
-	_, err = Run(ctx, Options{Checkpoint: ck, Targets: ts, Flags: Flags{Weights: "fp16"}, OutDir: out, Version: "test", NoGate: true, Progress: prog})
+	_, err = Run(ctx, Options{Checkpoint: ck, Targets: ts, Flags: recipe.Flags{Weights: "fp16"}, OutDir: out, Version: "test", NoGate: true, Progress: prog})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: %v", err)
 	}
@@ -507,7 +509,7 @@ func (c *cancelAfter) Add(int64) {
 func TestDryRunWritesNothing(t *testing.T) {
 	ck := openCk(t, fixture)
 	out := filepath.Join(t.TempDir(), "out")
-	res, err := exportTargets(t, ck, out, "all", Flags{HeadSym: true}, func(o *Options) { o.DryRun = true })
+	res, err := exportTargets(t, ck, out, "all", recipe.Flags{HeadSym: true}, func(o *Options) { o.DryRun = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,11 +527,11 @@ func TestDryRunWritesNothing(t *testing.T) {
 // A 32-row projection palettized as one group of 32 inspects clean (tiny_tied_4L's k/v_proj).
 func TestInspectSingleLUTGroup(t *testing.T) {
 	ck := openCk(t, "random/tiny_tied_4L")
-	res, err := exportTargets(t, ck, t.TempDir(), "ios-ane", Flags{}, func(o *Options) { o.NoGate = true })
+	res, err := exportTargets(t, ck, t.TempDir(), "ios-ane", recipe.Flags{}, func(o *Options) { o.NoGate = true })
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := Inspect(res.Bundles[0].Path)
+	in, err := bundle.Inspect(res.Bundles[0].Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,8 +547,8 @@ func TestInspectSingleLUTGroup(t *testing.T) {
 func TestCompanionCheckFromGateReport(t *testing.T) {
 	ck := openCk(t, fixture)
 	prompts, _ := goldenPrompts(t)
-	tgt, _ := TargetByName("ios-gpu")
-	built, err := Build(ck, tgt, Flags{})
+	tgt, _ := recipe.TargetByName("ios-gpu")
+	built, err := Build(ck, tgt, recipe.Flags{})
 	if err != nil {
 		t.Fatal(err)
 	}

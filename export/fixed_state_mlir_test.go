@@ -10,6 +10,7 @@ import (
 
 	"qconv/graph"
 	"qconv/hf"
+	"qconv/recipe"
 )
 
 var (
@@ -30,20 +31,20 @@ func TestPipelinedBundlesOneWritePerStateInMLIROpt(t *testing.T) {
 	for _, c := range []struct {
 		ck     string
 		target string
-		flags  Flags
+		flags  recipe.Flags
 	}{
-		{fixture, "gpu-pipelined", Flags{}},
-		{fixture, "gpu-pipelined", Flags{HeadSym: true}},
-		{fixture, "gpu-pipelined", Flags{Weights: "fp16"}},
-		{fixture, "gpu-pipelined", Flags{Compute: "fp32"}},
-		{fixture, "ios-ane", Flags{}},
-		{fixture, "ios-ane", Flags{Weights: "int4-lut"}},
-		{fixture, "macos", Flags{Weights: "int8-block32"}},
-		{"random/tiny_untied_8L-multimodal", "gpu-pipelined", Flags{}},
-		{"random/tiny_untied_8L-multimodal", "ios-ane", Flags{}},
+		{fixture, "gpu-pipelined", recipe.Flags{}},
+		{fixture, "gpu-pipelined", recipe.Flags{HeadSym: true}},
+		{fixture, "gpu-pipelined", recipe.Flags{Weights: "fp16"}},
+		{fixture, "gpu-pipelined", recipe.Flags{Compute: "fp32"}},
+		{fixture, "ios-ane", recipe.Flags{}},
+		{fixture, "ios-ane", recipe.Flags{Weights: "int4-lut"}},
+		{fixture, "macos", recipe.Flags{Weights: "int8-block32"}},
+		{"random/tiny_untied_8L-multimodal", "gpu-pipelined", recipe.Flags{}},
+		{"random/tiny_untied_8L-multimodal", "ios-ane", recipe.Flags{}},
 	} {
 		ck := openCk(t, c.ck)
-		tgt, err := TargetByName(c.target)
+		tgt, err := recipe.TargetByName(c.target)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/recipe"
 )
 
 const mlirOptPath = "/usr/lib/llvm-22/bin/mlir-opt"
@@ -36,21 +37,21 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 	ck := openCk(t, fixture)
 	cases := []struct {
 		target string
-		flags  Flags
+		flags  recipe.Flags
 	}{
-		{"gpu-pipelined", Flags{Weights: "fp16"}},
-		{"gpu-pipelined", Flags{HeadSym: true}},
-		{"gpu-pipelined", Flags{Weights: "int4-block32"}},
-		{"gpu-pipelined", Flags{Weights: "int8-perchan", AllowDelegate: true}},
-		{"gpu-pipelined", Flags{Compute: "fp32"}},
-		{"ios-gpu", Flags{}},
-		{"ios-ane", Flags{}},
-		{"ios-ane", Flags{Weights: "int4-lut"}},
-		{"macos-stock", Flags{}},
+		{"gpu-pipelined", recipe.Flags{Weights: "fp16"}},
+		{"gpu-pipelined", recipe.Flags{HeadSym: true}},
+		{"gpu-pipelined", recipe.Flags{Weights: "int4-block32"}},
+		{"gpu-pipelined", recipe.Flags{Weights: "int8-perchan", AllowDelegate: true}},
+		{"gpu-pipelined", recipe.Flags{Compute: "fp32"}},
+		{"ios-gpu", recipe.Flags{}},
+		{"ios-ane", recipe.Flags{}},
+		{"ios-ane", recipe.Flags{Weights: "int4-lut"}},
+		{"macos-stock", recipe.Flags{}},
 	}
 	dir := t.TempDir()
 	for _, c := range cases {
-		tgt, err := TargetByName(c.target)
+		tgt, err := recipe.TargetByName(c.target)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 // The outlier checkpoint: the trained fixture transformed so its residual stream carries a few
@@ -351,12 +352,12 @@ func TestOutlierCheckpointANEGate(t *testing.T) {
 	prompts = prompts[:2]
 	for _, tc := range []struct {
 		target string
-		flags  Flags
+		flags  recipe.Flags
 	}{
-		{"ios-ane", Flags{}},                      // int8 LUT, the default
-		{"macos", Flags{Weights: "int8-block32"}}, // int8 linear
+		{"ios-ane", recipe.Flags{}},                      // int8 LUT, the default
+		{"macos", recipe.Flags{Weights: "int8-block32"}}, // int8 linear
 	} {
-		tgt, err := TargetByName(tc.target)
+		tgt, err := recipe.TargetByName(tc.target)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,39 +5,41 @@ import (
 	"strings"
 	"testing"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/quant"
+	"qconv/recipe"
 )
 
 // TestWeightSchemeTable holds each --weights value to one meaning across its readers: the
 // flag parses to it, the weight source stores a Linear as it says, inspect names that storage
 // back as the same value, and the card spells it.
 func TestWeightSchemeTable(t *testing.T) {
-	want := map[WeightScheme]struct {
+	want := map[recipe.WeightScheme]struct {
 		format, gran, words string
 		linear              *quant.Linear
 		palette             *quant.Palette
 	}{
-		FP16:        {"f16", "dense", "fp16", nil, nil},
-		Int8Block32: {"int8", "block32", "int8 block-32", &quant.Linear{Bits: 8, Scheme: quant.Clip, Granularity: quant.Block32}, nil},
-		Int4Block32: {"int4", "block32", "int4 block-32", &quant.Linear{Bits: 4, Scheme: quant.Clip, Granularity: quant.Block32}, nil},
-		Int8PerChan: {"int8", "perchan", "int8 per-channel", &quant.Linear{Bits: 8, Scheme: quant.Clip, Granularity: quant.PerChannel}, nil},
-		Int8LUT:     {"lut8", "g32", "int8 LUT", nil, &quant.Palette{Bits: 8, GroupRows: 32}},
-		Int4LUT:     {"lut4", "g32", "int4 LUT", nil, &quant.Palette{Bits: 4, GroupRows: 32}},
+		recipe.FP16:        {"f16", "dense", "fp16", nil, nil},
+		recipe.Int8Block32: {"int8", "block32", "int8 block-32", &quant.Linear{Bits: 8, Scheme: quant.Clip, Granularity: quant.Block32}, nil},
+		recipe.Int4Block32: {"int4", "block32", "int4 block-32", &quant.Linear{Bits: 4, Scheme: quant.Clip, Granularity: quant.Block32}, nil},
+		recipe.Int8PerChan: {"int8", "perchan", "int8 per-channel", &quant.Linear{Bits: 8, Scheme: quant.Clip, Granularity: quant.PerChannel}, nil},
+		recipe.Int8LUT:     {"lut8", "g32", "int8 LUT", nil, &quant.Palette{Bits: 8, GroupRows: 32}},
+		recipe.Int4LUT:     {"lut4", "g32", "int4 LUT", nil, &quant.Palette{Bits: 4, GroupRows: 32}},
 	}
-	if len(WeightSchemes) != len(want) {
-		t.Fatalf("WeightSchemes %v, want %d schemes", WeightSchemes, len(want))
+	if len(recipe.WeightSchemes) != len(want) {
+		t.Fatalf("WeightSchemes %v, want %d schemes", recipe.WeightSchemes, len(want))
 	}
-	gpu, _ := TargetByName("gpu-pipelined")
+	gpu, _ := recipe.TargetByName("gpu-pipelined")
 	linear := hf.TensorSpec{Name: "layers.0.mlp.up_proj.weight", Kind: hf.KindLinear, Shape: []int{64, 64}}
-	for _, s := range WeightSchemes {
+	for _, s := range recipe.WeightSchemes {
 		w, ok := want[s]
 		if !ok {
 			t.Errorf("unexpected scheme %q", s)
 			continue
 		}
-		r, err := Flags{Weights: string(s), Scheme: "clip", AllowDelegate: true}.Apply(gpu)
+		r, err := recipe.Flags{Weights: string(s), Scheme: "clip", AllowDelegate: true}.Apply(gpu)
 		if err != nil || r.Weights != s {
 			t.Errorf("--weights %s: recipe weights %q, err %v", s, r.Weights, err)
 			continue
@@ -57,7 +59,7 @@ func TestWeightSchemeTable(t *testing.T) {
 				t.Errorf("%s: stored as %+v, want dense f16", s, st)
 			}
 		}
-		if got := linearScheme(TensorInfo{Format: w.format, Granularity: w.gran}); got != string(s) {
+		if got := bundle.LinearScheme(bundle.TensorInfo{Format: w.format, Granularity: w.gran}); got != string(s) {
 			t.Errorf("%s: inspect names %s/%s storage %q", s, w.format, w.gran, got)
 		}
 		if got := schemeWords(string(s)); got != w.words {
@@ -68,14 +70,14 @@ func TestWeightSchemeTable(t *testing.T) {
 	for _, c := range []struct{ format, gran, want string }{
 		{"int8", "block16", "int8-block16"},
 		{"int4", "perchan", "int4-perchan"},
-		{"lut8", "pertensor", string(Int8LUT)},
+		{"lut8", "pertensor", string(recipe.Int8LUT)},
 		{"f32", "dense", "f32"},
 	} {
-		if got := linearScheme(TensorInfo{Format: c.format, Granularity: c.gran}); got != c.want {
+		if got := bundle.LinearScheme(bundle.TensorInfo{Format: c.format, Granularity: c.gran}); got != c.want {
 			t.Errorf("inspect names %s/%s %q, want %q", c.format, c.gran, got, c.want)
 		}
 	}
-	if _, err := (Flags{Weights: "int3-block32"}).Apply(gpu); err == nil {
+	if _, err := (recipe.Flags{Weights: "int3-block32"}).Apply(gpu); err == nil {
 		t.Error("--weights int3-block32 accepted")
 	} else if msg := fmt.Sprint(err); !strings.Contains(msg, "int8-block32") {
 		t.Errorf("unknown --weights error %q does not list the schemes", msg)

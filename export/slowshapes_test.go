@@ -2,6 +2,8 @@ package export
 
 import (
 	"bytes"
+	"qconv/bundle"
+	"qconv/recipe"
 	"slices"
 	"strings"
 	"testing"
@@ -12,15 +14,15 @@ func TestSlowShapesWarnAndRecord(t *testing.T) {
 	ck := openCk(t, fixture)
 	for _, c := range []struct {
 		target string
-		flags  Flags
+		flags  recipe.Flags
 		want   []string // fragments, one per expected note
 	}{
-		{"gpu-pipelined", Flags{Head: "int8", HeadGranularity: "block16"}, []string{"3.2x slower than per-block-32"}},
-		{"gpu-pipelined", Flags{Head: "int8-block8"}, []string{"3.2x slower than per-block-32"}},
-		{"gpu-pipelined", Flags{Head: "int8"}, nil},
-		{"gpu-pipelined", Flags{Weights: "int8-lut"}, []string{"slower than linear int8"}},
-		{"ios-gpu", Flags{}, []string{"slower than linear int8"}},
-		{"ios-ane", Flags{Head: "int8", HeadGranularity: "block8"}, nil}, // measured on the GPU delegate only
+		{"gpu-pipelined", recipe.Flags{Head: "int8", HeadGranularity: "block16"}, []string{"3.2x slower than per-block-32"}},
+		{"gpu-pipelined", recipe.Flags{Head: "int8-block8"}, []string{"3.2x slower than per-block-32"}},
+		{"gpu-pipelined", recipe.Flags{Head: "int8"}, nil},
+		{"gpu-pipelined", recipe.Flags{Weights: "int8-lut"}, []string{"slower than linear int8"}},
+		{"ios-gpu", recipe.Flags{}, []string{"slower than linear int8"}},
+		{"ios-ane", recipe.Flags{Head: "int8", HeadGranularity: "block8"}, nil}, // measured on the GPU delegate only
 	} {
 		out := t.TempDir()
 		res, err := exportTargets(t, ck, out, c.target, c.flags, func(o *Options) { o.NoGate = true })
@@ -36,7 +38,7 @@ func TestSlowShapesWarnAndRecord(t *testing.T) {
 				t.Errorf("%s: warning %q lacks %q", c.target, b.Warnings[i], w)
 			}
 		}
-		in, err := Inspect(b.Path)
+		in, err := bundle.Inspect(b.Path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 // Spec is one artifact of a run whose caller chooses each bundle's recipe, contract and published
@@ -17,8 +19,8 @@ import (
 type Spec struct {
 	// Label names the artifact in errors (the manifest's bundle name).
 	Label  string
-	Target *Target
-	Flags  Flags
+	Target *recipe.Target
+	Flags  recipe.Flags
 	// Contract selects one graph of the target: 0 is its decode graph; graph.HostPrefill is the
 	// ios-gpu prefill companion alone (its decode partner of the same recipe is then built and
 	// gated beside it, and published only when another Spec declares it).
@@ -32,48 +34,6 @@ type Spec struct {
 	// Alias is why Entry differs from the name the bytes derive (recorded in metadata as
 	// published_as, which inspect and card require before accepting the name).
 	Alias string
-}
-
-// PublishedAs records a published name that differs from the one the bytes derive (a legacy
-// download path kept on purpose). Inspect accepts the directory name only when this says so.
-type PublishedAs struct {
-	Name        string `json:"name"`         // the published directory (or asset, without .aimodel)
-	DerivedName string `json:"derived_name"` // the name the naming rule gives the bytes
-	Reason      string `json:"reason"`
-}
-
-// NamingNote is the sentence card and release print for a legacy name: what the name says that
-// the bytes do not, and why it is kept.
-func (p *PublishedAs) NamingNote() string {
-	pub, der := strings.Split(p.Name, "_"), strings.Split(p.DerivedName, "_")
-	onlyPub, onlyDer := missing(pub, der), missing(der, pub)
-	var what string
-	switch {
-	case len(onlyPub) > 0 && len(onlyDer) > 0:
-		what = fmt.Sprintf("the name says `%s` where the bytes hold `%s`", strings.Join(onlyPub, "_"), strings.Join(onlyDer, "_"))
-	case len(onlyDer) > 0:
-		what = fmt.Sprintf("the name leaves out `%s`, which the bytes hold", strings.Join(onlyDer, "_"))
-	case len(onlyPub) > 0:
-		what = fmt.Sprintf("the name adds `%s`, which the bytes do not hold", strings.Join(onlyPub, "_"))
-	default:
-		what = "the name orders its parts differently from the naming rule"
-	}
-	return fmt.Sprintf("`%s` is a legacy name: %s (the naming rule names these bytes `%s`); %s", p.Name, what, p.DerivedName, strings.TrimSuffix(p.Reason, "."))
-}
-
-// missing lists the parts of a that b lacks, in a's order.
-func missing(a, b []string) []string {
-	in := map[string]bool{}
-	for _, s := range b {
-		in[s] = true
-	}
-	var out []string
-	for _, s := range a {
-		if !in[s] {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // planSpecs turns Options.Specs into jobs: one per artifact, plus the decode partner a lone
@@ -108,7 +68,7 @@ func planSpecs(opt Options, short string) ([]*job, error) {
 				c = s.Contract
 			}
 			j := &job{target: t, recipe: r, contract: c, bare: s.Bare}
-			j.derived = BundleName(short, t, c, &r, PrefillTokens)
+			j.derived = recipe.BundleName(short, t, c, &r, recipe.PrefillTokens)
 			j.name = j.derived
 			if s.Entry != "" {
 				j.name = s.Entry
@@ -120,7 +80,7 @@ func planSpecs(opt Options, short string) ([]*job, error) {
 				if s.Alias == "" {
 					return nil, exitcode.Badf("bundle %s: published name %q is not what the bytes are named (%q); declare legacy_name with the reason to keep it", s.Label, j.name, j.derived)
 				}
-				j.alias = &PublishedAs{Name: j.name, DerivedName: j.derived, Reason: s.Alias}
+				j.alias = &bundle.PublishedAs{Name: j.name, DerivedName: j.derived, Reason: s.Alias}
 			}
 			j.dir = filepath.Join(opt.OutDir, t.Name, j.publishedEntry())
 			if c == graph.HostPrefill {
@@ -131,7 +91,7 @@ func planSpecs(opt Options, short string) ([]*job, error) {
 				}
 				if j.partner == nil {
 					p := &job{target: t, recipe: r, contract: t.Contract, hidden: true}
-					p.derived = BundleName(short, t, t.Contract, &r, PrefillTokens)
+					p.derived = recipe.BundleName(short, t, t.Contract, &r, recipe.PrefillTokens)
 					p.name = p.derived
 					p.dir = filepath.Join(opt.OutDir, t.Name, p.name)
 					jobs = append(jobs, p)
@@ -170,24 +130,13 @@ func (j *job) publishSource() string {
 	return j.tmp
 }
 
-// languageStates is the bundle metadata's state kinds for a contract (nil: no states).
-func languageStates(c graph.Contract) map[string]string {
-	switch c {
-	case graph.Pipelined:
-		return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
-	case graph.Stock:
-		return StockStates()
-	}
-	return nil
-}
-
 // finishBare rewrites the staged asset's metadata.json with the qconv block: a bare asset has no
 // bundle metadata beside it, so its own metadata carries what inspect and card check.
-func (j *job) finishBare(opt Options, date time.Time, q *QConvBlock) error {
+func (j *job) finishBare(opt Options, date time.Time, q *bundle.QConvBlock) error {
 	q.Notes = append(q.Notes, "published as a bare .aimodel asset: no bundle metadata.json or tokenizer ships beside it")
-	am := AssetMetadata{
+	am := bundle.AssetMetadata{
 		Producer: "qconv " + opt.Version, AssetVersion: "2.0", CreationDate: date.Format(time.RFC3339),
-		Description: fmt.Sprintf("%s: Qwen3.5 %s graph for the %s, exported by qconv from %s", j.name, j.contract, j.target.Device, ShortName(opt.Checkpoint)),
+		Description: fmt.Sprintf("%s: Qwen3.5 %s graph for the %s, exported by qconv from %s", j.name, j.contract, j.target.Device, recipe.ShortName(opt.Checkpoint)),
 		QConv:       q,
 	}
 	b, err := marshalJSON(am)
@@ -199,33 +148,4 @@ func (j *job) finishBare(opt Options, date time.Time, q *QConvBlock) error {
 		return err
 	}
 	return atomicfile.WriteNew(path, b)
-}
-
-// bareMetadata reads a bare asset's metadata.json (assetVersion and a qconv block, no bundle
-// metadata) and returns the bundle metadata it stands for, for the checks Inspect runs.
-func bareMetadata(dir string, b []byte) (*BundleMetadata, bool) {
-	var am AssetMetadata
-	if err := decodeStrict(b, &am); err != nil || am.AssetVersion == "" || am.QConv == nil {
-		return nil, false
-	}
-	q := am.QConv
-	name := strings.TrimSuffix(filepath.Base(dir), ".aimodel")
-	tokenizer := q.Checkpoint.RepoID
-	md := &BundleMetadata{
-		MetadataVersion: "0.2", Kind: "llm", Name: name,
-		Assets: map[string]string{"main": name + ".aimodel"},
-		Language: LanguageMetadata{
-			Tokenizer: tokenizer, MaxContextLength: q.Recipe.Context,
-			FunctionMap: map[string][]string{"main": {"main"}}, States: languageStates(contractFromName(q.Contract)),
-		},
-		Source:      SourceMetadata{ModelDefinition: "qconv", HFModelID: q.Checkpoint.RepoID},
-		Compilation: CompilationInfo{Date: am.CreationDate, Targets: []string{}},
-		QConv:       q,
-	}
-	for _, o := range q.Function.Outputs {
-		if o.Name == graph.OutLogits && len(o.Shape) > 0 {
-			md.Language.VocabSize = int(o.Shape[len(o.Shape)-1])
-		}
-	}
-	return md, true
 }

@@ -2,12 +2,10 @@ package export
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/internal/kernels"
 	"qconv/oracle"
@@ -17,11 +15,6 @@ import (
 // token per call, teacher-forced and free greedy against the fp32 reference), and the prompt fed
 // as Apple's runner feeds it must decode the same tokens: through @prefill (all but the last
 // token in one call, the last through @main), and through @main in one call.
-
-// StockStates is the bundle metadata's language.states for the stock contract.
-func StockStates() map[string]string {
-	return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConvStates: "fixed", graph.StateRecurrentStates: "fixed"}
-}
 
 // stockCandidate adapts a stock session to the gate: one token per @main call.
 type stockCandidate struct{ s *graph.StockSession }
@@ -36,7 +29,7 @@ func (c stockCandidate) Fork() (oracle.Candidate, error) {
 }
 
 // GateStock gates a stock-contract module: the gate report of @main, and the entrypoint check.
-func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts []oracle.GatePrompt, opt oracle.GateOptions) (*oracle.GateReport, *CompanionCheck, error) {
+func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts []oracle.GatePrompt, opt oracle.GateOptions) (*oracle.GateReport, *bundle.CompanionCheck, error) {
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
 		s, err := graph.NewStockSession(m)
 		if err != nil {
@@ -77,8 +70,8 @@ func (j *job) gateStock(ctx context.Context, ref *oracle.Model, prompts []oracle
 // first diverge at a tie (token-by-token margin below minMargin), as the ios-gpu companion check
 // requires. Each prompt gives two rows, named "<prompt> (@prefill then @main)" and
 // "<prompt> (@main, whole prompt)".
-func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*CompanionCheck, error) {
-	cc := &CompanionCheck{Passed: true, Prompts: []CompanionPrompt{}}
+func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*bundle.CompanionCheck, error) {
+	cc := &bundle.CompanionCheck{Passed: true, Prompts: []bundle.CompanionPrompt{}}
 	for _, p := range prompts {
 		if len(p.IDs) < 2 {
 			continue
@@ -114,7 +107,7 @@ func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens 
 			if err != nil {
 				return nil, fmt.Errorf("prompt %s, %s: %w", p.Name, mode, err)
 			}
-			cp := CompanionPrompt{Name: p.Name + " (" + mode + ")", Blocks: 1, FirstDivergence: -1, Passed: true, DecodeOnlyFrom: from}
+			cp := bundle.CompanionPrompt{Name: p.Name + " (" + mode + ")", Blocks: 1, FirstDivergence: -1, Passed: true, DecodeOnlyFrom: from}
 			for k := 0; k < tokens; k++ {
 				ib := kernels.Argmax(l)
 				cp.WithPrefill = append(cp.WithPrefill, ib)
@@ -163,16 +156,4 @@ func stockStepRollout(m *graph.Module, prompt []int, tokens int) ([]int, []float
 		}
 	}
 	return ids, margins, nil
-}
-
-// HasQConvBlock reports whether dir's metadata.json carries qconv's block (a bundle qconv wrote).
-func HasQConvBlock(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
-	if err != nil {
-		return false
-	}
-	var md struct {
-		QConv json.RawMessage `json:"qconv"`
-	}
-	return json.Unmarshal(b, &md) == nil && len(md.QConv) > 0 && string(md.QConv) != "null"
 }

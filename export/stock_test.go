@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/recipe"
 )
 
 // The entrypoint check has teeth: a @prefill that leaves convStates as it found it (its write
@@ -11,11 +12,11 @@ import (
 // the check fails, while the intact module passes.
 func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 	ck := openCk(t, fixture)
-	tgt, err := TargetByName("macos-stock")
+	tgt, err := recipe.TargetByName("macos-stock")
 	if err != nil {
 		t.Fatal(err)
 	}
-	built, err := Build(ck, tgt, Flags{})
+	built, err := Build(ck, tgt, recipe.Flags{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 // "--target all" leaves macos-stock out (existing all-target trees keep their bundles); naming it
 // selects it, alone or in a list.
 func TestAllLeavesOutStock(t *testing.T) {
-	all, err := ParseTargets("all")
+	all, err := recipe.ParseTargets("all")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +76,11 @@ func TestAllLeavesOutStock(t *testing.T) {
 			t.Error("--target all includes macos-stock")
 		}
 	}
-	if len(all) != len(Targets)-1 {
-		t.Errorf("all expands to %d targets of %d", len(all), len(Targets))
+	if len(all) != len(recipe.Targets)-1 {
+		t.Errorf("all expands to %d targets of %d", len(all), len(recipe.Targets))
 	}
-	both, err := ParseTargets("all,macos-stock")
-	if err != nil || len(both) != len(Targets) || both[len(both)-1].Name != "macos-stock" {
+	both, err := recipe.ParseTargets("all,macos-stock")
+	if err != nil || len(both) != len(recipe.Targets) || both[len(both)-1].Name != "macos-stock" {
 		t.Errorf("all,macos-stock: %v %v", both, err)
 	}
 }

@@ -3,6 +3,7 @@ package export
 import (
 	"fmt"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
@@ -34,20 +35,6 @@ func ParseStressMode(s string) (StressMode, error) {
 	return "", exitcode.Badf("flag --gate-stress: %q is not one of record, gate, off", s)
 }
 
-// StressGate is the stress gate's verdict beside the exact one.
-type StressGate struct {
-	Numerics string `json:"numerics"` // "fp16-accumulate"
-	// Gates says whether this verdict decided the bundle's gate (--gate-stress gate).
-	Gates            bool    `json:"gates"`
-	Passed           bool    `json:"passed"`
-	TeacherForced    string  `json:"teacher_forced"`
-	Greedy           string  `json:"greedy"`
-	MinPrefillCosine float64 `json:"min_prefill_cosine"`
-	// ExactMinPrefillCosine is the exact-emulation gate's worst cosine, for comparison.
-	ExactMinPrefillCosine float64 `json:"exact_min_prefill_cosine"`
-	FirstFailure          string  `json:"first_failure,omitempty"`
-}
-
 // stressApplies reports whether the stress changes anything for m: a dynamic graph with fp16
 // matmuls (the pipelined fp16 bundles; the static ios-gpu graphs and fp32 forms are exact).
 func stressApplies(m *graph.Module) bool { return m.Dynamic() && m.HasF16Matmul() }
@@ -70,7 +57,7 @@ func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt or
 		return fmt.Errorf("gating %s under fp16 accumulation: %w", j.name, err)
 	}
 	s := summarize(rep)
-	st := &StressGate{
+	st := &bundle.StressGate{
 		Numerics: graph.F16Accumulate.String(), Gates: mode == StressGates, Passed: s.Passed,
 		TeacherForced: s.TeacherForced, Greedy: s.Greedy, MinPrefillCosine: s.MinPrefillCosine,
 		ExactMinPrefillCosine: j.result.Gate.MinPrefillCosine, FirstFailure: s.FirstFailure,
@@ -84,20 +71,3 @@ func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt or
 	}
 	return nil
 }
-
-// stressLine is the one-line account inspect and the export summary print.
-func (s *StressGate) stressLine() string {
-	role := "recorded, does not gate"
-	if s.Gates {
-		role = "gates"
-	}
-	v := "passed"
-	if !s.Passed {
-		v = "FAILED"
-	}
-	return fmt.Sprintf("%s stress %s (%s): teacher-forced %s, greedy %s, worst prefill cosine %.6f (exact %.6f)",
-		s.Numerics, v, role, s.TeacherForced, s.Greedy, s.MinPrefillCosine, s.ExactMinPrefillCosine)
-}
-
-// StressLine is stressLine for the command's summary.
-func (s *StressGate) StressLine() string { return s.stressLine() }

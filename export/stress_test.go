@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"qconv/bundle"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 // The fp16-accumulation stress runs on the dynamic fp16 bundles (not on the fp32 form), is
@@ -27,17 +29,17 @@ func TestStressGateRecordedAndOptIn(t *testing.T) {
 		}
 	}
 	out := t.TempDir()
-	res, err := exportTargets(t, ck, out, "ios-ane,macos", Flags{}, small("", 0.999))
+	res, err := exportTargets(t, ck, out, "ios-ane,macos", recipe.Flags{}, small("", 0.999))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st *StressGate
+	var st *bundle.StressGate
 	for _, b := range res.Bundles {
 		if b.Stress == nil {
 			t.Fatalf("%s: no stress verdict recorded", b.Name)
 		}
 		st = b.Stress
-		in, err := Inspect(b.Path)
+		in, err := bundle.Inspect(b.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,10 +74,10 @@ func TestStressGateRecordedAndOptIn(t *testing.T) {
 
 	// A floor between the two: record passes, gate fails with the stress named.
 	floor := (st.MinPrefillCosine + st.ExactMinPrefillCosine) / 2
-	if _, err := exportTargets(t, ck, t.TempDir(), "ios-ane", Flags{}, small(StressRecord, floor)); err != nil {
+	if _, err := exportTargets(t, ck, t.TempDir(), "ios-ane", recipe.Flags{}, small(StressRecord, floor)); err != nil {
 		t.Fatalf("record mode with floor %.7f: %v", floor, err)
 	}
-	res, err = exportTargets(t, ck, t.TempDir(), "ios-ane", Flags{}, small(StressGates, floor))
+	res, err = exportTargets(t, ck, t.TempDir(), "ios-ane", recipe.Flags{}, small(StressGates, floor))
 	if exitcode.Of(err) != exitcode.GateFailed {
 		t.Fatalf("gate mode with floor %.7f: %v, want exit 3", floor, err)
 	}
@@ -84,7 +86,7 @@ func TestStressGateRecordedAndOptIn(t *testing.T) {
 	}
 
 	// Not applicable: the fp32 validation form and the static ios-gpu graphs.
-	res, err = exportTargets(t, ck, filepath.Join(t.TempDir(), "o"), "gpu-pipelined", Flags{Compute: "fp32"}, small("", 0.999))
+	res, err = exportTargets(t, ck, filepath.Join(t.TempDir(), "o"), "gpu-pipelined", recipe.Flags{Compute: "fp32"}, small("", 0.999))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,25 +7,13 @@ import (
 	"sort"
 	"sync"
 
+	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/quant"
+	"qconv/recipe"
 )
-
-// TensorPlan is one row of a bundle's per-tensor scheme table: how a checkpoint tensor is stored.
-type TensorPlan struct {
-	Name        string         `json:"name"`
-	Kind        hf.Kind        `json:"kind"`
-	Shape       []int          `json:"shape"`
-	Format      string         `json:"format"` // f16, f32, int8, int4, lut8, lut4
-	Granularity string         `json:"granularity,omitempty"`
-	BlockSize   int            `json:"block_size,omitempty"`
-	Scheme      string         `json:"scheme,omitempty"`
-	Bytes       int64          `json:"bytes"`
-	Note        string         `json:"note,omitempty"`
-	Metrics     *quant.Metrics `json:"metrics,omitempty"`
-}
 
 // storage is the decision for one tensor.
 type storage struct {
@@ -39,11 +27,11 @@ type storage struct {
 // materializes them), and each decision is recorded for the scheme table.
 type weightSource struct {
 	ck     *hf.Checkpoint
-	target *Target
-	recipe *Recipe
+	target *recipe.Target
+	recipe *recipe.Recipe
 
 	mu      sync.Mutex
-	plans   map[string]*TensorPlan
+	plans   map[string]*bundle.TensorPlan
 	weights map[string]*graph.Weight
 	sigs    map[string]string // resource key -> what its bytes are (see signature)
 
@@ -55,8 +43,8 @@ type weightSource struct {
 
 var _ graph.WeightSource = (*weightSource)(nil)
 
-func newWeightSource(ck *hf.Checkpoint, t *Target, r *Recipe) *weightSource {
-	return &weightSource{ck: ck, target: t, recipe: r, plans: map[string]*TensorPlan{}, weights: map[string]*graph.Weight{}, sigs: map[string]string{}}
+func newWeightSource(ck *hf.Checkpoint, t *recipe.Target, r *recipe.Recipe) *weightSource {
+	return &weightSource{ck: ck, target: t, recipe: r, plans: map[string]*bundle.TensorPlan{}, weights: map[string]*graph.Weight{}, sigs: map[string]string{}}
 }
 
 // decide is the per-target storage table: which kind of tensor is stored how.
@@ -65,14 +53,17 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 	compute := r.Compute
 	switch spec.Kind {
 	case hf.KindLinear:
-		if row, ok := weightSchemeOf(r.Weights); ok {
-			return row.storage(r.BodyScheme, storage{dense: compute})
+		if row, ok := recipe.WeightSchemeOf(r.Weights); ok {
+			if lin, pal := row.Quantizer(r.BodyScheme); lin != nil || pal != nil {
+				return storage{linear: lin, palette: pal}
+			}
+			return storage{dense: compute}
 		}
 	case hf.KindHead:
 		if !r.IntHead() {
 			return storage{dense: compute}
 		}
-		g, _ := granularity(r.HeadGranularity)
+		g, _ := recipe.ParseGranularity(r.HeadGranularity)
 		bits := 8
 		if r.Head == "int4" {
 			bits = 4
@@ -82,7 +73,7 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 		// Embeddings are gathered, the conv taps are 4 wide: both stay float (as published).
 		return storage{dense: compute}
 	case hf.KindNorm:
-		return storage{dense: s.target.normDType(r)}
+		return storage{dense: s.target.NormDType(r)}
 	case hf.KindALog, hf.KindDtBias:
 		return storage{dense: graph.F32}
 	}
@@ -106,7 +97,7 @@ func (s *weightSource) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 		return nil, err
 	}
 	st := s.decide(spec)
-	plan := &TensorPlan{Name: spec.Name, Kind: spec.Kind, Shape: spec.Shape}
+	plan := &bundle.TensorPlan{Name: spec.Name, Kind: spec.Kind, Shape: spec.Shape}
 	if src != spec.Name {
 		plan.Note = "untied from the embedding"
 	}
@@ -141,7 +132,7 @@ func (s *weightSource) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 	w.Name = spec.Name
 	s.plans[spec.Name] = plan
 	s.weights[spec.Name] = w
-	sig := plan.signature(s.recipe.Compute)
+	sig := planSignature(plan, s.recipe.Compute)
 	for _, r := range []*graph.Resource{w.Data, w.Scale, w.LUT} {
 		if r == nil {
 			continue
@@ -169,7 +160,7 @@ func (s *weightSource) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 
 // signature identifies what a tensor's stored bytes are: the same signature, key and size mean
 // the same bytes (source tensor, format, granularity, scheme, float dtype).
-func (p *TensorPlan) signature(compute graph.DType) string {
+func planSignature(p *bundle.TensorPlan, compute graph.DType) string {
 	return fmt.Sprintf("%s|%s|%s|%d|%s|%s|%s", p.Name, p.Format, p.Granularity, p.BlockSize, p.Scheme, compute, p.Note)
 }
 
@@ -180,7 +171,7 @@ func join(a, b string) string {
 	return a + "; " + b
 }
 
-func (s *weightSource) dense(t *hf.Tensor, spec hf.TensorSpec, dt graph.DType, plan *TensorPlan) (*graph.Weight, error) {
+func (s *weightSource) dense(t *hf.Tensor, spec hf.TensorSpec, dt graph.DType, plan *bundle.TensorPlan) (*graph.Weight, error) {
 	w, err := graph.DenseWeight(t, dt)
 	if err != nil {
 		return nil, err
@@ -238,7 +229,7 @@ func weightErr(t *hf.Tensor, err error) error {
 	return fmt.Errorf("tensor %s: %w", t.StoredName, err)
 }
 
-func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear, plan *TensorPlan) (*graph.Weight, error) {
+func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear, plan *bundle.TensorPlan) (*graph.Weight, error) {
 	rows, cols := t.Rows(), t.Cols()
 	compute := s.recipe.Compute
 	var scaleShape []int64
@@ -289,7 +280,7 @@ func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear
 	}, nil
 }
 
-func (s *weightSource) palette(t *hf.Tensor, spec hf.TensorSpec, pal quant.Palette, plan *TensorPlan) (*graph.Weight, error) {
+func (s *weightSource) palette(t *hf.Tensor, spec hf.TensorSpec, pal quant.Palette, plan *bundle.TensorPlan) (*graph.Weight, error) {
 	rows, cols := t.Rows(), t.Cols()
 	compute := s.recipe.Compute
 	groups := pal.Groups(rows)
@@ -342,10 +333,10 @@ func scaleBytesOf(f16 []byte, dt graph.DType) []byte {
 }
 
 // Plans returns the scheme table in model order (tensors the lowering asked for).
-func (s *weightSource) Plans(specs []hf.TensorSpec) []TensorPlan {
+func (s *weightSource) Plans(specs []hf.TensorSpec) []bundle.TensorPlan {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []TensorPlan
+	var out []bundle.TensorPlan
 	seen := map[string]bool{}
 	for _, sp := range specs {
 		if p, ok := s.plans[sp.Name]; ok {

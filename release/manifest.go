@@ -19,6 +19,7 @@ import (
 	"qconv/export"
 	"qconv/graph"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 // Manifest is a release manifest (TOML). Paths in it are relative to the manifest's directory.
@@ -163,8 +164,8 @@ func (m *Manifest) validate() error {
 			return fmt.Errorf("%s: name used twice", where)
 		}
 		names[b.Name] = true
-		if _, err := export.TargetByName(b.Target); err != nil {
-			return fmt.Errorf("%s: target %q: targets are %s", where, b.Target, strings.Join(export.TargetNames(), ", "))
+		if _, err := recipe.TargetByName(b.Target); err != nil {
+			return fmt.Errorf("%s: target %q: targets are %s", where, b.Target, strings.Join(recipe.TargetNames(), ", "))
 		}
 		switch b.Layout {
 		case "", "bundle", "bare":
@@ -206,14 +207,14 @@ func (b *Bundle) recipeGiven() bool {
 }
 
 // Flags is the bundle's recipe as export flags.
-func (b *Bundle) Flags() export.Flags {
-	return export.Flags{Weights: b.Weights, Head: b.Head, HeadSym: b.HeadSym, HeadGranularity: b.HeadGranularity,
+func (b *Bundle) Flags() recipe.Flags {
+	return recipe.Flags{Weights: b.Weights, Head: b.Head, HeadSym: b.HeadSym, HeadGranularity: b.HeadGranularity,
 		Scheme: b.Scheme, Compute: b.Compute, MaxCtx: b.MaxCtx, AllowDelegate: b.AllowDelegate}
 }
 
 // Spec is the bundle as an export.Spec (not for external bundles).
 func (b *Bundle) Spec() export.Spec {
-	t, _ := export.TargetByName(b.Target) // validated
+	t, _ := recipe.TargetByName(b.Target) // validated
 	s := export.Spec{Label: b.Name, Target: t, Flags: b.Flags(), Bare: b.Layout == "bare", Alias: b.LegacyName}
 	if b.Graph == "prefill" {
 		s.Contract = graph.HostPrefill

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"qconv/bundle"
 	"qconv/export"
 	"qconv/hf"
 	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 // CardFile is the model card's name in the published tree.
@@ -271,7 +273,7 @@ func plannedBundle(ck *hf.Checkpoint, b Bundle) BundleOut {
 	if s.Contract != 0 {
 		c = s.Contract
 	}
-	out.DerivedName = export.BundleName(export.ShortName(ck), s.Target, c, &r, export.PrefillTokens)
+	out.DerivedName = recipe.BundleName(recipe.ShortName(ck), s.Target, c, &r, recipe.PrefillTokens)
 	entry := out.DerivedName
 	if s.Entry != "" {
 		entry = strings.TrimSuffix(s.Entry, ".aimodel")
@@ -283,7 +285,7 @@ func plannedBundle(ck *hf.Checkpoint, b Bundle) BundleOut {
 		}
 	}
 	if entry != out.DerivedName && b.LegacyName != "" {
-		out.NamingNote = (&export.PublishedAs{Name: entry, DerivedName: out.DerivedName, Reason: b.LegacyName}).NamingNote()
+		out.NamingNote = (&bundle.PublishedAs{Name: entry, DerivedName: out.DerivedName, Reason: b.LegacyName}).NamingNote()
 	}
 	return out
 }
@@ -401,7 +403,7 @@ func undeclared(out string, declared map[string]*BundleOut) []Difference {
 		if strings.HasPrefix(e.Name(), ".") || !e.IsDir() {
 			continue
 		}
-		if _, err := export.TargetByName(e.Name()); err != nil {
+		if _, err := recipe.TargetByName(e.Name()); err != nil {
 			diffs = append(diffs, Difference{Kind: "not declared", Path: e.Name() + "/", Detail: "not a target directory"})
 			continue
 		}

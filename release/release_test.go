@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"qconv/export"
+	"qconv/bundle"
 	"qconv/internal/exitcode"
 )
 
@@ -154,7 +154,7 @@ layout = "bare"
 	if got := entriesOf(t, filepath.Join(out, "ios-gpu")); got != "tinyqwen35_code_ios_hc_prefill_q16_b256_int8.aimodel" {
 		t.Fatalf("ios-gpu holds %s", got)
 	}
-	in, err := export.Inspect(asset)
+	in, err := bundle.Inspect(asset)
 	if err != nil || in.Layout != "bare" || in.Metadata.QConv.Companion != "tinyqwen35_code_ios_hc0_int8" {
 		t.Fatalf("inspect %s: %v %+v", asset, err, in)
 	}
@@ -205,7 +205,7 @@ func TestNamingNote(t *testing.T) {
 		{"m_decode_int8_v1", "m_decode_int8", "the name adds `v1`, which the bytes do not hold"},
 	}
 	for _, c := range cases {
-		got := (&export.PublishedAs{Name: c.pub, DerivedName: c.der, Reason: "kept to avoid breaking download paths."}).NamingNote()
+		got := (&bundle.PublishedAs{Name: c.pub, DerivedName: c.der, Reason: "kept to avoid breaking download paths."}).NamingNote()
 		want := "`" + c.pub + "` is a legacy name: " + c.want + " (the naming rule names these bytes `" + c.der + "`); kept to avoid breaking download paths"
 		if got != want {
 			t.Errorf("got  %s\nwant %s", got, want)

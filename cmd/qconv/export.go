@@ -7,10 +7,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"qconv/bundle"
 	"qconv/export"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 type gateFlags struct {
@@ -49,7 +51,7 @@ func (g *gateFlags) loadPrompts(ck *hf.Checkpoint) ([]oracle.GatePrompt, error) 
 	return export.LoadPrompts(g.prompts, ck)
 }
 
-func registerRecipeFlags(cmd *cobra.Command, f *export.Flags) {
+func registerRecipeFlags(cmd *cobra.Command, f *recipe.Flags) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.Weights, "weights", "", "decoder weights: fp16, int8-block32, int8-lut, int4-block32, int4-lut, int8-perchan (aliases int8lin, int8hu, int8, int4lin) (default: the target's)")
 	fl.StringVar(&f.Head, "head", "", "head: tied (the checkpoint's float head: the embedding when tied, its own lm_head when untied) or int8/int4[-block32|-perchan...]")
@@ -62,7 +64,7 @@ func registerRecipeFlags(cmd *cobra.Command, f *export.Flags) {
 }
 
 type exportFlags struct {
-	recipe  export.Flags
+	recipe  recipe.Flags
 	gate    gateFlags
 	targets string
 	out     string
@@ -111,7 +113,7 @@ func runExport(ref string, f exportFlags) error {
 	if f.stale && !f.check {
 		return exitcode.Badf("flag --ignore-stale: only applies with --check")
 	}
-	targets, err := export.ParseTargets(f.targets)
+	targets, err := recipe.ParseTargets(f.targets)
 	if err != nil {
 		return err
 	}
@@ -166,7 +168,7 @@ func printExport(res *export.Result, f exportFlags) {
 		case res.DryRun:
 			gate = "not gated (dry run)"
 		case !b.Gate.Skipped:
-			gate = fmt.Sprintf("gate %s: teacher-forced %s, greedy %s, min cosine %.6f", export.GateVerdict(&b.Gate), b.Gate.TeacherForced, b.Gate.Greedy, b.Gate.MinPrefillCosine)
+			gate = fmt.Sprintf("gate %s: teacher-forced %s, greedy %s, min cosine %.6f", bundle.GateVerdict(&b.Gate), b.Gate.TeacherForced, b.Gate.Greedy, b.Gate.MinPrefillCosine)
 		}
 		size := fmt.Sprintf("%d bytes", b.Bytes)
 		if b.BytesEstimated {

@@ -8,9 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"qconv/bundle"
 	"qconv/export"
 	"qconv/hf"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -23,7 +25,7 @@ tensor (dtype, granularity, block size, scale shape, size), check main.hash, and
 the directory name, metadata.json or the recorded scheme table disagree with the bytes.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in, err := export.Inspect(args[0])
+			in, err := bundle.Inspect(args[0])
 			if in != nil {
 				if asJSON {
 					if jerr := writeJSON(in); jerr != nil {
@@ -59,7 +61,7 @@ func newVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := export.OpenBundle(args[0])
+			b, err := bundle.OpenBundle(args[0])
 			if err != nil {
 				return err
 			}
@@ -71,8 +73,8 @@ func newVerifyCmd() *cobra.Command {
 			}
 			// A bundle another tool wrote (no qconv block, e.g. Apple's exporter) is judged by its
 			// bytes alone; qconv's own bundles must also agree with their metadata.
-			if export.HasQConvBlock(args[0]) {
-				if in, err := export.Inspect(args[0]); err != nil && !(trustBytes && in != nil && !in.HashOK) {
+			if bundle.HasQConvBlock(args[0]) {
+				if in, err := bundle.Inspect(args[0]); err != nil && !(trustBytes && in != nil && !in.HashOK) {
 					return err
 				}
 			}
@@ -82,7 +84,7 @@ func newVerifyCmd() *cobra.Command {
 			}
 			defer ck.Close()
 			// Say so before any gate result when the reference is not the bundle's checkpoint.
-			mismatch, err := export.ReferenceMismatch(b, ck)
+			mismatch, err := bundle.ReferenceMismatch(b, ck)
 			if err != nil {
 				return err
 			}
@@ -95,7 +97,7 @@ func newVerifyCmd() *cobra.Command {
 			}
 			// By default the bundle is judged by the rule it was published under: the prompts and
 			// thresholds its gate recorded (as card --reference does); flags override.
-			recPrompts, recOpt, ok, err := export.RecordedGate(b)
+			recPrompts, recOpt, ok, err := bundle.RecordedGate(b)
 			if err != nil {
 				return err
 			}
@@ -114,12 +116,12 @@ func newVerifyCmd() *cobra.Command {
 					gopt.MinCosine = recOpt.MinCosine
 				}
 			}
-			var recorded *export.GateSummary
+			var recorded *bundle.GateSummary
 			if q := b.Metadata.QConv; q != nil {
 				recorded = q.Gate
 			}
-			fmt.Fprintf(stderr, "recorded at export: %s\n", export.GateVerdict(recorded))
-			if w := export.WeakenedGate(gopt); w != "" {
+			fmt.Fprintf(stderr, "recorded at export: %s\n", bundle.GateVerdict(recorded))
+			if w := bundle.WeakenedGate(gopt); w != "" {
 				fmt.Fprintf(stderr, "gate thresholds: WEAKENED gate: %s\n", w)
 			}
 			rep, companion, err := export.Verify(b, ck, prompts, gopt)
@@ -140,8 +142,8 @@ func newVerifyCmd() *cobra.Command {
 					Weakened          string                 `json:"weakened,omitempty"`
 					ReferenceMismatch string                 `json:"reference_mismatch,omitempty"`
 					Report            any                    `json:"report"`
-					Companion         *export.CompanionCheck `json:"companion,omitempty"`
-				}{args[0], passed, export.GateVerdict(recorded), export.WeakenedGate(gopt), mismatch, rep, companion}
+					Companion         *bundle.CompanionCheck `json:"companion,omitempty"`
+				}{args[0], passed, bundle.GateVerdict(recorded), bundle.WeakenedGate(gopt), mismatch, rep, companion}
 				if err := writeJSON(doc); err != nil {
 					return err
 				}
@@ -165,7 +167,7 @@ type targetJSON struct {
 	Device   string        `json:"device"`
 	Contract string        `json:"contract"`
 	Prefill  string        `json:"prefill_companion,omitempty"`
-	Default  export.Recipe `json:"default_recipe"`
+	Default  recipe.Recipe `json:"default_recipe"`
 	About    string        `json:"about"`
 	// SlowNotes are the known slow shapes the default recipe has on the target's delegate.
 	SlowNotes []string `json:"slow_notes,omitempty"`
@@ -179,8 +181,8 @@ func newTargetsCmd() *cobra.Command {
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rows []targetJSON
-			for _, t := range export.Targets {
-				r, err := export.Flags{}.Apply(t)
+			for _, t := range recipe.Targets {
+				r, err := recipe.Flags{}.Apply(t)
 				if err != nil {
 					return err
 				}
@@ -204,7 +206,7 @@ func newTargetsCmd() *cobra.Command {
 			}
 			tw.Flush()
 			fmt.Fprintln(stderr, "\nknown slow shapes (exported with a warning and a note on the card):")
-			for _, s := range export.SlowShapes {
+			for _, s := range recipe.SlowShapes {
 				fmt.Fprintf(stderr, "  %s: %s, %s\n", s.Device, s.What, s.Why)
 			}
 			for _, r := range rows {
@@ -213,7 +215,7 @@ func newTargetsCmd() *cobra.Command {
 				}
 			}
 			var names []string
-			for _, t := range export.Targets {
+			for _, t := range recipe.Targets {
 				names = append(names, t.Name)
 			}
 			sort.Strings(names)

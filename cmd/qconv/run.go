@@ -10,12 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"qconv/bundle"
 	"qconv/export"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/hf/tokenizer"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
+	"qconv/recipe"
 )
 
 // runJSON is the `qconv run --json` document. Scripts read its fields: add fields, never rename them.
@@ -60,7 +62,7 @@ type runFlags struct {
 	tokens int
 	asJSON bool
 	target string
-	recipe export.Flags
+	recipe recipe.Flags
 	// trustBytes runs a bundle whose main.mlirb does not match its main.hash.
 	trustBytes bool
 }
@@ -158,10 +160,10 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 	}
 	var dec decoder
 	var tokDir, source string
-	if err := export.AssetHint(ref); err != nil {
+	if err := bundle.AssetHint(ref); err != nil {
 		return err
 	}
-	if export.IsBundle(ref) {
+	if bundle.IsBundle(ref) {
 		if f.target != "" {
 			return exitcode.Badf("flag --target: %s is a bundle; it runs its own bytes", ref)
 		}
@@ -170,7 +172,7 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 				return exitcode.Badf("flag --%s: %s is a bundle; its recipe is in its bytes", name, ref)
 			}
 		}
-		b, err := export.OpenBundle(ref)
+		b, err := bundle.OpenBundle(ref)
 		if err != nil {
 			return err
 		}
@@ -208,7 +210,7 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 	switch {
 	case dec != nil:
 	case f.target != "":
-		t, err := export.TargetByName(f.target)
+		t, err := recipe.TargetByName(f.target)
 		if err != nil {
 			return err
 		}

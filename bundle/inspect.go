@@ -1,4 +1,4 @@
-package export
+package bundle
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"qconv/graph"
 	"qconv/internal/exitcode"
+	"qconv/recipe"
 )
 
 // TensorInfo is what the bytes say about one stored tensor.
@@ -82,11 +83,11 @@ func Inspect(dir string) (*Inspection, error) {
 		return nil, exitcode.Badf("%s: not a bundle (%v)", abs, err)
 	}
 	md := &BundleMetadata{}
-	if err := decodeStrict(b, md); err != nil {
+	if err := DecodeStrict(b, md); err != nil {
 		return nil, exitcode.Badf("%s: %v", mdPath, err)
 	}
 	if md.MetadataVersion == "" {
-		if bm, ok := bareMetadata(abs, b); ok {
+		if bm, ok := BareMetadata(abs, b); ok {
 			md, in.Layout, in.Name = bm, "bare", bm.Name
 		}
 	}
@@ -103,7 +104,7 @@ func Inspect(dir string) (*Inspection, error) {
 		assetDir = abs
 	}
 	mlirb := filepath.Join(assetDir, "main.mlirb")
-	m, mapping, err := ReadBundleModule(mlirb)
+	m, mapping, err := ReadModule(mlirb)
 	if err != nil {
 		return in, exitcode.Bad(err)
 	}
@@ -239,15 +240,15 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	// no wider row does.
 	schemes, oneBlock := map[string]bool{}, map[string]bool{}
 	for _, t := range out {
-		if decoderLinear(t.Name) {
+		if DecoderLinear(t.Name) {
 			if t.OneBlock {
-				oneBlock[linearScheme(t)] = true
+				oneBlock[LinearScheme(t)] = true
 			} else {
-				schemes[linearScheme(t)] = true
+				schemes[LinearScheme(t)] = true
 			}
 		}
 	}
-	if len(schemes) == 0 || (len(schemes) == 1 && (schemes[string(FP16)] || schemes["f32"])) {
+	if len(schemes) == 0 || (len(schemes) == 1 && (schemes[string(recipe.FP16)] || schemes["f32"])) {
 		for k := range oneBlock {
 			schemes[k] = true
 		}
@@ -255,7 +256,7 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	// A Linear kept float because its shape does not take the scheme is listed per tensor in the
 	// scheme table; the recipe is what the quantized ones hold.
 	if len(schemes) > 1 {
-		delete(schemes, string(FP16))
+		delete(schemes, string(recipe.FP16))
 		delete(schemes, "f32")
 	}
 	d.Weights = joinKeys(schemes)
@@ -266,7 +267,7 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 			case "int8", "int4":
 				d.Head, d.HeadGranularity, d.headOneBlock = t.Format, t.Granularity, t.OneBlock
 			default:
-				d.Head = HeadUntied // the checkpoint's own head, stored float
+				d.Head = recipe.HeadUntied // the checkpoint's own head, stored float
 			}
 		}
 	}
@@ -280,12 +281,12 @@ func opResult(op *graph.Op) *graph.Value {
 	return op.Results[0]
 }
 
-// linearScheme names a Linear weight's storage as a --weights value (weightSchemeTable), or,
+// LinearScheme names a Linear weight's storage as a --weights value (WeightSchemeTable), or,
 // for storage no --weights value gives, as "<format>-<granularity>" or the format.
-func linearScheme(t TensorInfo) string {
-	for _, r := range weightSchemeTable {
-		if r.matches(t) {
-			return string(r.scheme)
+func LinearScheme(t TensorInfo) string {
+	for _, r := range recipe.WeightSchemeTable {
+		if r.Matches(t.Format, t.Granularity) {
+			return string(r.Scheme)
 		}
 	}
 	if t.Format == "int8" || t.Format == "int4" {
@@ -351,7 +352,7 @@ func (in *Inspection) check() {
 		return
 	}
 	r := q.Recipe
-	r.restore()
+	r.Restore()
 	if string(r.Weights) != d.Weights {
 		bad("metadata says weights %s, the bytes hold %s", r.Weights, d.Weights)
 	}
@@ -374,15 +375,15 @@ func (in *Inspection) check() {
 		bad("metadata records main.mlirb sha256 %s, the file's is %s", q.MainHash, in.SHA256)
 	}
 	// The name must be the one the recipe in the bytes gives (docs/constraints.md, constraint 8).
-	t, err := TargetByName(q.Target)
+	t, err := recipe.TargetByName(q.Target)
 	if err != nil {
 		bad("metadata names unknown target %q", q.Target)
 		return
 	}
 	derived := r
-	derived.Weights = WeightScheme(d.Weights)
+	derived.Weights = recipe.WeightScheme(d.Weights)
 	derived.Head, derived.HeadGranularity = d.Head, d.HeadGranularity
-	contract := contractFromName(d.Contract)
+	contract := recipe.ContractFromName(d.Contract)
 	named := in.Name
 	if pa := q.PublishedAs; pa != nil {
 		// A legacy name is accepted only as recorded: this name, for the bytes named so.
@@ -391,8 +392,8 @@ func (in *Inspection) check() {
 		}
 		named = pa.DerivedName
 	}
-	short := shortFromName(named, t, contract)
-	want := BundleName(short, t, contract, &derived, q.PrefillTokens)
+	short := recipe.ShortFromName(named, t, contract)
+	want := recipe.BundleName(short, t, contract, &derived, q.PrefillTokens)
 	switch {
 	case want != named && q.PublishedAs != nil:
 		bad("the bytes (weights %s, head %s %s) make the name %q, not the %q metadata records for the legacy name %q", d.Weights, d.Head, d.HeadGranularity, want, named, in.Name)
@@ -426,13 +427,13 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 	if q == nil {
 		return
 	}
-	t, err := TargetByName(q.Target)
+	t, err := recipe.TargetByName(q.Target)
 	if err != nil {
 		return // check() reported it
 	}
 	r := q.Recipe
-	r.restore()
-	if err := graph.Verify(m, t.verifyOptions(&r)); err != nil {
+	r.Restore()
+	if err := graph.Verify(m, t.VerifyOptions(&r)); err != nil {
 		in.Problems = append(in.Problems, fmt.Sprintf("the bytes break a %s device rule: %v", t.Device, err))
 	}
 	f := m.Func("main")
@@ -451,38 +452,12 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 	}
 }
 
-func contractFromName(s string) graph.Contract {
-	for _, c := range []graph.Contract{graph.Pipelined, graph.HostDecode, graph.HostPrefill, graph.Stock} {
-		if c.String() == s {
-			return c
-		}
-	}
-	return 0
-}
-
-// shortFromName recovers the {short} prefix of a bundle name (its marker is the contract's).
-func shortFromName(name string, t *Target, c graph.Contract) string {
-	marker := "_decode_"
-	switch c {
-	case graph.HostDecode:
-		marker = "_ios_hc0_"
-	case graph.HostPrefill:
-		marker = "_ios_hc_prefill_"
-	case graph.Stock:
-		marker = "_stock_"
-	}
-	if i := strings.Index(name, marker); i > 0 {
-		return name[:i]
-	}
-	return name
-}
-
 // WriteText prints a human summary.
 func (in *Inspection) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "bundle      %s\n", in.Path)
 	fmt.Fprintf(w, "main.mlirb  %d bytes, sha256 %s (main.hash %s)\n", in.MainBytes, in.SHA256, map[bool]string{true: "ok", false: "MISMATCH"}[in.HashOK])
 	d := in.Derived
-	head := headWords(d, in.headFormat())
+	head := headWords(d, in.HeadFormat())
 	if in.Layout == "bare" {
 		fmt.Fprintf(w, "layout      bare .aimodel asset (its metadata.json carries the qconv block)\n")
 	}
@@ -497,7 +472,7 @@ func (in *Inspection) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "gate        not gated (published with --no-gate: not checked against the fp32 reference)\n")
 		}
 		if q.GateStress != nil {
-			fmt.Fprintf(w, "gate        %s\n", q.GateStress.stressLine())
+			fmt.Fprintf(w, "gate        %s\n", q.GateStress.StressLine())
 		}
 	}
 	for _, f := range in.Functions {
@@ -525,10 +500,10 @@ func (in *Inspection) WriteText(w io.Writer) {
 	}
 }
 
-// headFormat is the stored format of the head: lm_head.weight's, or the embedding's when tied.
-func (in *Inspection) headFormat() string {
+// HeadFormat is the stored format of the head: lm_head.weight's, or the embedding's when tied.
+func (in *Inspection) HeadFormat() string {
 	name := "embed_tokens.weight"
-	if in.Derived.Head != HeadTied {
+	if in.Derived.Head != recipe.HeadTied {
 		name = "lm_head.weight"
 	}
 	for _, t := range in.Tensors {
@@ -537,4 +512,19 @@ func (in *Inspection) headFormat() string {
 		}
 	}
 	return ""
+}
+
+// headWords describes a derived head for people: "tied fp16", "untied fp16", "int8 block32".
+func headWords(d DerivedRecipe, headFormat string) string {
+	switch d.Head {
+	case recipe.HeadTied, recipe.HeadUntied:
+		if headFormat == "" {
+			return d.Head
+		}
+		return d.Head + " " + recipe.DTypeWords(headFormat)
+	}
+	if d.HeadGranularity != "" {
+		return d.Head + " " + d.HeadGranularity
+	}
+	return d.Head
 }

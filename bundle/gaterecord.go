@@ -1,4 +1,4 @@
-package export
+package bundle
 
 import (
 	"fmt"
@@ -16,8 +16,8 @@ type GateRecord struct {
 	Weakened string `json:"weakened,omitempty"`
 }
 
-// notGated is the summary of a bundle published with --no-gate: it did not pass a gate.
-func notGated() GateSummary { return GateSummary{Passed: false, Skipped: true} }
+// NotGated is the summary of a bundle published with --no-gate: it did not pass a gate.
+func NotGated() GateSummary { return GateSummary{Passed: false, Skipped: true} }
 
 // WeakenedGate describes the thresholds of o that are weaker than oracle.DefaultGateOptions
 // (more ties excused, a lower cosine floor, fewer decoded tokens), or "" when none is.

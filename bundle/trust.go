@@ -1,4 +1,4 @@
-package export
+package bundle
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ func isBareAsset(dir string) bool {
 	if err != nil {
 		return false
 	}
-	if _, ok := bareMetadata(dir, b); !ok {
+	if _, ok := BareMetadata(dir, b); !ok {
 		return false
 	}
 	if up, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "metadata.json")); err == nil {
@@ -123,7 +123,7 @@ func RecordedGate(b *Bundle) (prompts []oracle.GatePrompt, opt oracle.GateOption
 	if q == nil || q.Gate == nil || q.Gate.Skipped || q.GateReport == nil {
 		return nil, oracle.GateOptions{}, false, nil
 	}
-	rep, _, err := decodeGateReport(q.GateReport)
+	rep, _, err := DecodeGateReport(q.GateReport)
 	if err != nil {
 		return nil, oracle.GateOptions{}, false, exitcode.Badf("%s: %v", b.Dir, err)
 	}
@@ -131,24 +131,4 @@ func RecordedGate(b *Bundle) (prompts []oracle.GatePrompt, opt oracle.GateOption
 		prompts = append(prompts, p.Prompt)
 	}
 	return prompts, rep.Options, true, nil
-}
-
-// treeHint is the error for a card path that is a bundle, its asset, or a target directory
-// rather than the export tree: it names the tree to give instead.
-func treeHint(outDir string) error {
-	if err := AssetHint(outDir); err != nil {
-		return err
-	}
-	clean := filepath.Clean(outDir)
-	if IsBundle(clean) {
-		return exitcode.Badf("%s is one bundle; card takes the export tree holding <target>/<bundle>/: %s", outDir, filepath.Dir(filepath.Dir(clean)))
-	}
-	for _, t := range TargetNames() {
-		if filepath.Base(clean) == t {
-			if _, err := os.Stat(filepath.Join(clean, t)); err != nil {
-				return exitcode.Badf("%s is a target directory; card takes the export tree above it: %s", outDir, filepath.Dir(clean))
-			}
-		}
-	}
-	return nil
 }

@@ -1,25 +1,22 @@
-package export
+// Package bundle is the on-disk format of a qconv bundle: the metadata types (Apple's schema and
+// qconv's own block), reading a bundle or a bare asset back (its module, hash and trust checks),
+// and Inspect, which holds the bytes to their name and metadata. Writers (export) and readers
+// (gating, card, the CLI) share these types, so a field means one thing everywhere.
+package bundle
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"qconv/graph"
-	"qconv/internal/atomicfile"
+	"qconv/recipe"
 )
 
 // BundleMetadata is a LanguageBundle's metadata.json (schema 0.2, as Apple's runtime reads it)
@@ -62,22 +59,22 @@ type CompilationInfo struct {
 // QConvBlock records what qconv applied and measured, so inspect and card can check the bytes
 // against it.
 type QConvBlock struct {
-	Version       string       `json:"version"`
-	Target        string       `json:"target"`
-	Device        string       `json:"device"`
-	Contract      string       `json:"contract"`
-	Recipe        Recipe       `json:"recipe"`
-	Function      FunctionIO   `json:"io"`
-	Tensors       []TensorPlan `json:"tensors"`
-	Checkpoint    SourceInfo   `json:"checkpoint"`
-	Gate          *GateSummary `json:"gate,omitempty"`
-	GateReport    any          `json:"gate_report,omitempty"`
-	GateStress    *StressGate  `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (stress.go)
-	Companion     string       `json:"companion,omitempty"`   // the other bundle of an ios-gpu pair
-	MainHash      string       `json:"main_mlirb_sha256"`
-	MainBytes     int64        `json:"main_mlirb_bytes"`
-	PrefillTokens int          `json:"prefill_tokens,omitempty"`
-	Notes         []string     `json:"notes,omitempty"`
+	Version       string        `json:"version"`
+	Target        string        `json:"target"`
+	Device        string        `json:"device"`
+	Contract      string        `json:"contract"`
+	Recipe        recipe.Recipe `json:"recipe"`
+	Function      FunctionIO    `json:"io"`
+	Tensors       []TensorPlan  `json:"tensors"`
+	Checkpoint    SourceInfo    `json:"checkpoint"`
+	Gate          *GateSummary  `json:"gate,omitempty"`
+	GateReport    any           `json:"gate_report,omitempty"`
+	GateStress    *StressGate   `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (stress.go)
+	Companion     string        `json:"companion,omitempty"`   // the other bundle of an ios-gpu pair
+	MainHash      string        `json:"main_mlirb_sha256"`
+	MainBytes     int64         `json:"main_mlirb_bytes"`
+	PrefillTokens int           `json:"prefill_tokens,omitempty"`
+	Notes         []string      `json:"notes,omitempty"`
 	// PublishedAs is set when the bundle is published under a legacy name (qconv release).
 	PublishedAs *PublishedAs `json:"published_as,omitempty"`
 }
@@ -164,50 +161,8 @@ type AssetMetadata struct {
 	QConv *QConvBlock `json:"qconv,omitempty"`
 }
 
-// creationTime is SOURCE_DATE_EPOCH when set (reproducible builds), else now.
-func creationTime() (time.Time, error) {
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		sec, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || sec < 0 {
-			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a non-negative integer of seconds", s)
-		}
-		return time.Unix(sec, 0).UTC(), nil
-	}
-	return time.Now().UTC().Truncate(time.Second), nil
-}
-
-// marshalJSON is the one JSON encoding qconv writes: indented, no HTML escaping, newline-terminated.
-func marshalJSON(v any) ([]byte, error) {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return []byte(b.String()), nil
-}
-
-// hashCounter hashes and counts what passes through to w.
-type hashCounter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func newHashCounter(w io.Writer) *hashCounter { return &hashCounter{w: w, h: sha256.New()} }
-
-func (c *hashCounter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
-func bufioWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 4<<20) }
-
-// decodeStrict decodes JSON, rejecting trailing data.
-func decodeStrict(b []byte, v any) error {
+// DecodeStrict decodes JSON, rejecting trailing data.
+func DecodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
 		return err
@@ -218,62 +173,71 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
-// tokenizerFiles are copied from the checkpoint into <bundle>/tokenizer/ when present.
-var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"}
-
-func copyTokenizer(srcDir, dstDir string) ([]string, error) {
-	if err := os.MkdirAll(dstDir, atomicfile.DirPerm); err != nil {
-		return nil, err
+// BareMetadata reads a bare asset's metadata.json (assetVersion and a qconv block, no bundle
+// metadata) and returns the bundle metadata it stands for, for the checks Inspect runs.
+func BareMetadata(dir string, b []byte) (*BundleMetadata, bool) {
+	var am AssetMetadata
+	if err := DecodeStrict(b, &am); err != nil || am.AssetVersion == "" || am.QConv == nil {
+		return nil, false
 	}
-	var copied []string
-	for _, name := range tokenizerFiles {
-		b, err := os.ReadFile(filepath.Join(srcDir, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dstDir, name), b, atomicfile.FilePerm); err != nil {
-			return nil, err
-		}
-		copied = append(copied, name)
+	q := am.QConv
+	name := strings.TrimSuffix(filepath.Base(dir), ".aimodel")
+	tokenizer := q.Checkpoint.RepoID
+	md := &BundleMetadata{
+		MetadataVersion: "0.2", Kind: "llm", Name: name,
+		Assets: map[string]string{"main": name + ".aimodel"},
+		Language: LanguageMetadata{
+			Tokenizer: tokenizer, MaxContextLength: q.Recipe.Context,
+			FunctionMap: map[string][]string{"main": {"main"}}, States: LanguageStates(recipe.ContractFromName(q.Contract)),
+		},
+		Source:      SourceMetadata{ModelDefinition: "qconv", HFModelID: q.Checkpoint.RepoID},
+		Compilation: CompilationInfo{Date: am.CreationDate, Targets: []string{}},
+		QConv:       q,
 	}
-	sort.Strings(copied)
-	return copied, nil
+	for _, o := range q.Function.Outputs {
+		if o.Name == graph.OutLogits && len(o.Shape) > 0 {
+			md.Language.VocabSize = int(o.Shape[len(o.Shape)-1])
+		}
+	}
+	return md, true
 }
 
-// publish moves the finished bundle directory tmp to dst. An existing dst is swapped out
-// atomically (renameat2 RENAME_EXCHANGE) and then removed, so at every instant dst is either the
-// complete old bundle or the complete new one. Where the exchange is unsupported it falls back to
-// rename-aside, rename-in, remove-old; if the second rename fails the old bundle is put back.
-func publish(tmp, dst string) error {
-	if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
-		if err := os.Rename(tmp, dst); err != nil {
-			return err
-		}
-		return atomicfile.SyncDir(filepath.Dir(dst))
+// LanguageStates is the bundle metadata's state kinds for a contract (nil: no states).
+func LanguageStates(c graph.Contract) map[string]string {
+	switch c {
+	case graph.Pipelined:
+		return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConv: "fixed", graph.StateRec: "fixed"}
+	case graph.Stock:
+		return StockStates()
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE)
-	if err == nil {
-		// tmp now holds the old bundle.
-		if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
-			return err
-		}
-		return os.RemoveAll(tmp)
+	return nil
+}
+
+// StockStates is the bundle metadata's language.states for the stock contract.
+func StockStates() map[string]string {
+	return map[string]string{graph.StateKey: "kv_cache", graph.StateValue: "kv_cache", graph.StateConvStates: "fixed", graph.StateRecurrentStates: "fixed"}
+}
+
+// HasQConvBlock reports whether dir's metadata.json carries qconv's block (a bundle qconv wrote).
+func HasQConvBlock(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if err != nil {
+		return false
 	}
-	aside := tmp + ".old"
-	if err := os.Rename(dst, aside); err != nil {
-		return err
+	var md struct {
+		QConv json.RawMessage `json:"qconv"`
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		if rerr := os.Rename(aside, dst); rerr != nil {
-			return fmt.Errorf("%v; restoring the previous bundle from %s also failed: %v", err, aside, rerr)
-		}
-		return err
+	return json.Unmarshal(b, &md) == nil && len(md.QConv) > 0 && string(md.QConv) != "null"
+}
+
+// SourceIdentity is the content identity of a checkpoint: the SHA-256 over its defining files'
+// names, sizes and SHA-256 digests (config, index, safetensors, tokenizer files), in name order.
+func SourceIdentity(files []FileDigestJSON) string {
+	fs := append([]FileDigestJSON(nil), files...)
+	sort.Slice(fs, func(i, k int) bool { return fs[i].Name < fs[k].Name })
+	h := sha256.New()
+	for _, f := range fs {
+		fmt.Fprintf(h, "%s\x00%d\x00%s\n", f.Name, f.Size, f.SHA256)
 	}
-	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
-		return err
-	}
-	return os.RemoveAll(aside)
+	return hex.EncodeToString(h.Sum(nil))
 }

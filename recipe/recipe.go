@@ -1,8 +1,8 @@
-// Package export ties the reader, the quantizers, the lowering, the MLIR writer and the gate
-// into Core AI bundles: recipes and the target table, the weight source that quantizes on
-// demand, bundle naming from the applied recipe, atomic deterministic writing, and inspection of
-// what a bundle's bytes hold.
-package export
+// Package recipe is the single owner of what a bundle applies and what it is called: the target
+// table, recipes and the flags that make them, the weight-scheme table, known slow shapes, and
+// bundle names derived from the applied recipe (docs/naming.md). Everything that writes, reads,
+// inspects or describes a bundle consults it.
+package recipe
 
 import (
 	"fmt"
@@ -27,12 +27,12 @@ const (
 	Int8PerChan WeightScheme = "int8-perchan"
 )
 
-// WeightSchemes lists the --weights values, in weightSchemeTable's order (community mode aliases
+// WeightSchemes lists the --weights values, in WeightSchemeTable's order (community mode aliases
 // are in weightAliases).
 var WeightSchemes = func() []WeightScheme {
 	var out []WeightScheme
-	for _, r := range weightSchemeTable {
-		out = append(out, r.scheme)
+	for _, r := range WeightSchemeTable {
+		out = append(out, r.Scheme)
 	}
 	return out
 }()
@@ -65,11 +65,11 @@ func (r *Recipe) finish(t *Target) {
 		r.HeadSchemeName = r.HeadScheme.String()
 	}
 	r.ComputeName = r.Compute.String()
-	r.StateDType = t.stateDType(r).String()
+	r.StateDType = t.StateDType(r).String()
 }
 
-// restore sets the typed fields from the JSON mirror fields (a recipe read from metadata.json).
-func (r *Recipe) restore() {
+// Restore sets the typed fields from the JSON mirror fields (a recipe read from metadata.json).
+func (r *Recipe) Restore() {
 	r.BodyScheme = quant.Absmax
 	if r.BodySchemeName == "clip" {
 		r.BodyScheme = quant.Clip
@@ -183,19 +183,19 @@ func ParseTargets(list string) ([]*Target, error) {
 	return out, nil
 }
 
-// stateDType is the recurrence dtype a target's graphs use (the rule is graph.RecurrenceDType,
+// StateDType is the recurrence dtype a target's graphs use (the rule is graph.RecurrenceDType,
 // which the verifier consults too).
-func (t *Target) stateDType(r *Recipe) graph.DType {
+func (t *Target) StateDType(r *Recipe) graph.DType {
 	return graph.RecurrenceDType(t.Device, r.Compute)
 }
 
-// normDType is the dtype RMSNorm statistics run in (graph.NormDType).
-func (t *Target) normDType(r *Recipe) graph.DType {
+// NormDType is the dtype RMSNorm statistics run in (graph.NormDType).
+func (t *Target) NormDType(r *Recipe) graph.DType {
 	return graph.NormDType(t.Device, r.Compute)
 }
 
-// verifyOptions are the device rules a bundle of this target and recipe is held to.
-func (t *Target) verifyOptions(r *Recipe) graph.VerifyOptions {
+// VerifyOptions are the device rules a bundle of this target and recipe is held to.
+func (t *Target) VerifyOptions(r *Recipe) graph.VerifyOptions {
 	return graph.VerifyOptions{Device: t.Device, AllowPerChannelGPU: r.AllowDelegate, Compute: r.Compute}
 }
 
@@ -233,11 +233,11 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 				r.Head, r.headOverridden = a.head, a.head != "tied"
 			}
 		} else {
-			row, ok := weightSchemeOf(WeightScheme(f.Weights))
+			row, ok := WeightSchemeOf(WeightScheme(f.Weights))
 			if !ok {
 				return r, exitcode.Badf("flag --weights: unknown scheme %q (%s; aliases int8lin, int8hu, int8, int4lin)", f.Weights, joinSchemes())
 			}
-			r.Weights = row.scheme
+			r.Weights = row.Scheme
 		}
 	}
 	head := f.Head
@@ -261,7 +261,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 		if r.Head == "tied" {
 			return r, exitcode.Badf("flag --head-granularity: the head is tied (fp16, shared with the embedding); give --head int8 (or --head-sym) to quantize it")
 		}
-		if _, err := granularity(f.HeadGranularity); err != nil {
+		if _, err := ParseGranularity(f.HeadGranularity); err != nil {
 			return r, err
 		}
 		if f.Head != "" && r.HeadGranularity != f.HeadGranularity && strings.Contains(f.Head, "-") {
@@ -333,15 +333,15 @@ func parseHead(h string) (head, gran string, err error) {
 		return "", "", exitcode.Badf("flag --head: unknown head %q (tied, int8, int4, or e.g. int8-block32, int8-perchan)", h)
 	}
 	if g != "" {
-		if _, err := granularity(g); err != nil {
+		if _, err := ParseGranularity(g); err != nil {
 			return "", "", exitcode.Badf("flag --head: %q: %v", h, err)
 		}
 	}
 	return width, g, nil
 }
 
-// granularity maps a --head-granularity value to the quantizer's.
-func granularity(s string) (quant.Granularity, error) {
+// ParseGranularity maps a --head-granularity value to the quantizer's.
+func ParseGranularity(s string) (quant.Granularity, error) {
 	switch s {
 	case "block32":
 		return quant.Block32, nil
@@ -418,4 +418,16 @@ func TargetNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Compression is the bundle metadata's compression string (null for fp16).
+func (r *Recipe) Compression() *string {
+	if r.Weights == FP16 && !r.IntHead() {
+		return nil
+	}
+	s := string(r.Weights)
+	if r.IntHead() {
+		s += "+head-" + r.Head + "-" + r.HeadGranularity
+	}
+	return &s
 }

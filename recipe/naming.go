@@ -1,9 +1,12 @@
-package export
+package recipe
 
 import (
+	"path/filepath"
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/quant"
+	"strings"
 )
 
 // The output head of a recipe, as metadata records it and bundle names derive it. One place
@@ -24,24 +27,24 @@ const (
 // IntHead reports whether the recipe quantizes the head.
 func (r *Recipe) IntHead() bool { return r.Head == "int8" || r.Head == "int4" }
 
-// floatHead reports whether head is a float head (tied or the checkpoint's own).
-func floatHead(head string) bool { return head == HeadTied || head == HeadUntied }
+// FloatHead reports whether head is a float head (tied or the checkpoint's own).
+func FloatHead(head string) bool { return head == HeadTied || head == HeadUntied }
 
-// forCheckpoint resolves a float head against the checkpoint: an untied checkpoint keeps its
+// ForCheckpoint resolves a float head against the checkpoint: an untied checkpoint keeps its
 // own lm_head, so the recipe says "untied" (metadata, inspect and card then say what the bytes
 // hold). It is applied wherever a recipe meets a checkpoint.
 //
 // An int head whose rows do not take its granularity is refused (exit 2) rather than kept
 // float under a name that says int: the head alone decides the name's head part.
-func (r *Recipe) forCheckpoint(cfg *hf.Config) error {
-	if floatHead(r.Head) {
+func (r *Recipe) ForCheckpoint(cfg *hf.Config) error {
+	if FloatHead(r.Head) {
 		r.Head = HeadTied
 		if !cfg.TieWordEmbeddings {
 			r.Head = HeadUntied
 		}
 		return nil
 	}
-	g, err := granularity(r.HeadGranularity)
+	g, err := ParseGranularity(r.HeadGranularity)
 	if err != nil {
 		return err
 	}
@@ -51,17 +54,57 @@ func (r *Recipe) forCheckpoint(cfg *hf.Config) error {
 	return nil
 }
 
-// headWords describes a derived head for people: "tied fp16", "untied fp16", "int8 block32".
-func headWords(d DerivedRecipe, headFormat string) string {
-	switch d.Head {
-	case HeadTied, HeadUntied:
-		if headFormat == "" {
-			return d.Head
+// ContractFromName is the contract a bundle name or metadata spells as s (0 when none).
+func ContractFromName(s string) graph.Contract {
+	for _, c := range []graph.Contract{graph.Pipelined, graph.HostDecode, graph.HostPrefill, graph.Stock} {
+		if c.String() == s {
+			return c
 		}
-		return d.Head + " " + dtypeWords(headFormat)
 	}
-	if d.HeadGranularity != "" {
-		return d.Head + " " + d.HeadGranularity
+	return 0
+}
+
+// ShortFromName recovers the {short} prefix of a bundle name (its marker is the contract's).
+func ShortFromName(name string, t *Target, c graph.Contract) string {
+	marker := "_decode_"
+	switch c {
+	case graph.HostDecode:
+		marker = "_ios_hc0_"
+	case graph.HostPrefill:
+		marker = "_ios_hc_prefill_"
+	case graph.Stock:
+		marker = "_stock_"
 	}
-	return d.Head
+	if i := strings.Index(name, marker); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// CheckpointName is the checkpoint's name as a card or metadata shows it: the repo id when read
+// from the Hugging Face cache, else the base name of its directory (symlinks resolved), never
+// the rest of a local path.
+func CheckpointName(ck *hf.Checkpoint) string {
+	if ck.RepoID != "" {
+		return ck.RepoID
+	}
+	dir := ck.Dir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	return filepath.Base(filepath.Clean(dir))
+}
+
+// PrefillTokens is the block size of the ios-gpu prefill companion.
+const PrefillTokens = 16
+
+// DTypeWords spells a stored float dtype as the flags and bundle names do (f16 is fp16).
+func DTypeWords(f string) string {
+	switch f {
+	case "f16":
+		return "fp16"
+	case "f32":
+		return "fp32"
+	}
+	return f
 }
