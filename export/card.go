@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"qconv/bundle"
+	"qconv/gating"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
@@ -35,6 +36,9 @@ type CardOptions struct {
 	Skip []string
 	// Speed, when set, is a file of measured speeds per bundle (ReadSpeedFile; docs/card.md).
 	Speed string
+	// DefaultPrompts are the prompts a bundle published with --no-gate is re-gated with under
+	// Reference (export.DefaultPrompts of the reference); a gated bundle uses its recorded ones.
+	DefaultPrompts func(*hf.Checkpoint) ([]oracle.GatePrompt, error)
 }
 
 // Card is `qconv card`: every bundle of an export tree as its bytes and gate reports state it.
@@ -216,7 +220,7 @@ func BuildCard(outDir string, opt CardOptions) (*Card, error) {
 		}
 	}
 	if opt.Reference != nil {
-		if err := c.reverify(outDir, opt.Reference, opt.Log); err != nil {
+		if err := c.reverify(outDir, opt.Reference, opt.DefaultPrompts, opt.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -588,7 +592,7 @@ func embeddedGate(q *bundle.QConvBlock) (CardGate, error) {
 	if err := rep.CheckTotals(); err != nil {
 		return CardGate{}, fmt.Errorf("metadata.json: the embedded gate report's totals disagree with its prompts: %v", err)
 	}
-	want := gateSummaryOf(rep, cc)
+	want := gating.SummaryOf(rep, cc)
 	if *q.Gate != want {
 		return CardGate{}, fmt.Errorf("metadata.json: the gate summary (passed %v, %d prompts, teacher-forced %s, greedy %s, min cosine %v) is not the embedded report's (passed %v, %d prompts, teacher-forced %s, greedy %s, min cosine %v)",
 			q.Gate.Passed, q.Gate.Prompts, q.Gate.TeacherForced, q.Gate.Greedy, q.Gate.MinPrefillCosine,
@@ -603,7 +607,7 @@ func embeddedGate(q *bundle.QConvBlock) (CardGate, error) {
 func cardGate(rep *oracle.GateReport, cc *bundle.CompanionCheck, rerun bool) CardGate {
 	opt := rep.Options
 	g := CardGate{
-		Status: gateStatusPassed, Rerun: rerun, Summary: gateSummaryOf(rep, cc),
+		Status: gateStatusPassed, Rerun: rerun, Summary: gating.SummaryOf(rep, cc),
 		TeacherForcedSteps: rep.Totals.TeacherForcedSteps, LowMarginSteps: rep.Totals.LowMarginSteps,
 		Options: &opt, Companion: cc,
 	}
@@ -691,7 +695,7 @@ func (c *Card) linkBundles() {
 // reverify re-runs the gate on every bundle's bytes against ck, with the prompts and thresholds
 // of its embedded report (the defaults for a bundle that was not gated). Bundles with identical
 // bytes, partner and prompts are gated once.
-func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
+func (c *Card) reverify(outDir string, ck *hf.Checkpoint, defaults func(*hf.Checkpoint) ([]oracle.GatePrompt, error), log io.Writer) error {
 	if log == nil {
 		log = io.Discard
 	}
@@ -739,11 +743,21 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 				prompts = append(prompts, p.Prompt)
 			}
 		}
+		if prompts == nil {
+			if defaults == nil {
+				bd.Close()
+				return fmt.Errorf("%s: not gated at export, and no default prompts to re-gate it with", b.Path)
+			}
+			if prompts, err = defaults(ck); err != nil {
+				bd.Close()
+				return err
+			}
+		}
 		key, _ := json.Marshal([]any{b.SHA256, companionSHA(bd), prompts, opt})
 		res, ok := done[string(key)]
 		if !ok {
 			fmt.Fprintf(log, "card: re-running the gate on %s\n", b.Path)
-			res.rep, res.cc, err = Verify(bd, ck, prompts, opt)
+			res.rep, res.cc, err = gating.Verify(bd, ck, prompts, opt)
 			if err != nil {
 				bd.Close()
 				return fmt.Errorf("%s: %w", b.Path, err)

@@ -704,7 +704,7 @@ func TestCardReverify(t *testing.T) {
 	}
 	defer ck.Close()
 	var log bytes.Buffer
-	c, err := BuildCard(tree, CardOptions{Reference: ck, Log: &log})
+	c, err := BuildCard(tree, CardOptions{Reference: ck, Log: &log, DefaultPrompts: DefaultPrompts})
 	if err != nil {
 		t.Fatal(err)
 	}

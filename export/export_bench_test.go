@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"qconv/gating"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/benchutil"
@@ -116,7 +117,7 @@ func BenchmarkGate(b *testing.B) {
 				if err != nil {
 					return nil, err
 				}
-				return sessionCandidate{s}, nil
+				return gating.SessionCandidate(s), nil
 			}
 			var gateTime, compTime time.Duration
 			steps, n := 0, 0
@@ -128,7 +129,7 @@ func BenchmarkGate(b *testing.B) {
 				}
 				t1 := time.Now()
 				if built.Prefill != nil {
-					if _, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, oracle.DefaultGateOptions().MinMargin, nil); err != nil {
+					if _, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, oracle.DefaultGateOptions().MinMargin, nil); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/x448/float16"
 
 	"qconv/bundle"
+	"qconv/gating"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
@@ -101,7 +102,7 @@ func TestInt8GraphReproducesGoldens(t *testing.T) {
 			}
 			var gen []int
 			for k := 0; k <= 16; k++ {
-				worst = max(worst, maxDiff(logits, want.Row(k)))
+				worst = max(worst, gating.MaxDiff(logits, want.Row(k)))
 				if k == 16 {
 					break
 				}
@@ -245,7 +246,7 @@ func TestGateCatchesDamagedScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	rep, _, err := Verify(b, ck, prompts, oracle.DefaultGateOptions())
+	rep, _, err := gating.Verify(b, ck, prompts, oracle.DefaultGateOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,11 @@ func TestExportAllTargets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, cc, err := Verify(bd, ck, nil, oracle.DefaultGateOptions())
+		prompts, err := DefaultPrompts(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, cc, err := gating.Verify(bd, ck, prompts, oracle.DefaultGateOptions())
 		bd.Close()
 		if err != nil || !rep.Passed || (cc != nil && !cc.Passed) {
 			t.Errorf("verify %s: %v %v", b.Name, err, rep.Summary())
@@ -559,16 +564,16 @@ func TestCompanionCheckFromGateReport(t *testing.T) {
 	opt := oracle.DefaultGateOptions()
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
 		s, err := graph.NewSession(built.Decode, nil)
-		return sessionCandidate{s}, err
+		return gating.SessionCandidate(s), err
 	}, prompts, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, nil)
+	own, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reused, err := CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, rep)
+	reused, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, rep)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"testing"
 
+	"qconv/gating"
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/oracle"
@@ -378,7 +379,7 @@ func TestOutlierCheckpointANEGate(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				return sessionCandidate{s}, nil
+				return gating.SessionCandidate(s), nil
 			}, prompts, opt)
 			if err != nil {
 				t.Fatal(err)

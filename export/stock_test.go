@@ -3,6 +3,7 @@ package export
 import (
 	"testing"
 
+	"qconv/gating"
 	"qconv/graph"
 	"qconv/recipe"
 )
@@ -25,7 +26,7 @@ func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
+	cc, err := gating.CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 	if read == nil {
 		t.Fatal("no read of convStates in @prefill")
 	}
-	cc, err = CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
+	cc, err = gating.CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

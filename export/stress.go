@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"qconv/bundle"
+	"qconv/gating"
 	"qconv/graph"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
@@ -51,12 +52,12 @@ func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt or
 		if err != nil {
 			return nil, err
 		}
-		return sessionCandidate{s}, nil
+		return gating.SessionCandidate(s), nil
 	}, prompts, gopt)
 	if err != nil {
 		return fmt.Errorf("gating %s under fp16 accumulation: %w", j.name, err)
 	}
-	s := summarize(rep)
+	s := gating.Summarize(rep)
 	st := &bundle.StressGate{
 		Numerics: graph.F16Accumulate.String(), Gates: mode == StressGates, Passed: s.Passed,
 		TeacherForced: s.TeacherForced, Greedy: s.Greedy, MinPrefillCosine: s.MinPrefillCosine,

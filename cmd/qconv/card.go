@@ -57,7 +57,7 @@ document on stdout (then only -o gets the Markdown).`,
 					return exitcode.Bad(err)
 				}
 				defer ck.Close()
-				opt.Reference = ck
+				opt.Reference, opt.DefaultPrompts = ck, export.DefaultPrompts
 			}
 			card, err := export.BuildCard(args[0], opt)
 			if err != nil {

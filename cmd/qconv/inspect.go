@@ -10,6 +10,7 @@ import (
 
 	"qconv/bundle"
 	"qconv/export"
+	"qconv/gating"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/recipe"
@@ -124,7 +125,12 @@ func newVerifyCmd() *cobra.Command {
 			if w := bundle.WeakenedGate(gopt); w != "" {
 				fmt.Fprintf(stderr, "gate thresholds: WEAKENED gate: %s\n", w)
 			}
-			rep, companion, err := export.Verify(b, ck, prompts, gopt)
+			if prompts == nil {
+				if prompts, err = export.DefaultPrompts(ck); err != nil {
+					return err
+				}
+			}
+			rep, companion, err := gating.Verify(b, ck, prompts, gopt)
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,12 @@
-package export
+// Package gating holds the checks beside oracle's gate that need a graph to run: the prefill
+// companion check, the stock entrypoint check, the gate run on a graph session, and Verify, which
+// re-gates a published bundle's own bytes against the fp32 reference (docs/gate.md). oracle does
+// not import graph; this package joins them.
+package gating
 
 import (
 	"context"
+	"fmt"
 	"qconv/bundle"
 	"qconv/graph"
 	"qconv/hf"
@@ -11,7 +16,8 @@ import (
 
 // Verify re-runs the gate on a bundle's shipped bytes against the checkpoint's fp32 reference.
 // For a prefill companion it also checks that decoding after the companion equals decoding
-// without it (the CompanionCheck is nil otherwise).
+// without it (the CompanionCheck is nil otherwise). prompts are the recorded ones or the
+// defaults (export.DefaultPrompts): the caller chooses.
 func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracle.GateOptions) (*oracle.GateReport, *bundle.CompanionCheck, error) {
 	if ck.Config.VocabSize != b.Metadata.Language.VocabSize {
 		return nil, nil, exitcode.Badf("--reference %s: vocabulary %d, the bundle's is %d: not the checkpoint this bundle came from", ck.Dir, ck.Config.VocabSize, b.Metadata.Language.VocabSize)
@@ -20,13 +26,11 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 	if err != nil {
 		return nil, nil, err
 	}
-	if prompts == nil {
-		if prompts, err = DefaultPrompts(ck); err != nil {
-			return nil, nil, err
-		}
+	if len(prompts) == 0 {
+		return nil, nil, fmt.Errorf("verify: no gate prompts (the caller passes the recorded ones or the defaults)")
 	}
 	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined.String() {
-		prompts = fitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
+		prompts = FitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
 	}
 	if graph.IsStock(b.Module) {
 		// Apple's contract, whoever wrote the bundle: the metadata is not consulted (stock.go).
@@ -41,7 +45,7 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 		if err != nil {
 			return nil, err
 		}
-		return sessionCandidate{s}, nil
+		return SessionCandidate(s), nil
 	}, prompts, opt)
 	if err != nil || b.Companion == nil {
 		return rep, nil, err

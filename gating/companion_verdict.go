@@ -1,4 +1,4 @@
-package export
+package gating
 
 import (
 	"qconv/bundle"
@@ -10,11 +10,11 @@ import (
 // as in the gate).
 const companionFailure = "decoding after the prefill companion differs from decoding without it at a confident step"
 
-// gateSummaryOf is the one verdict for a bundle's gate: the report's summary, and for a prefill
+// SummaryOf is the one verdict for a bundle's gate: the report's summary, and for a prefill
 // companion (cc non-nil) the decode partner's report joined with the companion check. export
 // records it, and the card and inspect recompute it from the same inputs to check the record.
-func gateSummaryOf(rep *oracle.GateReport, cc *bundle.CompanionCheck) bundle.GateSummary {
-	s := summarize(rep)
+func SummaryOf(rep *oracle.GateReport, cc *bundle.CompanionCheck) bundle.GateSummary {
+	s := Summarize(rep)
 	if cc != nil {
 		s.Passed = s.Passed && cc.Passed
 		if !cc.Passed && s.FirstFailure == "" {

@@ -1,4 +1,4 @@
-package export
+package gating
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts 
 		if err != nil {
 			return nil, err
 		}
-		return ctxCandidate{ctx, stockCandidate{s}}, nil
+		return WithContext(ctx, stockCandidate{s}), nil
 	}, prompts, opt)
 	if err != nil {
 		return nil, nil, err
@@ -45,22 +45,6 @@ func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts 
 		return nil, nil, err
 	}
 	return rep, cc, nil
-}
-
-func (j *job) gateStock(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
-	rep, cc, err := GateStock(ctx, j.shipped, ref, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
-	if err != nil {
-		return fmt.Errorf("gating %s: %w", j.name, err)
-	}
-	j.report, j.extra = rep, cc
-	s := summarize(rep)
-	s.Passed = s.Passed && cc.Passed
-	if !cc.Passed && s.FirstFailure == "" {
-		s.FirstFailure = "decoding after @prefill (or a whole-prompt @main call) differs from decoding token by token at a confident step"
-	}
-	j.result.Gate = s
-	j.result.Report = rep
-	return nil
 }
 
 // CheckStockEntrypoints feeds every prompt of two or more tokens the two ways Apple's runner may:

@@ -1,4 +1,4 @@
-package export
+package gating
 
 import (
 	"testing"
@@ -24,7 +24,7 @@ func TestGateSummaryOfCompanion(t *testing.T) {
 		{"partner failed", failed, &bundle.CompanionCheck{Passed: false}, false, failed.Totals.FirstFailure},
 		{"partner failed, companion fine", failed, &bundle.CompanionCheck{Passed: true}, false, failed.Totals.FirstFailure},
 	} {
-		s := gateSummaryOf(c.rep, c.cc)
+		s := SummaryOf(c.rep, c.cc)
 		if s.Passed != c.pass || s.FirstFailure != c.first {
 			t.Errorf("%s: passed %v, first failure %q; want %v, %q", c.name, s.Passed, s.FirstFailure, c.pass, c.first)
 		}

@@ -1,4 +1,4 @@
-package export
+package gating
 
 import (
 	"context"
@@ -26,4 +26,9 @@ func (c ctxCandidate) Fork() (oracle.Candidate, error) {
 		return nil, err
 	}
 	return ctxCandidate{c.ctx, f}, nil
+}
+
+// WithContext is c stopped once ctx is cancelled.
+func WithContext(ctx context.Context, c oracle.Candidate) oracle.Candidate {
+	return ctxCandidate{ctx, c}
 }
