@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -12,7 +13,7 @@ import (
 // the two-argument blockwise_shift_scale lowered with zero offsets, i.e. (data, scale, offset1,
 // offset2) with offset1 = offset2 = 0 (docs/coreai-conformance.md).
 func TestConformanceCompressionOps(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	for _, c := range []struct {
 		target, op string
 		flags      recipe.Flags

@@ -23,21 +23,12 @@ import (
 	"qconv/internal/exitcode"
 	"qconv/internal/golden"
 	"qconv/internal/kernels"
+	"qconv/internal/testfix"
 	"qconv/oracle"
 	"qconv/recipe"
 )
 
-const fixture = "tinyqwen35-code"
-
-func openCk(t testing.TB, name string) *hf.Checkpoint {
-	t.Helper()
-	ck, err := hf.Open(filepath.Join("..", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ck.Close() })
-	return ck
-}
+const fixture = testfix.Trained
 
 func exportTargets(t testing.TB, ck *hf.Checkpoint, out string, targets string, f recipe.Flags, mod func(*Options)) (*Result, error) {
 	t.Helper()
@@ -71,7 +62,7 @@ func goldenPrompts(t testing.TB) ([]oracle.GatePrompt, *golden.Model) {
 // variants: next_logits within 1e-3 and the greedy ids exactly (q8: tied fp16 head; q8hu: the
 // head untied and quantized too), run from the shipped bytes through the interpreter.
 func TestInt8GraphReproducesGoldens(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	_, gm := goldenPrompts(t)
 	for _, c := range []struct {
 		variant string
@@ -126,7 +117,7 @@ func TestInt8GraphReproducesGoldens(t *testing.T) {
 // The gate passes int8 and refuses int4; run on the fp32 forms its per-prompt counts equal the
 // goldens' variant figures (greedy matches, first divergence, teacher-forced top-1 over 17 rows).
 func TestGateAgreesWithGoldenVariants(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	prompts, gm := goldenPrompts(t)
 	for _, c := range []struct {
 		variant string
@@ -174,7 +165,7 @@ func TestGateAgreesWithGoldenVariants(t *testing.T) {
 // The device forms of the default recipes pass the gate on the golden prompts (int8 linear
 // with the tied fp16 head, and the untied int8 absmax head), and int4 LUTs fail.
 func TestGateDeviceForms(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	prompts, _ := goldenPrompts(t)
 	for _, c := range []struct {
 		name  string
@@ -196,7 +187,7 @@ func TestGateDeviceForms(t *testing.T) {
 
 // Damaging one block's scale (x4) in a late layer of a shipped bundle makes verify fail.
 func TestGateCatchesDamagedScale(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	prompts, _ := goldenPrompts(t)
 	out := t.TempDir()
 	res, err := exportTargets(t, ck, out, "gpu-pipelined", recipe.Flags{}, func(o *Options) { o.GatePrompts = prompts })
@@ -261,7 +252,7 @@ func TestGateCatchesDamagedScale(t *testing.T) {
 // passes unchanged and reports drift after one weight byte of the checkpoint changes.
 func TestExportAllTargets(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1767225600")
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	out := t.TempDir()
 	res, err := exportTargets(t, ck, out, "all", recipe.Flags{}, nil)
 	if err != nil {
@@ -380,7 +371,7 @@ func checkMLIROpt(t *testing.T, path string) {
 // Names describe the bytes: the block-32 head is named block32, per-channel is refused on GPU
 // targets unless overridden (then named perchan and stored per channel), and allowed on the ANE.
 func TestHeadGranularityNaming(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	skipGate := func(o *Options) { o.NoGate = true }
 	cases := []struct {
 		name, target string
@@ -424,7 +415,7 @@ func TestHeadGranularityNaming(t *testing.T) {
 
 // Renaming a bundle directory, or metadata claiming another head granularity, makes inspect fail.
 func TestInspectCatchesDisagreement(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	out := t.TempDir()
 	res, err := exportTargets(t, ck, out, "gpu-pipelined", recipe.Flags{HeadSym: true}, func(o *Options) { o.NoGate = true })
 	if err != nil {
@@ -473,7 +464,7 @@ func TestInspectCatchesDisagreement(t *testing.T) {
 // A cancelled run (Ctrl-C) leaves the previous bundle intact and no staging directories.
 func TestCancelledExportLeavesPreviousBundle(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1767225600")
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	out := t.TempDir()
 	res, err := exportTargets(t, ck, out, "gpu-pipelined", recipe.Flags{}, func(o *Options) { o.NoGate = true })
 	if err != nil {
@@ -512,7 +503,7 @@ func (c *cancelAfter) Add(int64) {
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	out := filepath.Join(t.TempDir(), "out")
 	res, err := exportTargets(t, ck, out, "all", recipe.Flags{HeadSym: true}, func(o *Options) { o.DryRun = true })
 	if err != nil {
@@ -531,7 +522,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 
 // A 32-row projection palettized as one group of 32 inspects clean (tiny_tied_4L's k/v_proj).
 func TestInspectSingleLUTGroup(t *testing.T) {
-	ck := openCk(t, "random/tiny_tied_4L")
+	ck := testfix.Open(t, "random/tiny_tied_4L")
 	res, err := exportTargets(t, ck, t.TempDir(), "ios-ane", recipe.Flags{}, func(o *Options) { o.NoGate = true })
 	if err != nil {
 		t.Fatal(err)
@@ -550,7 +541,7 @@ func TestInspectSingleLUTGroup(t *testing.T) {
 // The companion check reads the decode-only side from the decode gate's report when it has the
 // prompt; that gives the same ids and verdict as decoding again.
 func TestCompanionCheckFromGateReport(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	prompts, _ := goldenPrompts(t)
 	tgt, _ := recipe.TargetByName("ios-gpu")
 	built, err := Build(ck, tgt, recipe.Flags{})

@@ -10,6 +10,7 @@ import (
 
 	"qconv/graph"
 	"qconv/hf"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -43,7 +44,7 @@ func TestPipelinedBundlesOneWritePerStateInMLIROpt(t *testing.T) {
 		{"random/tiny_untied_8L-multimodal", "gpu-pipelined", recipe.Flags{}},
 		{"random/tiny_untied_8L-multimodal", "ios-ane", recipe.Flags{}},
 	} {
-		ck := openCk(t, c.ck)
+		ck := testfix.Open(t, c.ck)
 		tgt, err := recipe.TargetByName(c.target)
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -34,7 +35,7 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 	if _, err := os.Stat(mlirOptPath); err != nil {
 		t.Skipf("upstream mlir-opt not found at %s (Debian package mlir-22-tools): skipping", mlirOptPath)
 	}
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	cases := []struct {
 		target string
 		flags  recipe.Flags

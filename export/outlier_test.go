@@ -13,6 +13,7 @@ import (
 	"qconv/gating"
 	"qconv/graph"
 	"qconv/hf"
+	"qconv/internal/testfix"
 	"qconv/oracle"
 	"qconv/recipe"
 )
@@ -265,7 +266,7 @@ func writeOutlierCheckpoint(t *testing.T, src *hf.Checkpoint, dst string, alpha 
 // returns it with the channel it put the stream's mean direction on.
 func outlierCheckpoint(t *testing.T) (*hf.Checkpoint, int) {
 	t.Helper()
-	src := openCk(t, fixture)
+	src := testfix.Open(t, fixture)
 	prompts, err := DefaultPrompts(src)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +303,7 @@ func outlierCheckpoint(t *testing.T) (*hf.Checkpoint, int) {
 // the fp32 reference, and the previous lowering (x² in fp16 unscaled) fails it.
 func TestOutlierCheckpointANEGate(t *testing.T) {
 	ck, c := outlierCheckpoint(t)
-	src := openCk(t, fixture)
+	src := testfix.Open(t, fixture)
 	prompts, err := DefaultPrompts(src)
 	if err != nil {
 		t.Fatal(err)

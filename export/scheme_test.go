@@ -14,7 +14,7 @@ import (
 
 // TestWeightSchemeTable holds each --weights value to one meaning across its readers: the
 // flag parses to it, the weight source stores a Linear as it says, inspect names that storage
-// back as the same value, and the card spells it.
+// back as the same value, and the table spells it for the card (card.TestSchemeWords).
 func TestWeightSchemeTable(t *testing.T) {
 	want := map[recipe.WeightScheme]struct {
 		format, gran, words string
@@ -62,8 +62,8 @@ func TestWeightSchemeTable(t *testing.T) {
 		if got := bundle.LinearScheme(bundle.TensorInfo{Format: w.format, Granularity: w.gran}); got != string(s) {
 			t.Errorf("%s: inspect names %s/%s storage %q", s, w.format, w.gran, got)
 		}
-		if got := schemeWords(string(s)); got != w.words {
-			t.Errorf("%s: card words %q, want %q", s, got, w.words)
+		if row, _ := recipe.WeightSchemeOf(s); row.Words != w.words {
+			t.Errorf("%s: card words %q, want %q", s, row.Words, w.words)
 		}
 	}
 	// Storage no --weights value gives is named from the bytes, not forced into the table.

@@ -3,6 +3,8 @@ package export
 import (
 	"bytes"
 	"qconv/bundle"
+	"qconv/card"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 	"slices"
 	"strings"
@@ -11,7 +13,7 @@ import (
 
 // Known slow shapes warn and are recorded in metadata and on the card; fast shapes say nothing.
 func TestSlowShapesWarnAndRecord(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	for _, c := range []struct {
 		target string
 		flags  recipe.Flags
@@ -50,12 +52,12 @@ func TestSlowShapesWarnAndRecord(t *testing.T) {
 		if len(c.want) == 0 {
 			continue
 		}
-		card, err := BuildCard(out, CardOptions{})
+		cd, err := card.BuildCard(out, card.CardOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var md bytes.Buffer
-		if err := card.WriteMarkdown(&md); err != nil {
+		if err := cd.WriteMarkdown(&md); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(md.String(), c.want[0]) {

@@ -5,6 +5,7 @@ import (
 
 	"qconv/gating"
 	"qconv/graph"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -12,7 +13,7 @@ import (
 // stores the value it read) decodes differently after the prompt than @main token by token, and
 // the check fails, while the intact module passes.
 func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	tgt, err := recipe.TargetByName("macos-stock")
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"qconv/bundle"
+	"qconv/card"
 	"qconv/internal/exitcode"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -16,7 +18,7 @@ import (
 // under --gate-stress gate: with a cosine floor between the two verdicts' worst cosines, record
 // publishes and gate refuses (exit 3).
 func TestStressGateRecordedAndOptIn(t *testing.T) {
-	ck := openCk(t, fixture)
+	ck := testfix.Open(t, fixture)
 	prompts, err := DefaultPrompts(ck)
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +62,12 @@ func TestStressGateRecordedAndOptIn(t *testing.T) {
 	if !(st.MinPrefillCosine < st.ExactMinPrefillCosine) {
 		t.Fatalf("fp16 accumulation should cost cosine: %.7f vs exact %.7f", st.MinPrefillCosine, st.ExactMinPrefillCosine)
 	}
-	card, err := BuildCard(out, CardOptions{})
+	cd, err := card.BuildCard(out, card.CardOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var md bytes.Buffer
-	if err := card.WriteMarkdown(&md); err != nil {
+	if err := cd.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(md.String(), "Delegate-numerics stress") || !strings.Contains(md.String(), "worst prefill cosine") {

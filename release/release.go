@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"qconv/bundle"
+	"qconv/card"
 	"qconv/export"
 	"qconv/hf"
 	"qconv/internal/atomicfile"
@@ -169,12 +170,12 @@ func Run(ctx context.Context, ck *hf.Checkpoint, opt Options) (*Result, error) {
 		for _, b := range m.Bundles {
 			res.Bundles = append(res.Bundles, plannedBundle(ck, b))
 		}
-		card, err := buildCard(m, opt.OutDir)
+		md, err := buildCard(m, opt.OutDir)
 		if err != nil {
 			return res, err
 		}
 		res.Card = filepath.Join(opt.OutDir, CardFile)
-		return res, atomicfile.WriteFile(res.Card, card)
+		return res, atomicfile.WriteFile(res.Card, md)
 	}
 	date, err := resolveDate(m, opt.Date)
 	if err != nil {
@@ -244,12 +245,12 @@ func Run(ctx context.Context, ck *hf.Checkpoint, opt Options) (*Result, error) {
 	if opt.Only != "" {
 		return res, nil // the join step writes the card once every job's bundle is in place
 	}
-	card, err := buildCard(m, opt.OutDir)
+	md, err := buildCard(m, opt.OutDir)
 	if err != nil {
 		return res, fmt.Errorf("the bundles are published; writing the card failed: %w", err)
 	}
 	res.Card = filepath.Join(opt.OutDir, CardFile)
-	if err := atomicfile.WriteFile(res.Card, card); err != nil {
+	if err := atomicfile.WriteFile(res.Card, md); err != nil {
 		return res, fmt.Errorf("writing the card %s: %w", res.Card, err)
 	}
 	return res, nil
@@ -445,7 +446,7 @@ func buildCard(m *Manifest, out string) ([]byte, error) {
 			skip = append(skip, b.Path)
 		}
 	}
-	c, err := export.BuildCard(out, export.CardOptions{Skip: skip})
+	c, err := card.BuildCard(out, card.CardOptions{Skip: skip})
 	if err != nil {
 		return nil, err
 	}
@@ -477,7 +478,7 @@ func buildCard(m *Manifest, out string) ([]byte, error) {
 		}
 	}
 	for _, s := range mc.Sections {
-		c.Sections = append(c.Sections, export.CardSection{Title: s.Title, Body: s.Body})
+		c.Sections = append(c.Sections, card.CardSection{Title: s.Title, Body: s.Body})
 	}
 	var ext []string
 	for _, b := range m.Bundles {
@@ -486,7 +487,7 @@ func buildCard(m *Manifest, out string) ([]byte, error) {
 		}
 	}
 	if len(ext) > 0 {
-		c.Sections = append(c.Sections, export.CardSection{Title: "Artifacts not produced by qconv",
+		c.Sections = append(c.Sections, card.CardSection{Title: "Artifacts not produced by qconv",
 			Body: "The release manifest declares these as external: qconv neither builds nor checks them, and nothing in the tables above describes them.\n\n" + strings.Join(ext, "\n")})
 	}
 	var buf bytes.Buffer

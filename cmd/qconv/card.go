@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"qconv/card"
 	"qconv/export"
 	"qconv/hf"
 	"qconv/internal/atomicfile"
@@ -50,7 +51,7 @@ document on stdout (then only -o gets the Markdown).`,
 					return exitcode.Badf("flag -o %s: directory %s does not exist", out, filepath.Dir(out))
 				}
 			}
-			opt := export.CardOptions{Log: stderr, Speed: speed}
+			opt := card.CardOptions{Log: stderr, Speed: speed}
 			if reference != "" {
 				ck, err := hf.Open(reference)
 				if err != nil {
@@ -59,22 +60,22 @@ document on stdout (then only -o gets the Markdown).`,
 				defer ck.Close()
 				opt.Reference, opt.DefaultPrompts = ck, export.DefaultPrompts
 			}
-			card, err := export.BuildCard(args[0], opt)
+			c, err := card.BuildCard(args[0], opt)
 			if err != nil {
 				return err
 			}
 			var md bytes.Buffer
-			if err := card.WriteMarkdown(&md); err != nil {
+			if err := c.WriteMarkdown(&md); err != nil {
 				return err
 			}
 			if out != "" {
 				if err := atomicfile.WriteFile(out, md.Bytes()); err != nil {
 					return fmt.Errorf("writing the card to %s: %w", out, err)
 				}
-				fmt.Fprintf(stderr, "wrote %s: %d bundles\n", out, len(card.Bundles))
+				fmt.Fprintf(stderr, "wrote %s: %d bundles\n", out, len(c.Bundles))
 			}
 			if asJSON {
-				return writeJSON(card)
+				return writeJSON(c)
 			}
 			if out == "" {
 				if _, err := stdout.Write(md.Bytes()); err != nil {

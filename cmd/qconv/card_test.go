@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"qconv/export"
+	"qconv/card"
 	"qconv/internal/exitcode"
 )
 
@@ -34,14 +34,14 @@ func TestCardCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("card -o --json: exit %d\n%s", code, errText)
 	}
-	var card export.Card
+	var c card.Card
 	dec := json.NewDecoder(strings.NewReader(doc))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&card); err != nil {
+	if err := dec.Decode(&c); err != nil {
 		t.Fatalf("stdout is not one card document: %v\n%.500s", err, doc)
 	}
-	if len(card.Bundles) != 1 || card.Bundles[0].Path != "gpu-pipelined/tinyqwen35_code_decode_int8lin/" || card.Bundles[0].Weights != "int8 block-32" || card.Bundles[0].Gate.Status != "not gated" {
-		t.Errorf("card document: %+v", card.Bundles)
+	if len(c.Bundles) != 1 || c.Bundles[0].Path != "gpu-pipelined/tinyqwen35_code_decode_int8lin/" || c.Bundles[0].Weights != "int8 block-32" || c.Bundles[0].Gate.Status != "not gated" {
+		t.Errorf("card document: %+v", c.Bundles)
 	}
 	written, err := os.ReadFile(file)
 	if err != nil || string(written) != md {

@@ -8,6 +8,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sys/unix"
 
+	"qconv/card"
 	"qconv/export"
 )
 
@@ -39,7 +40,7 @@ type phaseLines struct{ w io.Writer }
 
 func (p *phaseLines) Phase(name string, total int64, bytes bool) {
 	if bytes {
-		fmt.Fprintf(p.w, "%s: %s\n", name, export.FormatSize(total))
+		fmt.Fprintf(p.w, "%s: %s\n", name, card.FormatSize(total))
 		return
 	}
 	fmt.Fprintf(p.w, "%s\n", name)
@@ -53,7 +54,7 @@ type bars struct{ bar *progressbar.ProgressBar }
 
 func (b *bars) Phase(name string, total int64, bytes bool) {
 	if bytes {
-		name += " (" + export.FormatSize(total) + ")"
+		name += " (" + card.FormatSize(total) + ")"
 	}
 	b.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(name),
 		progressbar.OptionShowBytes(false), progressbar.OptionThrottle(100_000_000), progressbar.OptionClearOnFinish())

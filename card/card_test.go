@@ -1,4 +1,4 @@
-package export
+package card
 
 import (
 	"bytes"
@@ -16,8 +16,10 @@ import (
 	"testing"
 
 	"qconv/bundle"
+	"qconv/export"
 	"qconv/hf"
 	"qconv/internal/exitcode"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -60,7 +62,7 @@ func sharedCardTrees(t *testing.T) (all, shipNoGate string) {
 			return
 		}
 		cardTrees.root = root
-		ck, err := hf.Open(filepath.Join("..", "testdata", fixture))
+		ck, err := hf.Open(filepath.Join("..", "testdata", testfix.Trained))
 		if err != nil {
 			cardTrees.err = err
 			return
@@ -72,12 +74,12 @@ func sharedCardTrees(t *testing.T) (all, shipNoGate string) {
 			cardTrees.err = err
 			return
 		}
-		if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: targets, OutDir: all, Version: "test"}); err != nil {
+		if _, err := export.Run(context.Background(), export.Options{Checkpoint: ck, Targets: targets, OutDir: all, Version: "test"}); err != nil {
 			cardTrees.err = fmt.Errorf("export --target all: %w", err)
 			return
 		}
 		gpu, _ := recipe.TargetByName("gpu-pipelined")
-		if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*recipe.Target{gpu}, Flags: recipe.Flags{HeadSym: true}, OutDir: ship, NoGate: true, Version: "test"}); err != nil {
+		if _, err := export.Run(context.Background(), export.Options{Checkpoint: ck, Targets: []*recipe.Target{gpu}, Flags: recipe.Flags{HeadSym: true}, OutDir: ship, NoGate: true, Version: "test"}); err != nil {
 			cardTrees.err = fmt.Errorf("export --head-sym --no-gate: %w", err)
 			return
 		}
@@ -567,9 +569,9 @@ func TestCardRejectsDisagreement(t *testing.T) {
 	}
 
 	mixed := copyTree(t, ship)
-	other := openCk(t, filepath.Join("random", "tiny_tied_4L"))
+	other := testfix.Open(t, filepath.Join("random", "tiny_tied_4L"))
 	gpu, _ := recipe.TargetByName("gpu-pipelined")
-	if _, err := Run(context.Background(), Options{Checkpoint: other, Targets: []*recipe.Target{gpu}, OutDir: mixed, NoGate: true, Version: "test"}); err != nil {
+	if _, err := export.Run(context.Background(), export.Options{Checkpoint: other, Targets: []*recipe.Target{gpu}, OutDir: mixed, NoGate: true, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := BuildCard(mixed, CardOptions{}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "were exported from different checkpoints") {
@@ -693,8 +695,8 @@ func TestCardReverify(t *testing.T) {
 	if err := os.Rename(copied, filepath.Join(tree, "gpu-pipelined", filepath.Base(shipDir))); err != nil {
 		t.Fatal(err)
 	}
-	ckDir := copyTree(t, filepath.Join("..", "testdata", fixture))
-	readme := "---\nlicense: apache-2.0 # the fixture's stated license for this test\ntags:\n- code\n---\n# tiny\n"
+	ckDir := copyTree(t, filepath.Join("..", "testdata", testfix.Trained))
+	readme := "---\nlicense: apache-2.0 # the testfix.Trained's stated license for this test\ntags:\n- code\n---\n# tiny\n"
 	if err := os.WriteFile(filepath.Join(ckDir, "README.md"), []byte(readme), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -704,7 +706,7 @@ func TestCardReverify(t *testing.T) {
 	}
 	defer ck.Close()
 	var log bytes.Buffer
-	c, err := BuildCard(tree, CardOptions{Reference: ck, Log: &log, DefaultPrompts: DefaultPrompts})
+	c, err := BuildCard(tree, CardOptions{Reference: ck, Log: &log, DefaultPrompts: export.DefaultPrompts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -805,7 +807,7 @@ func TestCardFrontMatterFromHubCache(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", cardEpoch)
 	const commit = "0123456789abcdef0123456789abcdef01234567"
 	repo := filepath.Join(cache, "models--Example--TinyQwen3.5-Code")
-	snap := copyTree(t, filepath.Join("..", "testdata", fixture))
+	snap := copyTree(t, filepath.Join("..", "testdata", testfix.Trained))
 	if err := os.MkdirAll(filepath.Join(repo, "snapshots"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -825,7 +827,7 @@ func TestCardFrontMatterFromHubCache(t *testing.T) {
 	defer ck.Close()
 	out := t.TempDir()
 	gpu, _ := recipe.TargetByName("gpu-pipelined")
-	if _, err := Run(context.Background(), Options{Checkpoint: ck, Targets: []*recipe.Target{gpu}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
+	if _, err := export.Run(context.Background(), export.Options{Checkpoint: ck, Targets: []*recipe.Target{gpu}, OutDir: out, NoGate: true, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := BuildCard(out, CardOptions{})

@@ -1,4 +1,8 @@
-package export
+// Package card writes the model card of an export tree: it reads every bundle through the same
+// reader as inspect (package bundle), checks each recorded gate against its own prompts
+// (oracle.GateReport.CheckTotals), optionally re-gates the bytes (package gating), and renders
+// the platform table, run contracts and snippets, device constraints and parity (docs/card.md).
+package card
 
 import (
 	"bufio"
@@ -1384,4 +1388,47 @@ func treeHint(outDir string) error {
 		}
 	}
 	return nil
+}
+
+// recordedName is the checkpoint name a bundle records; for bundles from before names were
+// recorded, the last element of the path they recorded (the rest of a local path is not shown).
+func recordedName(s bundle.SourceInfo) string {
+	switch {
+	case s.RepoID != "":
+		return s.RepoID
+	case s.Name != "":
+		return s.Name
+	}
+	return filepath.Base(filepath.Clean(s.Ref))
+}
+
+// staleInTree is what `card` can tell is left over without knowing the recipe: staging
+// directories of an interrupted export, and several bundles of one target with the same
+// contract (one recipe makes one per contract; the others are from an earlier recipe or name,
+// which `export --check` names exactly).
+func staleInTree(outDir string, bundles []CardBundle) []string {
+	var out []string
+	for _, t := range recipe.TargetNames() {
+		entries, _ := os.ReadDir(filepath.Join(outDir, t))
+		for _, e := range entries {
+			if e.IsDir() && strings.HasPrefix(e.Name(), ".qconv-tmp-") {
+				out = append(out, fmt.Sprintf("%s/%s: a staging directory left by an interrupted export (safe to delete)", t, e.Name()))
+			}
+		}
+	}
+	groups := map[string][]string{}
+	var keys []string
+	for _, b := range bundles {
+		k := b.Target + " " + b.Contract
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], b.Path)
+	}
+	for _, k := range keys {
+		if g := groups[k]; len(g) > 1 {
+			out = append(out, fmt.Sprintf("%d %s bundles (%s): one recipe makes one, so all but one are probably stale; `qconv export --check` with the current recipe names them", len(g), k, strings.Join(g, ", ")))
+		}
+	}
+	return out
 }

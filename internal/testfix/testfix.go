@@ -1,0 +1,25 @@
+// Package testfix opens the repository's test checkpoints for the tests of packages one level
+// below the module root (export, card), so the fixture is named and opened in one place.
+package testfix
+
+import (
+	"path/filepath"
+	"testing"
+
+	"qconv/hf"
+)
+
+// Trained is the trained tiny Qwen3.5 checkpoint the end-to-end tests export (testdata/FIXTURES.md).
+const Trained = "tinyqwen35-code"
+
+// Open opens testdata/<name> as the tests spell it (../testdata/<name>) and closes it when the
+// test ends.
+func Open(tb testing.TB, name string) *hf.Checkpoint {
+	tb.Helper()
+	ck, err := hf.Open(filepath.Join("..", "testdata", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ck.Close() })
+	return ck
+}
