@@ -57,12 +57,12 @@ type Inspection struct {
 
 // DerivedRecipe is the part of the recipe the bytes alone determine.
 type DerivedRecipe struct {
-	Weights         string `json:"weights"`          // the decoder Linear weights' scheme
-	Head            string `json:"head"`             // tied, int8, int4, f16, f32
-	HeadGranularity string `json:"head_granularity"` // for an int head
-	Compute         string `json:"compute"`
-	Contract        string `json:"contract"`
-	headOneBlock    bool   // the head's rows are one block: block32 and perchan store it alike
+	Weights         string         `json:"weights"`           // the decoder Linear weights' scheme
+	Head            string         `json:"head"`              // tied, int8, int4, f16, f32
+	HeadGranularity string         `json:"head_granularity"`  // for an int head
+	Compute         graph.DType    `json:"compute,omitzero"`  // the logits' dtype
+	Contract        graph.Contract `json:"contract,omitzero"` // the contract @main follows
+	headOneBlock    bool           // the head's rows are one block: block32 and perchan store it alike
 }
 
 // Inspect reads a bundle directory. It returns an error (exit 2) listing every disagreement
@@ -168,19 +168,28 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 		return ra.Res, ra.Type, ok
 	}
 	consumed := map[*graph.Resource]bool{}
+	// stored reads a decompression op's two constant operands (the data, and its scales or
+	// LUT) into the tensor they store.
+	stored := func(op *graph.Op) (t *TensorInfo, data, aux graph.Type, ok bool) {
+		dr, dt, ok1 := resOf(op.Operands[0])
+		ar, at, ok2 := resOf(op.Operands[1])
+		if !ok1 || !ok2 {
+			return nil, dt, at, false
+		}
+		consumed[dr], consumed[ar] = true, true
+		t = get(tensorName(dr.Key))
+		t.DType, t.Shape, t.ScaleShape = dt.DType.String(), dt.Shape, at.Shape
+		t.Bytes = dr.Size + ar.Size
+		t.Format = recipe.FormatOf(dt.DType)
+		return t, dt, at, true
+	}
 	for _, op := range f.Body {
 		switch op.Name {
 		case graph.OpBlockwise:
-			dr, dt, ok1 := resOf(op.Operands[0])
-			sr, st, ok2 := resOf(op.Operands[1])
-			if !ok1 || !ok2 {
+			t, dt, st, ok := stored(op)
+			if !ok {
 				continue
 			}
-			consumed[dr], consumed[sr] = true, true
-			t := get(tensorName(dr.Key))
-			t.DType, t.Shape, t.ScaleShape = dt.DType.String(), dt.Shape, st.Shape
-			t.Bytes = dr.Size + sr.Size
-			t.Format = map[graph.DType]string{graph.SI8: "int8", graph.SI4: "int4"}[dt.DType]
 			in := dt.Shape[len(dt.Shape)-1]
 			sc := st.Shape[len(st.Shape)-1]
 			switch {
@@ -195,16 +204,10 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 				t.Granularity = fmt.Sprintf("block%d", t.BlockSize)
 			}
 		case graph.OpLUTToDense:
-			ir, it, ok1 := resOf(op.Operands[0])
-			lr, lt, ok2 := resOf(op.Operands[1])
-			if !ok1 || !ok2 {
+			t, it, lt, ok := stored(op)
+			if !ok {
 				continue
 			}
-			consumed[ir], consumed[lr] = true, true
-			t := get(tensorName(ir.Key))
-			t.DType, t.Shape, t.ScaleShape = it.DType.String(), it.Shape, lt.Shape
-			t.Bytes = ir.Size + lr.Size
-			t.Format = map[graph.DType]string{graph.UI8: "lut8", graph.UI4: "lut4"}[it.DType]
 			// Groups of 32 rows are the scheme; one LUT for a tensor of another height is the
 			// per-tensor fallback (a 32-row tensor's single group is both: it is named g32).
 			groupRows := it.Shape[0] / lt.Shape[0]
@@ -230,10 +233,10 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	}
 	sort.SliceStable(out, func(i, j int) bool { return modelOrder(out[i].Name) < modelOrder(out[j].Name) })
 
-	d := DerivedRecipe{Contract: contractOf(f).String()}
+	d := DerivedRecipe{Contract: contractOf(f)}
 	// The compute dtype is the logits' (f32 only in the validation form).
 	if r := f.Result(graph.OutLogits); r != nil {
-		d.Compute = r.Value.Type.DType.String()
+		d.Compute = r.Value.Type.DType
 	}
 	// Decoder weights: the scheme every Linear layer shares (a mix is reported as such).
 	// Rows of one block are block-32 and per-channel at once: they decide the scheme only when
@@ -352,7 +355,6 @@ func (in *Inspection) check() {
 		return
 	}
 	r := q.Recipe
-	r.Restore()
 	if string(r.Weights) != d.Weights {
 		bad("metadata says weights %s, the bytes hold %s", r.Weights, d.Weights)
 	}
@@ -365,8 +367,8 @@ func (in *Inspection) check() {
 			bad("metadata says head granularity %s, the bytes hold %s", r.HeadGranularity, d.HeadGranularity)
 		}
 	}
-	if r.ComputeName != d.Compute {
-		bad("metadata says compute %s, the logits are %s", r.ComputeName, d.Compute)
+	if r.Compute != d.Compute {
+		bad("metadata says compute %s, the logits are %s", r.Compute, d.Compute)
 	}
 	if q.Contract != d.Contract {
 		bad("metadata says contract %s, @main follows %s", q.Contract, d.Contract)
@@ -383,7 +385,7 @@ func (in *Inspection) check() {
 	derived := r
 	derived.Weights = recipe.WeightScheme(d.Weights)
 	derived.Head, derived.HeadGranularity = d.Head, d.HeadGranularity
-	contract := recipe.ContractFromName(d.Contract)
+	contract := d.Contract
 	named := in.Name
 	if pa := q.PublishedAs; pa != nil {
 		// A legacy name is accepted only as recorded: this name, for the bytes named so.
@@ -432,7 +434,6 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 		return // check() reported it
 	}
 	r := q.Recipe
-	r.Restore()
 	if err := graph.Verify(m, t.VerifyOptions(&r)); err != nil {
 		in.Problems = append(in.Problems, fmt.Sprintf("the bytes break a %s device rule: %v", t.Device, err))
 	}
@@ -441,7 +442,7 @@ func (in *Inspection) checkGraph(m *graph.Module) {
 		tt := a.Value.Type
 		switch a.Name {
 		case graph.StateRec, graph.StateRecurrentStates, graph.InRecState:
-			if q.Recipe.StateDType != "" && tt.DType.String() != q.Recipe.StateDType {
+			if q.Recipe.StateDType != 0 && tt.DType != q.Recipe.StateDType {
 				in.Problems = append(in.Problems, fmt.Sprintf("metadata says recurrence dtype %s, the bytes' %s is %s", q.Recipe.StateDType, a.Name, tt.DType))
 			}
 		case graph.InPastK:

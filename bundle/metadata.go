@@ -59,22 +59,22 @@ type CompilationInfo struct {
 // QConvBlock records what qconv applied and measured, so inspect and card can check the bytes
 // against it.
 type QConvBlock struct {
-	Version       string        `json:"version"`
-	Target        string        `json:"target"`
-	Device        string        `json:"device"`
-	Contract      string        `json:"contract"`
-	Recipe        recipe.Recipe `json:"recipe"`
-	Function      FunctionIO    `json:"io"`
-	Tensors       []TensorPlan  `json:"tensors"`
-	Checkpoint    SourceInfo    `json:"checkpoint"`
-	Gate          *GateSummary  `json:"gate,omitempty"`
-	GateReport    any           `json:"gate_report,omitempty"`
-	GateStress    *StressGate   `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (stress.go)
-	Companion     string        `json:"companion,omitempty"`   // the other bundle of an ios-gpu pair
-	MainHash      string        `json:"main_mlirb_sha256"`
-	MainBytes     int64         `json:"main_mlirb_bytes"`
-	PrefillTokens int           `json:"prefill_tokens,omitempty"`
-	Notes         []string      `json:"notes,omitempty"`
+	Version       string            `json:"version"`
+	Target        string            `json:"target"`
+	Device        string            `json:"device"`
+	Contract      graph.Contract    `json:"contract"`
+	Recipe        recipe.Recipe     `json:"recipe"`
+	Function      FunctionIO        `json:"io"`
+	Tensors       []TensorPlan      `json:"tensors"`
+	Checkpoint    SourceInfo        `json:"checkpoint"`
+	Gate          *GateSummary      `json:"gate,omitempty"`
+	GateReport    *GateReportRecord `json:"gate_report,omitempty"`
+	GateStress    *StressGate       `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (stress.go)
+	Companion     string            `json:"companion,omitempty"`   // the other bundle of an ios-gpu pair
+	MainHash      string            `json:"main_mlirb_sha256"`
+	MainBytes     int64             `json:"main_mlirb_bytes"`
+	PrefillTokens int               `json:"prefill_tokens,omitempty"`
+	Notes         []string          `json:"notes,omitempty"`
 	// PublishedAs is set when the bundle is published under a legacy name (qconv release).
 	PublishedAs *PublishedAs `json:"published_as,omitempty"`
 }
@@ -188,7 +188,7 @@ func BareMetadata(dir string, b []byte) (*BundleMetadata, bool) {
 		Assets: map[string]string{"main": name + ".aimodel"},
 		Language: LanguageMetadata{
 			Tokenizer: tokenizer, MaxContextLength: q.Recipe.Context,
-			FunctionMap: map[string][]string{"main": {"main"}}, States: LanguageStates(recipe.ContractFromName(q.Contract)),
+			FunctionMap: map[string][]string{"main": {"main"}}, States: LanguageStates(q.Contract),
 		},
 		Source:      SourceMetadata{ModelDefinition: "qconv", HFModelID: q.Checkpoint.RepoID},
 		Compilation: CompilationInfo{Date: am.CreationDate, Targets: []string{}},

@@ -62,7 +62,7 @@ func OpenBundle(dir string) (*Bundle, error) {
 		return nil, exitcode.Bad(err)
 	}
 	bd := &Bundle{Dir: dir, Metadata: md, Module: m, mapping: mapping}
-	if md.QConv != nil && md.QConv.Contract == graph.HostPrefill.String() {
+	if md.QConv != nil && md.QConv.Contract == graph.HostPrefill {
 		partner := filepath.Join(filepath.Dir(dir), md.QConv.Companion)
 		if _, err := os.Stat(partner); err != nil {
 			partner += ".aimodel" // published as a bare asset

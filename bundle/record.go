@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"qconv/hf"
@@ -30,36 +31,6 @@ type CompanionPrompt struct {
 	Passed           bool    `json:"passed"`
 	// DecodeOnlyFrom says where the decode-only ids came from when not decoded here.
 	DecodeOnlyFrom string `json:"decode_only_from,omitempty"`
-}
-
-// DecodeGateReport reads the metadata's gate_report: a report, or {decode, companion} for a
-// prefill companion.
-func DecodeGateReport(v any) (*oracle.GateReport, *CompanionCheck, error) {
-	if v == nil {
-		return nil, nil, fmt.Errorf("metadata.json records a gate verdict but embeds no gate report")
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, nil, err
-	}
-	if m, ok := v.(map[string]any); ok && m["decode"] != nil {
-		var pair struct {
-			Decode    *oracle.GateReport `json:"decode"`
-			Companion *CompanionCheck    `json:"companion"`
-		}
-		if err := DecodeStrict(b, &pair); err != nil {
-			return nil, nil, fmt.Errorf("metadata.json: gate_report: %v", err)
-		}
-		if pair.Companion == nil {
-			return nil, nil, fmt.Errorf("metadata.json: gate_report has a decode report but no companion check")
-		}
-		return pair.Decode, pair.Companion, nil
-	}
-	rep := &oracle.GateReport{}
-	if err := DecodeStrict(b, rep); err != nil {
-		return nil, nil, fmt.Errorf("metadata.json: gate_report: %v", err)
-	}
-	return rep, nil, nil
 }
 
 // StressGate is the stress gate's verdict beside the exact one.
@@ -144,4 +115,60 @@ func missing(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// GateReportRecord is the gate report a bundle embeds (qconv.gate_report): the report alone, or,
+// for a bundle whose gate adds a check of its other entry (an ios-gpu prefill companion, a stock
+// bundle's @prefill), {"companion": check, "decode": report}. The type says which; nothing is
+// re-marshalled to find out.
+type GateReportRecord struct {
+	Report    *oracle.GateReport
+	Companion *CompanionCheck // nil: the report alone
+}
+
+// gateReportPair is the JSON form of a report with its companion check.
+type gateReportPair struct {
+	Companion *CompanionCheck    `json:"companion"`
+	Decode    *oracle.GateReport `json:"decode"`
+}
+
+// MarshalJSON writes the report, or the pair when a companion check is present.
+func (g GateReportRecord) MarshalJSON() ([]byte, error) {
+	var v any = g.Report
+	if g.Companion != nil {
+		v = gateReportPair{Companion: g.Companion, Decode: g.Report}
+	}
+	// As the metadata writer encodes: no HTML escaping (prompt texts keep their < and &).
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// UnmarshalJSON reads either form; a pair must hold both its report and its check.
+func (g *GateReportRecord) UnmarshalJSON(b []byte) error {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return fmt.Errorf("gate_report: %v", err)
+	}
+	if d, ok := keys["decode"]; ok && string(d) != "null" {
+		var pair gateReportPair
+		if err := DecodeStrict(b, &pair); err != nil {
+			return fmt.Errorf("gate_report: %v", err)
+		}
+		if pair.Companion == nil {
+			return fmt.Errorf("gate_report has a decode report but no companion check")
+		}
+		*g = GateReportRecord{Report: pair.Decode, Companion: pair.Companion}
+		return nil
+	}
+	rep := &oracle.GateReport{}
+	if err := DecodeStrict(b, rep); err != nil {
+		return fmt.Errorf("gate_report: %v", err)
+	}
+	*g = GateReportRecord{Report: rep}
+	return nil
 }

@@ -123,12 +123,8 @@ func RecordedGate(b *Bundle) (prompts []oracle.GatePrompt, opt oracle.GateOption
 	if q == nil || q.Gate == nil || q.Gate.Skipped || q.GateReport == nil {
 		return nil, oracle.GateOptions{}, false, nil
 	}
-	rep, _, err := DecodeGateReport(q.GateReport)
-	if err != nil {
-		return nil, oracle.GateOptions{}, false, exitcode.Badf("%s: %v", b.Dir, err)
-	}
-	for _, p := range rep.Prompts {
+	for _, p := range q.GateReport.Report.Prompts {
 		prompts = append(prompts, p.Prompt)
 	}
-	return prompts, rep.Options, true, nil
+	return prompts, q.GateReport.Report.Options, true, nil
 }

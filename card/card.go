@@ -25,6 +25,7 @@ import (
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
+	"qconv/quant"
 	"qconv/recipe"
 )
 
@@ -98,11 +99,11 @@ type CardSource struct {
 
 // CardBundle is one row of the card's table, with its contract, constraints and parity.
 type CardBundle struct {
-	Target   string `json:"target"`
-	Name     string `json:"name"`
-	Path     string `json:"path"` // relative to the output directory, slash-separated, ending in '/'
-	Device   string `json:"device"`
-	Contract string `json:"contract"` // from the bytes
+	Target   string         `json:"target"`
+	Name     string         `json:"name"`
+	Path     string         `json:"path"` // relative to the output directory, slash-separated, ending in '/'
+	Device   string         `json:"device"`
+	Contract graph.Contract `json:"contract"` // from the bytes
 	// Weights and Head describe the storage read from the bytes (the head's absmax/clip scale
 	// rule is the recorded recipe's, which inspect checked against the name).
 	Weights       string               `json:"weights"`
@@ -321,7 +322,6 @@ func cardBundle(d bundleDir, in *bundle.Inspection) (CardBundle, error) {
 		return CardBundle{}, err
 	}
 	r := q.Recipe
-	r.Restore()
 	cb := CardBundle{
 		Target: d.target, Name: in.Name, Path: d.rel + "/", Device: t.Device.String(), Contract: in.Derived.Contract,
 		Derived: in.Derived, Context: md.Language.MaxContextLength,
@@ -329,7 +329,11 @@ func cardBundle(d bundleDir, in *bundle.Inspection) (CardBundle, error) {
 		StateKinds: md.Language.States, Notes: q.Notes, Companion: q.Companion, NamingNote: in.NamingNote,
 	}
 	cb.Weights = weightsText(in)
-	cb.Head = headText(in, r.HeadSchemeName)
+	headScheme := ""
+	if r.HeadScheme != nil {
+		headScheme = r.HeadScheme.String()
+	}
+	cb.Head = headText(in, headScheme)
 	main := findMain(in.Functions)
 	if main == nil {
 		return CardBundle{}, fmt.Errorf("no @main function")
@@ -477,11 +481,11 @@ func departures(d bundle.DerivedRecipe, r, def recipe.Recipe) []string {
 	if d.Head != def.Head && !(recipe.FloatHead(d.Head) && recipe.FloatHead(def.Head)) {
 		out = append(out, fmt.Sprintf("head %s %s (default %s)", d.Head, d.HeadGranularity, def.Head))
 	}
-	if r.BodySchemeName != def.BodySchemeName && d.Weights != string(recipe.FP16) {
-		out = append(out, fmt.Sprintf("scale scheme %s (default %s)", r.BodySchemeName, def.BodySchemeName))
+	if r.BodyScheme != def.BodyScheme && d.Weights != string(recipe.FP16) {
+		out = append(out, fmt.Sprintf("scale scheme %s (default %s)", r.BodyScheme, def.BodyScheme))
 	}
-	if d.Compute != def.ComputeName {
-		out = append(out, fmt.Sprintf("compute %s (default %s)", d.Compute, def.ComputeName))
+	if d.Compute != def.Compute {
+		out = append(out, fmt.Sprintf("compute %s (default %s)", d.Compute, def.Compute))
 	}
 	if r.Context != def.Context {
 		out = append(out, fmt.Sprintf("context %d (default %d)", r.Context, def.Context))
@@ -511,7 +515,7 @@ func constraintEvidence(cb *CardBundle, in *bundle.Inspection, t *recipe.Target,
 	}
 	var out []CardConstraint
 	out = add(out, 1, "verified: no loop op", false)
-	if cb.Contract == graph.Pipelined.String() {
+	if cb.Contract == graph.Pipelined {
 		out = add(out, 2, "verified: in-graph KV write, index from shapes", false)
 	} else {
 		out = add(out, 2, "verified: no in-graph KV write; the host writes k_cur/v_cur", false)
@@ -532,7 +536,7 @@ func constraintEvidence(cb *CardBundle, in *bundle.Inspection, t *recipe.Target,
 	}
 	switch cb.Derived.Head {
 	case "int8", "int4":
-		out = add(out, 4, cb.Head, r.HeadSchemeName != "absmax")
+		out = add(out, 4, cb.Head, r.IntHeadScheme() != quant.Absmax)
 	default:
 		out = add(out, 4, "n/a: "+cb.Head+" head", false)
 	}
@@ -586,11 +590,11 @@ func embeddedGate(q *bundle.QConvBlock) (CardGate, error) {
 		}
 		return CardGate{Status: gateStatusNotGated}, nil
 	}
-	rep, cc, err := bundle.DecodeGateReport(q.GateReport)
-	if err != nil {
-		return CardGate{}, err
+	if q.GateReport == nil {
+		return CardGate{}, fmt.Errorf("metadata.json records a gate verdict but embeds no gate report")
 	}
-	if q.Contract == graph.HostPrefill.String() && cc == nil {
+	rep, cc := q.GateReport.Report, q.GateReport.Companion
+	if q.Contract == graph.HostPrefill && cc == nil {
 		return CardGate{}, fmt.Errorf("metadata.json: a prefill companion's gate report has no companion check")
 	}
 	if err := rep.CheckTotals(); err != nil {
@@ -738,12 +742,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, defaults func(*hf.Chec
 			return fmt.Errorf("%s: %w", b.Path, err)
 		}
 		if embedded != nil {
-			rep, _, err := bundle.DecodeGateReport(bd.Metadata.QConv.GateReport)
-			if err != nil {
-				bd.Close()
-				return exitcode.Badf("%s: %v", b.Path, err)
-			}
-			for _, p := range rep.Prompts {
+			for _, p := range bd.Metadata.QConv.GateReport.Report.Prompts {
 				prompts = append(prompts, p.Prompt)
 			}
 		}
@@ -838,7 +837,7 @@ func (c *Card) fillFrontMatter(ref *hf.Checkpoint) {
 		shorts := map[string]bool{}
 		for _, b := range c.Bundles {
 			t, _ := recipe.TargetByName(b.Target)
-			shorts[recipe.ShortFromName(b.Name, t, recipe.ContractFromName(b.Contract))] = true
+			shorts[recipe.ShortFromName(b.Name, t, b.Contract)] = true
 		}
 		c.Title = strings.Join(sortedKeys(shorts), ", ") + " for Apple Core AI"
 	}
@@ -997,7 +996,7 @@ func (b *CardBundle) TableRow() []string {
 		prompts = strconv.Itoa(g.Summary.Prompts)
 		cos = fmt.Sprintf("%.6f", g.Summary.MinPrefillCosine)
 	}
-	return []string{b.Target, "`" + b.Path + "`", b.Weights, b.Head, FormatSize(b.Bytes), FormatSize(b.MainBytes), gate, tf, greedy, prompts, cos, b.Contract}
+	return []string{b.Target, "`" + b.Path + "`", b.Weights, b.Head, FormatSize(b.Bytes), FormatSize(b.MainBytes), gate, tf, greedy, prompts, cos, b.Contract.String()}
 }
 
 func countIdentical(cc *bundle.CompanionCheck) int {
@@ -1192,14 +1191,14 @@ func (c *Card) writeContracts(w io.Writer) {
 // contractRules are the rules an app must follow to run the bundle, with sizes from the bytes.
 func contractRules(b *CardBundle, f *bundle.FunctionIO) []string {
 	switch b.Contract {
-	case graph.Pipelined.String():
+	case graph.Pipelined:
 		return []string{
 			"Run with `COREAI_CHUNK_THRESHOLD=1`.",
 			"Warm up with a 1-token generate, never `warmup()` (it warms length 256).",
 			"Each step feeds one token: `input_ids` [1, 1], and `position_ids` [1, P] with P the number of tokens so far including this one; the graph writes K/V at `position_ids.shape[-1] - 1`, so the shape, not the values, sets the position.",
 			"`keyCache`/`valueCache` grow along their dynamic dimension; `convState`/`recState` keep their shape. The engine carries all four between steps.",
 		}
-	case graph.HostDecode.String():
+	case graph.HostDecode:
 		ctx, cols := b.Context, "ctx+1"
 		if m := ioSpec(f, graph.InCausalMask); m != nil && len(m.Shape) == 4 {
 			cols = strconv.FormatInt(m.Shape[3], 10)
@@ -1218,14 +1217,14 @@ func contractRules(b *CardBundle, f *bundle.FunctionIO) []string {
 			rules = append(rules, fmt.Sprintf("Its prefill companion is `%s` (%s); without it, feed the prompt token by token through this graph.", b.Companion, where))
 		}
 		return rules
-	case graph.Stock.String():
+	case graph.Stock:
 		// Apple's own contract (docs/apple-qwen35-contract.md, "How to run with Apple's stock tools").
 		return []string{
 			"Apple's stock runtime loads it as is (macOS 27.2+): `swift run -c release llm-runner --model <bundle dir> --prompt \"Hello\"` or `llm-benchmark --model <bundle dir>` in an `apple/coreai-models` checkout, or `CoreAILanguageModel(resourcesAt:)` from Foundation Models. No environment variables, no warm-up rule.",
 			"`@prefill` takes the prompt but its last token in one call (`input_ids` [1, q], `position_ids` [1, P] = 0..P-1) and only fills the states; `@main` takes the last prompt token, then one token per step, and returns `logits` [1, q, V].",
 			"States `keyCache`/`valueCache` grow along their dynamic dimension; `convStates` (the last conv-kernel tokens, channels-last) and `recurrentStates` keep their shape. The runtime carries all four between calls.",
 		}
-	case graph.HostPrefill.String():
+	case graph.HostPrefill:
 		q, cols := "16", "ctx+16"
 		if s := ioSpec(f, graph.InInputIDs); s != nil && len(s.Shape) == 2 {
 			q = strconv.FormatInt(s.Shape[1], 10)
@@ -1327,7 +1326,7 @@ func (c *Card) writeParity(w io.Writer) {
 		if st := g.Stress; st != nil {
 			p("Delegate-numerics stress (matmuls accumulated in fp16, as the dynamic-shape graph's delegate was measured to do): %s.\n\n", st.StressLine())
 		}
-		if b.Contract == graph.HostPrefill.String() {
+		if b.Contract == graph.HostPrefill {
 			p("A prefill companion has no gate of its own: the figures are its decode graph `%s`'s, and it passes only if decoding after it equals decoding without it (a first divergence passes only at a tie, as in the gate):\n\n", b.Companion)
 			var rows [][]string
 			for _, cp := range g.Companion.Prompts {
@@ -1419,7 +1418,7 @@ func staleInTree(outDir string, bundles []CardBundle) []string {
 	groups := map[string][]string{}
 	var keys []string
 	for _, b := range bundles {
-		k := b.Target + " " + b.Contract
+		k := b.Target + " " + b.Contract.String()
 		if groups[k] == nil {
 			keys = append(keys, k)
 		}

@@ -88,21 +88,21 @@ type runContract struct {
 // coreAIFloor is what the Core AI runtime and apple/coreai-models' Swift package need.
 const coreAIFloor = "macOS 27.0+ / iOS 27.0+ with Xcode 27.0+ (the Core AI runtime's floor, apple/coreai-models README)"
 
-// runContracts is the run table, keyed by graph.Contract.String() (the contract in the bytes).
-var runContracts = map[string]runContract{
-	graph.Pipelined.String(): {
+// runContracts is the run table, keyed by the contract in the bytes.
+var runContracts = map[graph.Contract]runContract{
+	graph.Pipelined: {
 		driver:      driverEngine,
 		platforms:   coreAIFloor,
 		position:    "one token per step: `position_ids` holds P positions 0..P-1, P the number of tokens so far including this one (the graph writes K/V at `position_ids.shape[-1] - 1`, so the length, not the values, sets the position)",
 		pyPositions: "np.arange(p, dtype=np.int32)[None]",
 	},
-	graph.HostDecode.String(): {
+	graph.HostDecode: {
 		driver:      driverHost,
 		platforms:   coreAIFloor,
 		position:    "`position_ids` holds the token's 0-based position; the host writes `k_cur`/`v_cur` into `past_k`/`past_v` at that position and replaces `conv_state`/`rec_state` with `conv_cur`/`rec_cur`",
 		pyPositions: "np.arange(pos, pos + q, dtype=np.int32)[None]",
 	},
-	graph.HostPrefill.String(): {
+	graph.HostPrefill: {
 		driver:      driverHost,
 		platforms:   coreAIFloor,
 		position:    "whole blocks only: `position_ids` holds the block's 0-based positions; the remainder of the prompt and the generation run through the decode graph, on the same caches",
@@ -234,7 +234,7 @@ func buildRun(outDir string, b *CardBundle, md *bundle.BundleMetadata, companion
 		run.Platforms = rc.platforms
 	}
 	if !ok {
-		run.Driver = "no run recipe for the " + b.Contract + " contract in this qconv: one call of `" + main.Name + "` with zero inputs, from the bytes"
+		run.Driver = "no run recipe for the " + b.Contract.String() + " contract in this qconv: one call of `" + main.Name + "` with zero inputs, from the bytes"
 		run.Position = "not recorded"
 		run.Snippets = []CardSnippet{{Title: "Python (macOS, `coreai.runtime`): one call with zero-filled inputs and states", Lang: "python", Code: pyOneCall(f)}}
 		return run, nil

@@ -243,7 +243,7 @@ func TestCardRunSnippetsNameTheBytes(t *testing.T) {
 						t.Errorf("Swift loads %s, which is not in the tree", m[1])
 					}
 				}
-				if regexp.MustCompile(`(?m)^[^/]*\.warmup\(`).MatchString(sw) && in.Metadata.QConv.Contract == graph.Pipelined.String() {
+				if regexp.MustCompile(`(?m)^[^/]*\.warmup\(`).MatchString(sw) && in.Metadata.QConv.Contract == graph.Pipelined {
 					t.Errorf("Swift calls warmup() on a [1,1] graph")
 				}
 				for _, m := range regexp.MustCompile(`"(\w+)": \.\.\.`).FindAllStringSubmatch(sw, -1) {
@@ -257,7 +257,7 @@ func TestCardRunSnippetsNameTheBytes(t *testing.T) {
 			}
 			// The contract's own rules, from the bytes.
 			switch in.Metadata.QConv.Contract {
-			case graph.Pipelined.String():
+			case graph.Pipelined:
 				bench := strings.Join(s.blocks["sh"], "")
 				if !strings.Contains(bench, `COREAI_CHUNK_THRESHOLD=1 swift run -c release llm-benchmark --model "$BUNDLES/`+d.rel+`"`) {
 					t.Errorf("no llm-benchmark command with COREAI_CHUNK_THRESHOLD=1:\n%s", bench)
@@ -305,8 +305,8 @@ func TestRunTableCoversTargets(t *testing.T) {
 			if c == 0 {
 				continue
 			}
-			if _, ok := runContracts[c.String()]; !ok {
-				t.Errorf("target %s: contract %q has no entry in runContracts (export/card_run.go)", tg.Name, c)
+			if _, ok := runContracts[c]; !ok {
+				t.Errorf("target %s: contract %q has no entry in runContracts (card/card_run.go)", tg.Name, c)
 			}
 		}
 		if targetPlatforms[tg.Name].text == "" {
@@ -325,7 +325,7 @@ func TestCardRunUnknownContract(t *testing.T) {
 		Outputs: []bundle.IOSpec{{Name: "logits", DType: "f16", Shape: []int64{1, graph.Dyn, 64}}},
 		States:  []bundle.IOSpec{{Name: "keyCache", DType: "bf16", Shape: []int64{2, 1, 2, graph.Dyn, 16}}, {Name: "convStates", DType: "bf16", Shape: []int64{6, 1, 4, 96}}},
 	}
-	b := &CardBundle{Target: "macos-stock", Name: "m", Path: "macos-stock/m/", Contract: "apple stock", Functions: []bundle.FunctionIO{fn, {Name: "prefill"}}}
+	b := &CardBundle{Target: "macos-stock", Name: "m", Path: "macos-stock/m/", Contract: graph.Stock, Functions: []bundle.FunctionIO{fn, {Name: "prefill"}}}
 	md := &bundle.BundleMetadata{Assets: map[string]string{"main": "m.aimodel"}}
 	md.Language.MaxContextLength = 128
 	md.Language.Tokenizer = "Org/Model"

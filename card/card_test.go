@@ -17,6 +17,7 @@ import (
 
 	"qconv/bundle"
 	"qconv/export"
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/testfix"
@@ -367,7 +368,7 @@ func TestCardTableMatchesBundles(t *testing.T) {
 		if got := exactBytes(t, r[col("main.mlirb")]); got != st.Size() || got != in.MainBytes {
 			t.Errorf("%s: main.mlirb cell %d bytes, file %d, inspect %d", name, got, st.Size(), in.MainBytes)
 		}
-		if r[col("contract")] != in.Derived.Contract {
+		if r[col("contract")] != in.Derived.Contract.String() {
 			t.Errorf("%s: contract %q, inspect %q", name, r[col("contract")], in.Derived.Contract)
 		}
 		rep, identical, checked := embeddedReport(t, dir)
@@ -481,7 +482,7 @@ func TestCardSections(t *testing.T) {
 		body := sections[b.Path]
 		pipelined := strings.Contains(body, "`COREAI_CHUNK_THRESHOLD=1`") && strings.Contains(body, "never `warmup()`")
 		host := strings.Contains(body, "-1e4") && strings.Contains(body, "`k_cur`/`v_cur`")
-		switch b.Contract {
+		switch b.Contract.String() {
 		case "pipelined":
 			if !pipelined || host {
 				t.Errorf("%s: pipelined rules missing or host rules present:\n%s", b.Path, body)
@@ -504,7 +505,7 @@ func TestCardSections(t *testing.T) {
 		}
 		// Parity: one row per embedded prompt, with its greedy count.
 		rep, _, _ := embeddedReport(t, dir)
-		if b.Contract == "host-cache prefill" {
+		if b.Contract == graph.HostPrefill {
 			if b.Gate.Companion == nil || len(b.Gate.Companion.Prompts) != len(rep.Prompts) {
 				t.Errorf("%s: companion check %+v", b.Path, b.Gate.Companion)
 			}

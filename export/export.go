@@ -114,7 +114,7 @@ type job struct {
 	sum      [32]byte
 	size     int64
 	report   *oracle.GateReport
-	extra    any // companion check for the prefill bundle
+	extra    *bundle.CompanionCheck // the companion (prefill) or entrypoint (stock) check
 	partner  *job
 	twin     *job              // an earlier job whose bundle bytes this one shares (ios-ane/macos)
 	io       bundle.FunctionIO // @main's contract as read back from the bytes
@@ -675,7 +675,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []b
 	}
 	md.Language.States = bundle.LanguageStates(j.contract)
 	q := &bundle.QConvBlock{
-		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract.String(),
+		Version: opt.Version, Target: j.target.Name, Device: j.target.Device.String(), Contract: j.contract,
 		Recipe: j.recipe, Tensors: j.plans,
 		Checkpoint: sourceInfo(ck, digests),
 		MainHash:   fmt.Sprintf("%x", j.sum), MainBytes: j.size,
@@ -691,11 +691,7 @@ func (j *job) finish(ck *hf.Checkpoint, opt Options, date time.Time, digests []b
 		gs := j.result.Gate
 		q.Gate = &gs
 		q.GateStress = j.result.Stress
-		if j.extra != nil {
-			q.GateReport = map[string]any{"decode": j.report, "companion": j.extra}
-		} else {
-			q.GateReport = j.report
-		}
+		q.GateReport = &bundle.GateReportRecord{Report: j.report, Companion: j.extra}
 	} else if opt.NoGate {
 		ng := bundle.NotGated()
 		q.Gate = &ng

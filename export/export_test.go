@@ -446,7 +446,7 @@ func TestInspectCatchesDisagreement(t *testing.T) {
 	}
 	// Metadata claiming an fp16 recurrence for a GPU bundle's fp32 state.
 	json.Unmarshal(raw, &md)
-	md.QConv.Recipe.StateDType = "f16"
+	md.QConv.Recipe.StateDType = graph.F16
 	patched, _ = marshalJSON(md)
 	os.WriteFile(mdPath, patched, 0o644)
 	if _, err = bundle.Inspect(b.Path); err == nil || !strings.Contains(err.Error(), "recurrence dtype f16, the bytes' recState is f32") {

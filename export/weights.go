@@ -68,7 +68,7 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 		if r.Head == "int4" {
 			bits = 4
 		}
-		return storage{linear: &quant.Linear{Bits: bits, Scheme: r.HeadScheme, Granularity: g}}
+		return storage{linear: &quant.Linear{Bits: bits, Scheme: r.IntHeadScheme(), Granularity: g}}
 	case hf.KindEmbedding, hf.KindConv, hf.KindGatedNorm:
 		// Embeddings are gathered, the conv taps are 4 wide: both stay float (as published).
 		return storage{dense: compute}
@@ -242,12 +242,9 @@ func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear
 		scaleShape = []int64{int64(rows), int64(cols / int(lin.Granularity))}
 	}
 	nScales := int(scaleShape[0] * scaleShape[1])
-	dataBytes := int64(rows * cols)
-	dtype := graph.SI8
-	plan.Format = "int8"
-	if lin.Bits == 4 {
-		dataBytes, dtype, plan.Format = int64((rows*cols+1)/2), graph.SI4, "int4"
-	}
+	dataBytes := int64((rows*cols*lin.Bits + 7) / 8)
+	var dtype graph.DType
+	dtype, plan.Format = recipe.StoredAs(lin.Bits, false)
 	plan.Granularity = lin.Granularity.String()
 	if lin.Granularity > 0 {
 		plan.BlockSize = int(lin.Granularity)
@@ -259,17 +256,13 @@ func (s *weightSource) linear(t *hf.Tensor, spec hf.TensorSpec, lin quant.Linear
 	}
 	scaleBytes := int64(nScales * compute.Bits() / 8)
 	plan.Bytes = dataBytes + scaleBytes
-	lq := &lazyQuant{run: func() ([][]byte, error) {
+	lq := s.lazyParts(t, plan, func() ([]byte, []byte, quant.Metrics, error) {
 		qt, err := quant.QuantizeLinear(rowSource(t), lin, quant.Options{})
 		if err != nil {
-			return nil, weightErr(t, err)
+			return nil, nil, quant.Metrics{}, err
 		}
-		s.mu.Lock()
-		m := qt.Metrics
-		plan.Metrics = &m
-		s.mu.Unlock()
-		return [][]byte{qt.Data, scaleBytesOf(qt.Scales, compute)}, nil
-	}}
+		return qt.Data, qt.Scales, qt.Metrics, nil
+	})
 	key := graph.SanitizeKey(spec.Name)
 	return &graph.Weight{
 		Format: graph.Blockwise, Shape: []int64{int64(rows), int64(cols)},
@@ -285,29 +278,22 @@ func (s *weightSource) palette(t *hf.Tensor, spec hf.TensorSpec, pal quant.Palet
 	compute := s.recipe.Compute
 	groups := pal.Groups(rows)
 	entries := pal.Entries()
-	idxBytes := int64(rows * cols)
-	dtype := graph.UI8
-	plan.Format = "lut8"
-	if pal.Bits == 4 {
-		idxBytes, dtype, plan.Format = int64((rows*cols+1)/2), graph.UI4, "lut4"
-	}
+	idxBytes := int64((rows*cols*pal.Bits + 7) / 8)
+	var dtype graph.DType
+	dtype, plan.Format = recipe.StoredAs(pal.Bits, true)
 	plan.Granularity = fmt.Sprintf("g%d", pal.GroupRows)
 	if pal.GroupRows == 0 {
 		plan.Granularity = "pertensor"
 	}
 	lutBytes := int64(groups * entries * compute.Bits() / 8)
 	plan.Bytes = idxBytes + lutBytes
-	lq := &lazyQuant{run: func() ([][]byte, error) {
+	lq := s.lazyParts(t, plan, func() ([]byte, []byte, quant.Metrics, error) {
 		lt, err := quant.QuantizeLUT(rowSource(t), pal, quant.Options{})
 		if err != nil {
-			return nil, weightErr(t, err)
+			return nil, nil, quant.Metrics{}, err
 		}
-		s.mu.Lock()
-		m := lt.Metrics
-		plan.Metrics = &m
-		s.mu.Unlock()
-		return [][]byte{lt.Indices, scaleBytesOf(lt.LUT, compute)}, nil
-	}}
+		return lt.Indices, lt.LUT, lt.Metrics, nil
+	})
 	key := graph.SanitizeKey(spec.Name)
 	return &graph.Weight{
 		Format: graph.Palette, Shape: []int64{int64(rows), int64(cols)},
@@ -316,6 +302,22 @@ func (s *weightSource) palette(t *hf.Tensor, spec hf.TensorSpec, pal quant.Palet
 		LUT:      &graph.Resource{Key: key + ".lut", Size: lutBytes, Fill: func(b []byte) error { return lq.fill(1, b) }},
 		LUTShape: []int64{int64(groups), 1, int64(entries), 1}, FloatType: compute,
 	}, nil
+}
+
+// lazyParts quantizes t on first use with run, records its metrics in plan, and serves the two
+// parts a decompression op reads: the data, and its fp16 scales or LUT in the compute dtype.
+func (s *weightSource) lazyParts(t *hf.Tensor, plan *bundle.TensorPlan, run func() (data, f16 []byte, m quant.Metrics, err error)) *lazyQuant {
+	compute := s.recipe.Compute
+	return &lazyQuant{run: func() ([][]byte, error) {
+		data, f16, m, err := run()
+		if err != nil {
+			return nil, weightErr(t, err)
+		}
+		s.mu.Lock()
+		plan.Metrics = &m
+		s.mu.Unlock()
+		return [][]byte{data, scaleBytesOf(f16, compute)}, nil
+	}}
 }
 
 // scaleBytesOf returns fp16 patterns as stored for an f16 graph, or widened exactly to f32 for

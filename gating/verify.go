@@ -29,7 +29,7 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 	if len(prompts) == 0 {
 		return nil, nil, fmt.Errorf("verify: no gate prompts (the caller passes the recorded ones or the defaults)")
 	}
-	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined.String() {
+	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined {
 		prompts = FitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
 	}
 	if graph.IsStock(b.Module) {

@@ -54,16 +54,6 @@ func (r *Recipe) ForCheckpoint(cfg *hf.Config) error {
 	return nil
 }
 
-// ContractFromName is the contract a bundle name or metadata spells as s (0 when none).
-func ContractFromName(s string) graph.Contract {
-	for _, c := range []graph.Contract{graph.Pipelined, graph.HostDecode, graph.HostPrefill, graph.Stock} {
-		if c.String() == s {
-			return c
-		}
-	}
-	return 0
-}
-
 // ShortFromName recovers the {short} prefix of a bundle name (its marker is the contract's).
 func ShortFromName(name string, t *Target, c graph.Contract) string {
 	marker := "_decode_"

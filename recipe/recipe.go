@@ -38,50 +38,32 @@ var WeightSchemes = func() []WeightScheme {
 }()
 
 // Recipe is what a bundle applies. Every field shows in the bytes and in the bundle's name and
-// metadata; nothing here is parsed without being applied.
+// metadata; nothing here is parsed without being applied. The typed fields are recorded as text
+// (quant.Scheme, graph.DType marshal themselves), so metadata reads back into the same values.
 type Recipe struct {
 	Weights WeightScheme `json:"weights"`
 	// Head: "tied" (float, shares the embedding), "untied" (the checkpoint's own float
 	// lm_head), or an int width ("int8", "int4"); see naming.go.
-	Head            string       `json:"head"`
-	HeadGranularity string       `json:"head_granularity,omitempty"` // block32|block16|block8|perchan (int head)
-	HeadScheme      quant.Scheme `json:"-"`
-	BodyScheme      quant.Scheme `json:"-"`
-	Compute         graph.DType  `json:"-"` // f16 (device) or f32 (validation form)
-	Context         int          `json:"max_context_length"`
-	AllowDelegate   bool         `json:"allow_known_delegate_bugs,omitempty"`
-	HeadSchemeName  string       `json:"head_scheme,omitempty"`
-	BodySchemeName  string       `json:"scheme"`
-	ComputeName     string       `json:"compute"`
-	StateDType      string       `json:"recurrence_dtype"`
-	headOverridden  bool
+	Head            string `json:"head"`
+	HeadGranularity string `json:"head_granularity,omitempty"` // block32|block16|block8|perchan (int head)
+	Context         int    `json:"max_context_length"`
+	AllowDelegate   bool   `json:"allow_known_delegate_bugs,omitempty"`
+	// HeadScheme is an int head's scale scheme; a float head has none (nil).
+	HeadScheme *quant.Scheme `json:"head_scheme,omitempty"`
+	BodyScheme quant.Scheme  `json:"scheme"`
+	Compute    graph.DType   `json:"compute"` // f16 (device) or f32 (validation form)
+	// StateDType is the recurrence dtype the target's rule gives this recipe (Target.StateDType),
+	// recorded so inspect can hold the bytes to it.
+	StateDType     graph.DType `json:"recurrence_dtype,omitzero"`
+	headOverridden bool
 }
 
-// finish fills the JSON mirror fields from the typed ones.
-func (r *Recipe) finish(t *Target) {
-	r.BodySchemeName = r.BodyScheme.String()
-	r.HeadSchemeName = ""
-	if r.IntHead() {
-		r.HeadSchemeName = r.HeadScheme.String()
+// IntHeadScheme is the int head's scale scheme (absmax when a recipe read back does not say).
+func (r *Recipe) IntHeadScheme() quant.Scheme {
+	if r.HeadScheme == nil {
+		return quant.Absmax
 	}
-	r.ComputeName = r.Compute.String()
-	r.StateDType = t.StateDType(r).String()
-}
-
-// Restore sets the typed fields from the JSON mirror fields (a recipe read from metadata.json).
-func (r *Recipe) Restore() {
-	r.BodyScheme = quant.Absmax
-	if r.BodySchemeName == "clip" {
-		r.BodyScheme = quant.Clip
-	}
-	r.HeadScheme = quant.Absmax
-	if r.HeadSchemeName == "clip" {
-		r.HeadScheme = quant.Clip
-	}
-	r.Compute = graph.F16
-	if r.ComputeName == "f32" {
-		r.Compute = graph.F32
-	}
+	return *r.HeadScheme
 }
 
 // Target is one row of the target table.
@@ -104,17 +86,17 @@ type Target struct {
 var Targets = []*Target{
 	{
 		Name: "gpu-pipelined", Device: graph.GPU, Contract: graph.Pipelined,
-		Default: Recipe{Weights: Int8Block32, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		Default: Recipe{Weights: Int8Block32, Head: "tied", BodyScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "decode-only loop-free step, [1,1] query, dynamic KV, 4 states; iOS + macOS GPU",
 	},
 	{
 		Name: "ios-gpu", Device: graph.GPU, Contract: graph.HostDecode, Prefill: graph.HostPrefill,
-		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 2048},
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, Compute: graph.F16, Context: 2048},
 		About:   "static monolith with host-managed caches and greedy argmax, plus a 16-token prefill companion",
 	},
 	{
 		Name: "ios-ane", Device: graph.ANE, Contract: graph.Pipelined,
-		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "one dynamic graph, 4 states, fp16 recurrence; iPhone Neural Engine",
 	},
 	{
@@ -123,12 +105,12 @@ var Targets = []*Target{
 		// absmax head, the published ship configuration the gate passes (Apple's default, uint4
 		// per-block-32, fails the gate on Qwen3.5: constraint 5).
 		Name: "macos-stock", Device: graph.GPU, Contract: graph.Stock, ByNameOnly: true,
-		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "Apple's stock Qwen3.5 contract: main + prefill entrypoints, dynamic query, keyCache/valueCache/convStates/recurrentStates; macOS",
 	},
 	{
 		Name: "macos", Device: graph.ANE, Contract: graph.Pipelined, SameBytesAs: "ios-ane",
-		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "the ios-ane bundle for macOS (identical bytes)",
 	},
 }
@@ -278,13 +260,15 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 	default:
 		return r, exitcode.Badf("flag --scheme: unknown scheme %q (absmax, clip)", f.Scheme)
 	}
+	r.HeadScheme = nil
 	if r.IntHead() {
 		// An int head follows --scheme; --head-sym makes it plain absmax whatever --scheme says
 		// (docs/constraints.md, constraint 4: clipping corrupts top-1s on a big-vocabulary head).
-		r.HeadScheme = r.BodyScheme
+		hs := r.BodyScheme
 		if f.HeadSym {
-			r.HeadScheme = quant.Absmax
+			hs = quant.Absmax
 		}
+		r.HeadScheme = &hs
 	} else if f.HeadSym && f.Head == "tied" {
 		return r, exitcode.Badf("flag --head-sym: the head is tied (fp16); --head-sym quantizes it (omit --head tied)")
 	}
@@ -311,7 +295,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 			return r, exitcode.Badf("%s on target %s: per-channel (axis-0) int8 gives garbage logits on the current GPU delegate (constraint 3); use per-block-32, or pass --allow-known-delegate-bugs to export it anyway", what, t.Name)
 		}
 	}
-	r.finish(t)
+	r.StateDType = t.StateDType(&r)
 	return r, nil
 }
 
@@ -357,7 +341,8 @@ func ParseGranularity(s string) (quant.Granularity, error) {
 
 // mode is the community-style mode name of the applied recipe.
 func (r *Recipe) mode() string {
-	base := map[WeightScheme]string{FP16: "fp16", Int8Block32: "int8lin", Int8LUT: "int8", Int4Block32: "int4lin", Int4LUT: "int4", Int8PerChan: "int8perchan"}[r.Weights]
+	row, _ := WeightSchemeOf(r.Weights)
+	base := row.Mode
 	if !r.IntHead() {
 		return base // the checkpoint's own float head, tied or not
 	}
@@ -376,7 +361,7 @@ func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, pre
 	mode := r.mode()
 	if r.IntHead() {
 		mode += "_" + r.HeadGranularity
-		if r.HeadScheme == quant.Absmax {
+		if r.IntHeadScheme() == quant.Absmax {
 			mode += "_sym"
 		}
 	}

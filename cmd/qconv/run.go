@@ -218,7 +218,7 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 		if err != nil {
 			return err
 		}
-		dec = graphDecoder{name: fmt.Sprintf("%s graph %s (%s)", t.Name, built.Name, built.Recipe.ComputeName), vocab: ck.Config.VocabSize,
+		dec = graphDecoder{name: fmt.Sprintf("%s graph %s (%s)", t.Name, built.Name, built.Recipe.Compute), vocab: ck.Config.VocabSize,
 			newSession: func() (*graph.Session, error) { return graph.NewSession(built.Decode, built.Prefill) }}
 	default:
 		m, err := oracle.New(ck, oracle.Options{})
