@@ -431,6 +431,9 @@ func (in *Inspection) WriteText(w io.Writer) {
 	if q := in.Metadata.QConv; q != nil && q.Gate != nil {
 		g := q.Gate
 		fmt.Fprintf(w, "gate        passed %v: teacher-forced %s, greedy %s, min prefill cosine %.6f (recorded)\n", g.Passed, g.TeacherForced, g.Greedy, g.MinPrefillCosine)
+		if g.Stats != nil {
+			fmt.Fprintf(w, "            %s\n", g.Stats.StatsLine())
+		}
 	}
 	for _, f := range in.Functions {
 		fmt.Fprintf(w, "function    @%s\n", f.Name)

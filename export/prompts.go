@@ -23,10 +23,11 @@ var defaultTexts = []struct{ name, text string }{
 	{"code-class", "class Queue:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.items."},
 	{"code-import", "import os\nimport sys\n\n\ndef main(argv):\n    if len(argv) < 2:\n        "},
 	{"english", "The capital of France is Paris. The capital of Germany is"},
+	{"code-long", longCodeText},
 }
 
 // defaultIDPrompts are used when a checkpoint has no tokenizer: deterministic ids of the goldens'
-// prompt lengths.
+// prompt lengths, and a long one (repeatIDPrompt).
 func defaultIDPrompts(vocab int) []oracle.GatePrompt {
 	var out []oracle.GatePrompt
 	state := uint64(0x9e3779b97f4a7c15)
@@ -38,7 +39,7 @@ func defaultIDPrompts(vocab int) []oracle.GatePrompt {
 		}
 		out = append(out, p)
 	}
-	return out
+	return append(out, repeatIDPrompt(vocab, LongIDPromptBlock, LongIDPromptTokens))
 }
 
 // DefaultPrompts is the built-in prompt set for ck: text prompts through its tokenizer when it

@@ -21,6 +21,14 @@ type GateOptions struct {
 	Tokens    int     `json:"tokens"`     // greedy tokens decoded per prompt (16)
 	MinMargin float64 `json:"min_margin"` // steps whose reference top-2 probability margin is below this are ties (0.1)
 	MinCosine float64 `json:"min_cosine"` // prefill logit cosine floor (0.9999)
+	// MinConfident is the fewest confident teacher-forced positions over all prompts that make a
+	// verdict (DefaultMinConfident); fewer is a *WeakPromptsError. 0 measures without a minimum.
+	MinConfident int `json:"min_confident"`
+	// Optional thresholds on the overall distribution figures (GateStats); 0 is not set.
+	MaxKLD       float64 `json:"max_kld_mean,omitempty"`
+	MaxKLDP99    float64 `json:"max_kld_p99,omitempty"`
+	MinSameTop1  float64 `json:"min_same_top1_pct,omitempty"`
+	MaxDeltaPRMS float64 `json:"max_delta_p_rms,omitempty"`
 	// Progress, when set, is told after each prompt how many candidate steps are done of the
 	// total (for a progress bar; not part of the report).
 	Progress func(done, total int) `json:"-"`
@@ -28,7 +36,7 @@ type GateOptions struct {
 
 // DefaultGateOptions are the published thresholds.
 func DefaultGateOptions() GateOptions {
-	return GateOptions{Tokens: 16, MinMargin: 0.1, MinCosine: 0.9999}
+	return GateOptions{Tokens: 16, MinMargin: 0.1, MinCosine: 0.9999, MinConfident: DefaultMinConfident}
 }
 
 // GatePrompt is one prompt: token ids, and the text they came from when there is one.
@@ -82,6 +90,12 @@ type GatePromptReport struct {
 	Failures        []string   `json:"failures,omitempty"`
 	LowMarginSteps  int        `json:"low_margin_steps"`
 	Steps           []GateStep `json:"steps"`
+	// Length is the prompt's token count; Stats the distribution figures over its teacher-forced
+	// positions.
+	Length int        `json:"length"`
+	Stats  *GateStats `json:"stats,omitempty"`
+
+	acc *statsAcc
 }
 
 // GateReport is the whole gate's verdict.
@@ -90,6 +104,10 @@ type GateReport struct {
 	Options GateOptions        `json:"options"`
 	Prompts []GatePromptReport `json:"prompts"`
 	Totals  GateTotals         `json:"totals"`
+	// Failures are the overall figures' threshold failures (--gate-max-kld, ...).
+	Failures []string `json:"failures,omitempty"`
+
+	acc *statsAcc
 }
 
 // GateTotals summarise the prompts.
@@ -104,6 +122,8 @@ type GateTotals struct {
 	LowMarginSteps         int     `json:"low_margin_steps"`
 	MinPrefillCosine       float64 `json:"min_prefill_cosine"`
 	FirstFailure           string  `json:"first_failure,omitempty"`
+	// Stats are the distribution figures over every prompt's teacher-forced positions.
+	Stats *GateStats `json:"stats,omitempty"`
 }
 
 // refTrajectory is the reference's side of one prompt.
@@ -245,14 +265,19 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			opt.Progress(done, total)
 		}
 	}
-	return rep, nil
+	return rep.finish(opt)
 }
 
 func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GatePromptReport {
 	L := len(p.IDs)
-	pr := GatePromptReport{Prompt: p, RefGen: tr.gen, CandGen: cp.greedy, FirstDivergence: -1, Passed: true}
+	pr := GatePromptReport{Prompt: p, RefGen: tr.gen, CandGen: cp.greedy, FirstDivergence: -1, Passed: true, Length: L, acc: &statsAcc{}}
+	more := 0
 	fail := func(format string, args ...any) {
 		pr.Passed = false
+		if len(pr.Failures) >= maxFailureMessages {
+			more++ // a long prompt can fail at hundreds of positions; the report stays small
+			return
+		}
 		pr.Failures = append(pr.Failures, fmt.Sprintf(format, args...))
 	}
 	cand := append(append([][]float32{}, cp.promptRows...), cp.decodeRows...)
@@ -286,7 +311,9 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 			fail("teacher-forced %s position %d: candidate top-1 %d, reference %d at margin %.3f", phase, pos, candID, refID, st.RefMargin)
 		}
 		pr.Steps = append(pr.Steps, st)
+		pr.acc.add(pos, tr.rows[pos], row)
 	}
+	pr.Stats = pr.acc.stats()
 	for k, id := range cp.greedy {
 		pos := L - 1 + k
 		refMargin := tr.margins[pos]
@@ -318,6 +345,9 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		fail("prefill logits are NaN or all zero: cosine undefined")
 	case !(pr.PrefillCosine >= opt.MinCosine):
 		fail("prefill logit cosine %.6f < %.6f", pr.PrefillCosine, opt.MinCosine)
+	}
+	if more > 0 {
+		pr.Failures = append(pr.Failures, fmt.Sprintf("and %d more failures", more))
 	}
 	for i := range pr.Steps {
 		pr.Steps[i].RefMargin, pr.Steps[i].CandMargin = finite(pr.Steps[i].RefMargin), finite(pr.Steps[i].CandMargin)
@@ -382,6 +412,12 @@ func (r *GateReport) add(pr GatePromptReport) {
 	if !(pr.PrefillCosine >= t.MinPrefillCosine) {
 		t.MinPrefillCosine = pr.PrefillCosine
 	}
+	if r.acc == nil {
+		r.acc = &statsAcc{}
+	}
+	if pr.acc != nil {
+		r.acc.merge(pr.acc)
+	}
 	r.Prompts = append(r.Prompts, pr)
 }
 
@@ -394,6 +430,9 @@ func (r *GateReport) Summary() string {
 	}
 	s := fmt.Sprintf("gate %s: %d/%d prompts; teacher-forced top-1 %d/%d confident steps (%d low-margin ties); greedy %d/%d; min prefill cosine %.6f",
 		verdict, t.PromptsPassed, t.Prompts, t.TeacherForcedMatched, t.TeacherForcedConfident, t.LowMarginSteps, t.GreedyMatch, t.GreedySteps, t.MinPrefillCosine)
+	if t.Stats != nil {
+		s += "\n  " + t.Stats.StatsLine()
+	}
 	if t.FirstFailure != "" {
 		s += "\n  first failure: " + t.FirstFailure
 	}
