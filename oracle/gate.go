@@ -63,6 +63,8 @@ type GateStep struct {
 	// CandMargin is the candidate's own top-2 probability margin.
 	CandMargin float64 `json:"cand_margin"`
 	Verdict    string  `json:"verdict"`
+	// KLD is KL(P_ref || P_cand) at a teacher-forced position (nats; GateStats).
+	KLD float64 `json:"kld,omitempty"`
 }
 
 // GatePromptReport is the gate's judgement of one prompt.
@@ -310,8 +312,8 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		if st.Verdict == VerdictMismatch {
 			fail("teacher-forced %s position %d: candidate top-1 %d, reference %d at margin %.3f", phase, pos, candID, refID, st.RefMargin)
 		}
+		st.KLD = pr.acc.add(pos, tr.rows[pos], row)
 		pr.Steps = append(pr.Steps, st)
-		pr.acc.add(pos, tr.rows[pos], row)
 	}
 	pr.Stats = pr.acc.stats()
 	for k, id := range cp.greedy {

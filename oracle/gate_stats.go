@@ -66,15 +66,15 @@ type statsAcc struct {
 	started            bool
 }
 
-// add measures one position.
-func (a *statsAcc) add(pos int, ref, cand []float32) {
+// add measures one position and returns its KL divergence (0 for a non-finite row).
+func (a *statsAcc) add(pos int, ref, cand []float32) float64 {
 	if !a.started {
 		a.minCos, a.started = 2, true
 	}
 	for _, v := range cand {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			a.nonFinite++
-			return
+			return 0
 		}
 	}
 	kld, dp, cos := rowStats(ref, cand)
@@ -91,6 +91,7 @@ func (a *statsAcc) add(pos int, ref, cand []float32) {
 	if cos < a.minCos {
 		a.minCos, a.minCosPos = cos, pos
 	}
+	return kld
 }
 
 // merge folds b (another prompt) into a; positions keep b's numbering, so callers merge only
