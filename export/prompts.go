@@ -55,6 +55,11 @@ func DefaultPrompts(ck *hf.Checkpoint) ([]oracle.GatePrompt, error) {
 	}
 	var out []oracle.GatePrompt
 	for _, d := range defaultTexts {
+		if d.text == longCodeText {
+			if d.text, err = longPrefix(tok, d.text, LongPromptTokens); err != nil {
+				return nil, exitcode.Badf("%s: encoding the built-in gate prompt %s: %w", tokPath, d.name, err)
+			}
+		}
 		ids, err := tok.Encode(d.text)
 		if err != nil {
 			return nil, exitcode.Badf("%s: encoding the built-in gate prompt %s: %w", tokPath, d.name, err)

@@ -2,13 +2,15 @@ package export
 
 import (
 	"fmt"
+	"strings"
 
+	"qconv/hf/tokenizer"
 	"qconv/oracle"
 )
 
 // longCodeText is the built-in long-context gate prompt: one Python module of about 3 KB
-// (> 512 tokens through a byte-level BPE trained on code, ~1000 through a general one), ending
-// where its continuation is predictable. Quantization error compounds through the recurrent
+// (1006 tokens through the embedded fixture's code BPE); DefaultPrompts uses its shortest prefix
+// of whole lines that reaches LongPromptTokens through the checkpoint's tokenizer. Quantization error compounds through the recurrent
 // state and the KV cache, so a flip can appear only hundreds of tokens in; the gate checks
 // teacher-forced top-1 at every confident position of it and the free greedy rollout at its end.
 const longCodeText = `import os
@@ -128,6 +130,45 @@ def main(argv):
 
 if __name__ == '__main__':
     `
+
+// LongPromptTokens is the least length of the built-in long prompt, in the checkpoint's tokens.
+const LongPromptTokens = 512
+
+// longPrefix is the shortest prefix of text made of whole lines (the text repeated if it is too
+// short) that tok encodes to at least n tokens: long enough for the long-context check, no
+// longer, so the gate's cost stays bounded whatever the tokenizer's compression.
+func longPrefix(tok *tokenizer.Tokenizer, text string, n int) (string, error) {
+	for k := 1; ; k++ {
+		full := strings.Repeat(text, k)
+		lines := strings.SplitAfter(full, "\n")
+		count := func(i int) (int, error) {
+			ids, err := tok.Encode(strings.Join(lines[:i], ""))
+			return len(ids), err
+		}
+		if c, err := count(len(lines)); err != nil {
+			return "", err
+		} else if c < n {
+			if k >= 64 {
+				return "", fmt.Errorf("%d repetitions of the long prompt give only %d tokens", k, c)
+			}
+			continue
+		}
+		lo, hi := 1, len(lines) // the answer is in (lo-1, hi]
+		for lo < hi {
+			mid := (lo + hi) / 2
+			c, err := count(mid)
+			if err != nil {
+				return "", err
+			}
+			if c >= n {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		return strings.Join(lines[:hi], ""), nil
+	}
+}
 
 // The long id prompt for checkpoints without a tokenizer: LongIDPromptTokens ids made of one
 // block of LongIDPromptBlock deterministic ids repeated.
