@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
@@ -230,5 +231,53 @@ func TestGateFiguresInt8Int4(t *testing.T) {
 	})
 	if exitcode.Of(err) != exitcode.GateFailed || r.Passed || r.Totals.PromptsPassed != r.Totals.Prompts || !strings.Contains(r.Totals.FirstFailure, "--gate-max-kld") {
 		t.Errorf("--gate-max-kld %g: %v; %s", s8.KLDMean/2, err, r.Summary())
+	}
+}
+
+// The gate takes the teacher-forced rows after the prompt from the candidate's free rollout when
+// that rollout chose the reference's tokens; they are the rows a fresh session fed the same
+// tokens gives, bit for bit (same top-1, same top-2 margin as a float64).
+func TestGateTeacherForcedShortcutIsExact(t *testing.T) {
+	ck := openCk(t, fixture)
+	prompts, err := DefaultPrompts(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := exportTargets(t, ck, t.TempDir(), "gpu-pipelined", Flags{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBundle(res.Bundles[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	checked := 0
+	for i, pr := range res.Bundles[0].Report.Prompts {
+		if !slices.Equal(pr.CandGen, pr.RefGen) || pr.Length > 64 {
+			continue // the shortcut applies only when the rollout followed the reference
+		}
+		s, err := graph.NewSession(b.Module, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feed := append(slices.Clone(prompts[i].IDs), pr.RefGen...)
+		for pos, id := range feed {
+			row, err := s.Step(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pos < pr.Length-1 {
+				continue
+			}
+			st := pr.Steps[pos]
+			if st.Pos != pos || st.Phase == "greedy" || st.CandID != argmax(row) || st.CandMargin != oracle.Margin(row) {
+				t.Fatalf("%s position %d: report %+v, fresh session top-1 %d margin %v", pr.Prompt.Name, pos, st, argmax(row), oracle.Margin(row))
+			}
+			checked++
+		}
+	}
+	if checked < 3*17 {
+		t.Fatalf("only %d positions checked", checked)
 	}
 }

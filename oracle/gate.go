@@ -181,6 +181,7 @@ type candPass struct {
 	greedy     []int
 	greedyRows [][]float32
 	decodeRows [][]float32 // teacher-forced on the reference continuation
+	free       Candidate   // the free rollout's candidate, fed greedy[:len(greedy)-1]
 }
 
 // Gate runs every prompt through the reference and a fresh candidate from newCand and judges:
@@ -231,6 +232,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 				candErr = err
 				return
 			}
+			cp.free = free
 			last := cp.promptRows[len(cp.promptRows)-1]
 			for k := 0; k < opt.Tokens; k++ {
 				id := argmaxF32(last)
@@ -253,12 +255,8 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, candErr)
 		}
 		// Teacher forcing on the reference's continuation.
-		for _, id := range tr.gen {
-			row, err := cand.Step(id)
-			if err != nil {
-				return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
-			}
-			cp.decodeRows = append(cp.decodeRows, row)
+		if err := cp.teacherForce(cand, tr.gen); err != nil {
+			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
 		}
 		pr := judge(p, tr, cp, opt)
 		rep.add(pr)
