@@ -135,16 +135,24 @@ type refTrajectory struct {
 	margins []float64
 }
 
-func (m *Model) trajectory(ids []int, n int) (*refTrajectory, error) {
+// trajectory runs the reference on one prompt; prefilled, when set, receives the prompt
+// positions' rows as soon as they exist (nil if the prefill fails), exactly once.
+func (m *Model) trajectory(ids []int, n int, prefilled chan<- [][]float32) (*refTrajectory, error) {
 	st := m.NewState()
 	all, err := m.PrefillAll(st, ids)
 	if err != nil {
+		if prefilled != nil {
+			prefilled <- nil
+		}
 		return nil, err
 	}
 	V := m.VocabSize()
 	tr := &refTrajectory{}
 	for i := range ids {
 		tr.rows = append(tr.rows, all[i*V:(i+1)*V])
+	}
+	if prefilled != nil {
+		prefilled <- tr.rows[:len(ids):len(ids)]
 	}
 	last := tr.rows[len(tr.rows)-1]
 	for k := 0; k < n; k++ {
@@ -177,7 +185,7 @@ func argmaxF32(v []float32) int {
 
 // candPass is the candidate's side of one prompt.
 type candPass struct {
-	promptRows [][]float32
+	prompt     promptJudge // the prompt positions, judged as the reference's rows allow
 	greedy     []int
 	greedyRows [][]float32
 	decodeRows [][]float32 // teacher-forced on the reference continuation
@@ -210,10 +218,11 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 		}
 		var tr *refTrajectory
 		var refErr, candErr error
-		cp := &candPass{}
+		refRows := make(chan [][]float32, 1)
+		cp := &candPass{prompt: promptJudge{ref: refRows}}
 		var cand Candidate
 		var wg sync.WaitGroup
-		wg.Go(func() { tr, refErr = ref.trajectory(p.IDs, opt.Tokens) })
+		wg.Go(func() { tr, refErr = ref.trajectory(p.IDs, opt.Tokens, refRows) })
 		wg.Go(func() {
 			// The candidate's prompt pass and free rollout need nothing from the reference.
 			if cand, candErr = newCand(); candErr != nil {
@@ -225,7 +234,10 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 					candErr = err
 					return
 				}
-				cp.promptRows = append(cp.promptRows, row)
+				cp.prompt.add(row)
+			}
+			if !cp.prompt.finish() {
+				return // the reference failed; Gate reports its error
 			}
 			free, err := cand.Fork()
 			if err != nil {
@@ -233,7 +245,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 				return
 			}
 			cp.free = free
-			last := cp.promptRows[len(cp.promptRows)-1]
+			last := cp.prompt.last
 			for k := 0; k < opt.Tokens; k++ {
 				id := argmaxF32(last)
 				cp.greedy = append(cp.greedy, id)
@@ -280,15 +292,18 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		}
 		pr.Failures = append(pr.Failures, fmt.Sprintf(format, args...))
 	}
-	cand := append(append([][]float32{}, cp.promptRows...), cp.decodeRows...)
-	for pos, row := range cand {
-		refID, candID := argmaxF32(tr.rows[pos]), argmaxF32(row)
+	for pos := range L + len(cp.decodeRows) {
+		var j rowJudgement
 		phase := "prompt"
-		if pos >= L {
+		if pos < L {
+			j = cp.prompt.rows[pos]
+		} else {
 			phase = "decode"
+			j = judgeRow(tr.rows[pos], cp.decodeRows[pos-L])
 		}
-		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: Margin(row)}
-		st.Verdict = verdict(refID, candID, st.RefMargin, opt.MinMargin, row)
+		refID, candID := argmaxF32(tr.rows[pos]), j.candID
+		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: j.candMargin}
+		st.Verdict = verdict(refID, candID, st.RefMargin, opt.MinMargin, j.nan)
 		pr.TeacherForcedSteps++
 		if st.RefMargin < opt.MinMargin {
 			pr.LowMarginSteps++
@@ -310,7 +325,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		if st.Verdict == VerdictMismatch {
 			fail("teacher-forced %s position %d: candidate top-1 %d, reference %d at margin %.3f", phase, pos, candID, refID, st.RefMargin)
 		}
-		st.KLD = pr.acc.add(pos, tr.rows[pos], row)
+		st.KLD = pr.acc.add(pos, refID, j)
 		pr.Steps = append(pr.Steps, st)
 	}
 	pr.Stats = pr.acc.stats()
@@ -337,7 +352,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		}
 		pr.Steps = append(pr.Steps, st)
 	}
-	pr.PrefillCosine = cosine(tr.rows[:L], cp.promptRows)
+	pr.PrefillCosine = cp.prompt.cosine()
 	switch {
 	case math.IsNaN(pr.PrefillCosine):
 		// NaN or all-zero candidate logits; the report must stay valid JSON.
@@ -363,11 +378,9 @@ func finite(x float64) float64 {
 	return x
 }
 
-func verdict(refID, candID int, refMargin, minMargin float64, row []float32) string {
-	for _, v := range row {
-		if v != v {
-			return VerdictMismatch // NaN logits are never a tie
-		}
+func verdict(refID, candID int, refMargin, minMargin float64, nan bool) string {
+	if nan {
+		return VerdictMismatch // NaN logits are never a tie
 	}
 	switch {
 	case refID == candID:
@@ -376,20 +389,6 @@ func verdict(refID, candID int, refMargin, minMargin float64, row []float32) str
 		return VerdictTie
 	}
 	return VerdictMismatch
-}
-
-// cosine of the flattened rows (float64 sums); NaN when either side is all zero.
-func cosine(a, b [][]float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		for j := range a[i] {
-			x, y := float64(a[i][j]), float64(b[i][j])
-			ab += x * y
-			aa += x * x
-			bb += y * y
-		}
-	}
-	return ab / math.Sqrt(aa*bb)
 }
 
 func (r *GateReport) add(pr GatePromptReport) {

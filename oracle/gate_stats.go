@@ -66,32 +66,29 @@ type statsAcc struct {
 	started            bool
 }
 
-// add measures one position and returns its KL divergence (0 for a non-finite row).
-func (a *statsAcc) add(pos int, ref, cand []float32) float64 {
+// add counts one judged position and returns its KL divergence (0 for a non-finite row).
+func (a *statsAcc) add(pos, refTop int, j rowJudgement) float64 {
 	if !a.started {
 		a.minCos, a.started = 2, true
 	}
-	for _, v := range cand {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			a.nonFinite++
-			return 0
-		}
+	if j.nonFinite {
+		a.nonFinite++
+		return 0
 	}
-	kld, dp, cos := rowStats(ref, cand)
 	a.n++
-	a.klds = append(a.klds, kld)
-	if kld > a.kldMax || a.n == 1 {
-		a.kldMax, a.kldMaxPos = kld, pos
+	a.klds = append(a.klds, j.kld)
+	if j.kld > a.kldMax || a.n == 1 {
+		a.kldMax, a.kldMaxPos = j.kld, pos
 	}
-	a.sumDP += dp
-	a.sumDP2 += dp * dp
-	if argmaxF32(ref) == argmaxF32(cand) {
+	a.sumDP += j.dp
+	a.sumDP2 += j.dp * j.dp
+	if refTop == j.candID {
 		a.same++
 	}
-	if cos < a.minCos {
-		a.minCos, a.minCosPos = cos, pos
+	if j.cos < a.minCos {
+		a.minCos, a.minCosPos = j.cos, pos
 	}
-	return kld
+	return j.kld
 }
 
 // merge folds b (another prompt) into a; positions keep b's numbering, so callers merge only

@@ -24,10 +24,10 @@ func TestRowStats(t *testing.T) {
 func TestStatsAccumulate(t *testing.T) {
 	var a statsAcc
 	for i := 1; i <= 100; i++ {
-		a.add(i, []float32{1, 0}, []float32{1, 0})
+		a.add(i, 0, judgeRow([]float32{1, 0}, []float32{1, 0}))
 		a.klds[len(a.klds)-1] = float64(i) // the kld of position i is i, for the percentile
 	}
-	a.add(101, []float32{0, 1}, []float32{float32(math.NaN()), 0})
+	a.add(101, 1, judgeRow([]float32{0, 1}, []float32{float32(math.NaN()), 0}))
 	s := a.stats()
 	if s.Positions != 101 || s.NonFinite != 1 || s.KLDP99 != 99 || s.KLDMean != 50.5 || s.SameTop1 != 100 || s.DeltaPRMS != 0 || s.MinCosine != 1 {
 		t.Errorf("%+v", *s)
