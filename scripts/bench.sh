@@ -11,7 +11,7 @@
 #   -w DIR     scratch directory for the binary, bundles and logs (default: a fresh /tmp/qconv-bench.*)
 #   -k         keep what the run created (checkpoint, bundles, logs) instead of deleting it
 #
-# Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 9-11 minutes on 2 cores, ~7 GB of
+# Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 12-15 minutes on 2 cores, ~7 GB of
 # disk at its peak (checkpoint, bundles and the bytecode benchmark's file), ~8 GB of RAM.
 #
 # Gated runs use a view of the checkpoint without its tokenizer files (symlinks to config and
