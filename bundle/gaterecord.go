@@ -52,3 +52,13 @@ func GateVerdict(g *GateSummary) string {
 	}
 	return v
 }
+
+// Equal compares two summaries field by field (Stats by value).
+func (s GateSummary) Equal(o GateSummary) bool {
+	a, b := s.Stats, o.Stats
+	s.Stats, o.Stats = nil, nil
+	if s != o || (a == nil) != (b == nil) {
+		return false
+	}
+	return a == nil || *a == *b
+}

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"qconv/graph"
+	"qconv/oracle"
 	"qconv/recipe"
 )
 
@@ -69,7 +70,7 @@ type QConvBlock struct {
 	Checkpoint    SourceInfo        `json:"checkpoint"`
 	Gate          *GateSummary      `json:"gate,omitempty"`
 	GateReport    *GateReportRecord `json:"gate_report,omitempty"`
-	GateStress    *StressGate       `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (stress.go)
+	GateStress    *StressGate       `json:"gate_stress,omitempty"` // the fp16-accumulation stress verdict (export/stress.go)
 	Companion     string            `json:"companion,omitempty"`   // the other bundle of an ios-gpu pair
 	MainHash      string            `json:"main_mlirb_sha256"`
 	MainBytes     int64             `json:"main_mlirb_bytes"`
@@ -89,6 +90,8 @@ type GateSummary struct {
 	Greedy           string  `json:"greedy"`         // e.g. "64/64"
 	MinPrefillCosine float64 `json:"min_prefill_cosine"`
 	FirstFailure     string  `json:"first_failure,omitempty"`
+	// Stats are the distribution figures over every teacher-forced position (docs/gate.md).
+	Stats *oracle.GateStats `json:"stats,omitempty"`
 
 	GateRecord // weakened thresholds (gaterecord.go)
 }

@@ -325,7 +325,7 @@ func TestCardRunUnknownContract(t *testing.T) {
 		Outputs: []bundle.IOSpec{{Name: "logits", DType: "f16", Shape: []int64{1, graph.Dyn, 64}}},
 		States:  []bundle.IOSpec{{Name: "keyCache", DType: "bf16", Shape: []int64{2, 1, 2, graph.Dyn, 16}}, {Name: "convStates", DType: "bf16", Shape: []int64{6, 1, 4, 96}}},
 	}
-	b := &CardBundle{Target: "macos-stock", Name: "m", Path: "macos-stock/m/", Contract: graph.Stock, Functions: []bundle.FunctionIO{fn, {Name: "prefill"}}}
+	b := &CardBundle{Target: "macos-stock", Name: "m", Path: "macos-stock/m/", Contract: graph.Contract(0), Functions: []bundle.FunctionIO{fn, {Name: "prefill"}}}
 	md := &bundle.BundleMetadata{Assets: map[string]string{"main": "m.aimodel"}}
 	md.Language.MaxContextLength = 128
 	md.Language.Tokenizer = "Org/Model"

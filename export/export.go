@@ -82,7 +82,7 @@ type BundleResult struct {
 	Contract string              `json:"contract"`
 	Gate     bundle.GateSummary  `json:"gate"`
 	Stress   *bundle.StressGate  `json:"gate_stress,omitempty"` // the fp16-accumulation stress (stress.go)
-	Warnings []string            `json:"warnings,omitempty"`    // known slow shapes (slowshapes.go)
+	Warnings []string            `json:"warnings,omitempty"`    // known slow shapes (recipe/slowshapes.go)
 	Bytes    int64               `json:"bytes"`
 	Tensors  []bundle.TensorPlan `json:"tensors,omitempty"`
 	Report   *oracle.GateReport  `json:"-"`
@@ -581,7 +581,7 @@ func (j *job) release() {
 
 func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, opt Options) error {
 	if j.contract == graph.Stock {
-		return j.gateStock(ctx, ref, prompts, opt) // stock.go
+		return j.gateStock(ctx, ref, prompts, opt) // gate_stock.go
 	}
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
@@ -592,7 +592,7 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 			return gating.WithContext(ctx, gating.SessionCandidate(s)), nil
 		}, gating.FitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
 		if err != nil {
-			return fmt.Errorf("gating %s: %w", j.name, err)
+			return gating.GateError(fmt.Errorf("gating %s: %w", j.name, err))
 		}
 		j.report = rep
 		j.result.Gate = gating.Summarize(rep)

@@ -148,7 +148,7 @@ func Summarize(r *oracle.GateReport) bundle.GateSummary {
 		Passed: r.Passed, Prompts: t.Prompts,
 		TeacherForced:    fmt.Sprintf("%d/%d", t.TeacherForcedMatched, t.TeacherForcedConfident),
 		Greedy:           fmt.Sprintf("%d/%d", t.GreedyMatch, t.GreedySteps),
-		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure,
+		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure, Stats: t.Stats,
 		GateRecord: bundle.GateRecord{Weakened: bundle.WeakenedGate(r.Options)},
 	}
 }

@@ -48,11 +48,20 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 		return SessionCandidate(s), nil
 	}, prompts, opt)
 	if err != nil || b.Companion == nil {
-		return rep, nil, err
+		return rep, nil, GateError(err)
 	}
 	cc, err := CheckCompanion(dec.Module, b.Module, prompts, opt.Tokens, opt.MinMargin, rep)
 	if err != nil {
 		return nil, nil, err
 	}
 	return rep, cc, nil
+}
+
+// GateError classifies an error from oracle.Gate: prompts too weak for the checkpoint are bad
+// input (exit 2), not a failed gate and not our bug.
+func GateError(err error) error {
+	if oracle.IsWeakPrompts(err) {
+		return exitcode.Bad(err)
+	}
+	return err
 }
