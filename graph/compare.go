@@ -3,6 +3,8 @@ package graph
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // EqualModules compares two modules structurally and returns the first difference, or nil when
@@ -106,7 +108,7 @@ func equalFuncs(f, g *Func) error {
 			}
 		}
 		if len(x.Attrs) != len(y.Attrs) {
-			return where("op %d (%s): attributes %v vs %v", i, x.Name, sortedKeys(x.Attrs), sortedKeys(y.Attrs))
+			return where("op %d (%s): attributes %v vs %v", i, x.Name, slices.Sorted(maps.Keys(x.Attrs)), slices.Sorted(maps.Keys(y.Attrs)))
 		}
 		for key, av := range x.Attrs {
 			bv, ok := y.Attrs[key]

@@ -21,15 +21,8 @@ import (
 // slice_update per layer at the rows [P-q, P), an index derived from the inputs' shapes
 // (constraint 2). The recurrence is a coreai.invoke of the gated_delta_update composite.
 
-// I/O names of the Stock contract beyond the pipelined ones (Apple's _constants.py names).
-const (
-	StateConvStates      = "convStates"
-	StateRecurrentStates = "recurrentStates"
-	FuncMain             = "main"
-	FuncPrefill          = "prefill"
-	// GatedDeltaFunc is the private graph declaring the composite.
-	GatedDeltaFunc = "gated_delta_update_0"
-)
+// GatedDeltaFunc is the private graph declaring the composite.
+const GatedDeltaFunc = "gated_delta_update_0"
 
 // stockMask is the additive causal mask value (f32; exp underflows to exactly 0).
 const stockMask = -1e9

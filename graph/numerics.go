@@ -31,35 +31,6 @@ func (n Numerics) String() string {
 	return fmt.Sprintf("Numerics(%d)", uint8(n))
 }
 
-// Dynamic reports whether @main of m has an argument or state with a dynamic dimension (the
-// pipelined contract); such graphs are the ones F16Accumulate stresses.
-func (m *Module) Dynamic() bool {
-	f := m.Func("main")
-	if f == nil {
-		return false
-	}
-	for _, a := range f.Args {
-		if !a.Value.Type.Static() {
-			return true
-		}
-	}
-	return false
-}
-
-// HasF16Matmul reports whether @main of m multiplies fp16 matrices.
-func (m *Module) HasF16Matmul() bool {
-	f := m.Func("main")
-	if f == nil {
-		return false
-	}
-	for _, op := range f.Body {
-		if op.Name == OpMatmul && op.Results[0].Type.DType == F16 {
-			return true
-		}
-	}
-	return false
-}
-
 // NewInterpreterNumerics plans fn of m under numerics n. F16Accumulate applies only when m is
 // dynamic; on a static graph it is Exact.
 func NewInterpreterNumerics(m *Module, fn string, n Numerics) (*Interpreter, error) {
