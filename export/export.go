@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qconv/graph"
+	"qconv/graph/mlir"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/kernels"
@@ -549,7 +550,7 @@ func writeMLIRBTo(f *os.File, w io.Writer, m *graph.Module, producer string) ([3
 	var sum [32]byte
 	h := newHashCounter(w)
 	bw := bufioWriter(h)
-	if err := graph.WriteBytecode(bw, m, producer); err != nil {
+	if err := mlir.WriteBytecode(bw, m, producer); err != nil {
 		f.Close()
 		return sum, 0, err
 	}
@@ -587,7 +588,7 @@ func ReadBundleModule(path string) (*graph.Module, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: mmap: %w", path, err)
 	}
-	m, err := graph.ReadBytecode(data)
+	m, err := mlir.ReadBytecode(data)
 	if err != nil {
 		unix.Munmap(data)
 		return nil, nil, fmt.Errorf("%s: %w", path, err)

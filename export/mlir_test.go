@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/graph/mlir"
 )
 
 const mlirOptPath = "/usr/lib/llvm-22/bin/mlir-opt"
@@ -68,10 +69,10 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				var bc, text bytes.Buffer
-				if err := graph.WriteBytecode(&bc, m, "qconv test"); err != nil {
+				if err := mlir.WriteBytecode(&bc, m, "qconv test"); err != nil {
 					t.Fatal(err)
 				}
-				if err := graph.WriteText(&text, m); err != nil {
+				if err := mlir.WriteText(&text, m); err != nil {
 					t.Fatal(err)
 				}
 				bcPath := filepath.Join(dir, name+".mlirb")
@@ -83,7 +84,7 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 					t.Fatalf("mlir-opt's generic print of the bytecode differs from qconv's text (%d vs %d bytes)", len(printed), text.Len())
 				}
 				reemitted := mlirOpt(t, "--emit-bytecode", textPath)
-				back, err := graph.ReadBytecode(reemitted)
+				back, err := mlir.ReadBytecode(reemitted)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -96,7 +97,7 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 					}
 				}
 				if i == 0 {
-					ours, err := graph.ReadBytecode(bc.Bytes())
+					ours, err := mlir.ReadBytecode(bc.Bytes())
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -5,10 +5,10 @@ import (
 	"fmt"
 )
 
-// denseElements returns the elements of a validated dense attribute as bit patterns, canonical
+// DenseElements returns the elements of a validated dense attribute as bit patterns, canonical
 // as MLIR stores them: one element when all are equal (or there is only one), none for an empty
 // shape, otherwise all of them.
-func denseElements(d DenseAttr) []uint64 {
+func DenseElements(d DenseAttr) []uint64 {
 	n := int(d.Type.NumElements())
 	if n == 0 {
 		return nil
@@ -44,7 +44,9 @@ func elemBits(dt DType, b []byte, i int) uint64 {
 	return uint64(b[i/8] >> (i % 8) & 1)
 }
 
-func checkType(t Type) error {
+// CheckType reports why t is not a well-formed type: a token with a dtype or shape, an unknown
+// kind or dtype, a negative dimension other than Dyn.
+func CheckType(t Type) error {
 	switch t.Kind {
 	case TokenKind:
 		if t.DType != 0 || len(t.Shape) != 0 {
@@ -66,16 +68,18 @@ func checkType(t Type) error {
 	return nil
 }
 
-func checkDense(d DenseAttr) error {
-	if err := checkType(d.Type); err != nil || d.Type.Kind != TensorKind || !d.Type.Static() {
+// CheckDense reports why d cannot be an inline constant: not a static tensor type, too large,
+// or holding neither all its elements nor one (a splat).
+func CheckDense(d DenseAttr) error {
+	if err := CheckType(d.Type); err != nil || d.Type.Kind != TensorKind || !d.Type.Static() {
 		return fmt.Errorf("dense type %s is not a static tensor type", d.Type)
 	}
 	n := d.Type.NumElements()
 	if n > 1<<31 {
 		return fmt.Errorf("dense %s is too large for an inline constant", d.Type)
 	}
-	if len(d.Data) != bytesFor(d.Type.DType, int(n)) && !d.Splat() {
-		return fmt.Errorf("dense %s holds %d bytes, want %d (or one element for a splat)", d.Type, len(d.Data), bytesFor(d.Type.DType, int(n)))
+	if len(d.Data) != BytesFor(d.Type.DType, int(n)) && !d.Splat() {
+		return fmt.Errorf("dense %s holds %d bytes, want %d (or one element for a splat)", d.Type, len(d.Data), BytesFor(d.Type.DType, int(n)))
 	}
 	return nil
 }

@@ -618,7 +618,7 @@ func TestInterpCast(t *testing.T) {
 
 // packInts stores values little-endian in dt's width (4-bit: low nibble first).
 func packInts(dt DType, vals []int64) []byte {
-	out := make([]byte, bytesFor(dt, len(vals)))
+	out := make([]byte, BytesFor(dt, len(vals)))
 	for i, v := range vals {
 		putInt(dt, out, i, v)
 	}

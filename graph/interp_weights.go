@@ -22,13 +22,13 @@ func (pl *planner) constBytes(op *Op) ([]byte, Type, error) {
 			return nil, a.Type, fmt.Errorf("dense value of dynamic type %s", a.Type)
 		}
 		if !a.Splat() {
-			if len(a.Data) != bytesFor(a.Type.DType, int(n)) {
+			if len(a.Data) != BytesFor(a.Type.DType, int(n)) {
 				return nil, a.Type, fmt.Errorf("dense value of %d bytes does not fit %s", len(a.Data), a.Type)
 			}
 			return a.Data, a.Type, nil
 		}
 		if a.Type.DType.Bits() < 8 {
-			out := make([]byte, bytesFor(a.Type.DType, int(n)))
+			out := make([]byte, BytesFor(a.Type.DType, int(n)))
 			v := a.Int(0)
 			for i := 0; i < int(n); i++ {
 				putInt(a.Type.DType, out, i, v)
@@ -53,8 +53,8 @@ func (pl *planner) constBytes(op *Op) ([]byte, Type, error) {
 			pl.resBytes[a.Res] = b
 		}
 		n := a.Type.NumElements()
-		if n < 0 || len(b) != bytesFor(a.Type.DType, int(n)) {
-			return nil, a.Type, fmt.Errorf("resource %s holds %d bytes, %s needs %d", a.Res.Key, len(b), a.Type, bytesFor(a.Type.DType, int(max(n, 0))))
+		if n < 0 || len(b) != BytesFor(a.Type.DType, int(n)) {
+			return nil, a.Type, fmt.Errorf("resource %s holds %d bytes, %s needs %d", a.Res.Key, len(b), a.Type, BytesFor(a.Type.DType, int(max(n, 0))))
 		}
 		return b, a.Type, nil
 	}

@@ -476,7 +476,7 @@ func writeHandle(c *inferCtx) ([]Type, error) {
 func constant(c *inferCtx) ([]Type, error) {
 	switch a := c.op.Attrs["value"].(type) {
 	case DenseAttr:
-		if n := a.Type.NumElements(); n < 0 || (a.Len() != int(n) && !a.Splat()) || len(a.Data) != bytesFor(a.Type.DType, a.Len()) {
+		if n := a.Type.NumElements(); n < 0 || (a.Len() != int(n) && !a.Splat()) || len(a.Data) != BytesFor(a.Type.DType, a.Len()) {
 			return nil, fmt.Errorf("dense value of %d bytes does not fit %s", len(a.Data), a.Type)
 		}
 		return []Type{a.Type}, nil
@@ -484,7 +484,7 @@ func constant(c *inferCtx) ([]Type, error) {
 		if a.Res == nil {
 			return nil, fmt.Errorf("dense_resource without a blob")
 		}
-		if want := int64(bytesFor(a.Type.DType, int(a.Type.NumElements()))); a.Res.Size != want {
+		if want := int64(BytesFor(a.Type.DType, int(a.Type.NumElements()))); a.Res.Size != want {
 			return nil, fmt.Errorf("resource %s holds %d bytes, %s needs %d", a.Res.Key, a.Res.Size, a.Type, want)
 		}
 		return []Type{a.Type}, nil

@@ -1,4 +1,4 @@
-package graph
+package mlir
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"qconv/graph"
 )
 
 const mlirOptPath = "/usr/lib/llvm-22/bin/mlir-opt"
@@ -51,13 +53,13 @@ func pattern(b []byte, seed uint64) {
 // tokens, a private helper graph called through invoke, dynamic dims, inline constants of every
 // dtype (splats, vectors, hex-sized ones, sub-byte odd counts) and resources of every dtype,
 // including a lazily filled multi-megabyte blob, odd sizes and alignments 4, 8 and 16.
-func testModule(t testing.TB) *Module {
+func testModule(t testing.TB) *graph.Module {
 	t.Helper()
-	m := &Module{}
-	res := func(key string, dt DType, shape []int64, align uint64, lazy bool) (*Resource, Type) {
-		ty := Tensor(dt, shape...)
-		size := int64(bytesFor(dt, int(ty.NumElements())))
-		r := &Resource{Key: key, Size: size, Align: align}
+	m := &graph.Module{}
+	res := func(key string, dt graph.DType, shape []int64, align uint64, lazy bool) (*graph.Resource, graph.Type) {
+		ty := graph.Tensor(dt, shape...)
+		size := int64(graph.BytesFor(dt, int(ty.NumElements())))
+		r := &graph.Resource{Key: key, Size: size, Align: align}
 		seed := uint64(len(m.Resources) + 1)
 		if lazy {
 			r.Fill = func(dst []byte) error { pattern(dst, seed); return nil }
@@ -72,106 +74,106 @@ func testModule(t testing.TB) *Module {
 	}
 
 	// @rms: private helper, y = x * rsqrt(mean(x*x) + eps) * w
-	helper := NewFunc("rms.helper")
+	helper := graph.NewFunc("rms.helper")
 	helper.Private = true
-	hb := NewBuilder(m, helper)
-	hx := helper.AddArg("input", Tensor(F16, 1, Dyn, 8))
-	hw := helper.AddArg("scale", Tensor(F16, 8))
-	ms := hb.Op(OpReduceMean, hb.Mul(hx, hx), hb.I32s(-1))
-	inv := hb.Op(OpRsqrt, hb.Add(ms, hb.Scalar(F16, 1e-6)))
+	hb := graph.NewBuilder(m, helper)
+	hx := helper.AddArg("input", graph.Tensor(graph.F16, 1, graph.Dyn, 8))
+	hw := helper.AddArg("scale", graph.Tensor(graph.F16, 8))
+	ms := hb.Op(graph.OpReduceMean, hb.Mul(hx, hx), hb.I32s(-1))
+	inv := hb.Op(graph.OpRsqrt, hb.Add(ms, hb.Scalar(graph.F16, 1e-6)))
 	helper.AddResult("output", hb.Mul(hb.Mul(hx, inv), hw))
 	if hb.Err() != nil {
 		t.Fatal(hb.Err())
 	}
 
-	f := NewFunc("main")
-	b := NewBuilder(m, f)
-	ids := f.AddArg("input_ids", Tensor(SI32, 1, 1))
-	pos := f.AddArg("position_ids", Tensor(SI32, 1, Dyn))
-	kc := f.AddState("keyCache", Tensor(F16, 2, 1, 2, Dyn, 8))
-	cs := f.AddState("convState", Tensor(F32, 1, 4, 3))
-	m.Funcs = []*Func{helper, f} // the helper first, as Apple's converter prints it
+	f := graph.NewFunc("main")
+	b := graph.NewBuilder(m, f)
+	ids := f.AddArg("input_ids", graph.Tensor(graph.SI32, 1, 1))
+	pos := f.AddArg("position_ids", graph.Tensor(graph.SI32, 1, graph.Dyn))
+	kc := f.AddState("keyCache", graph.Tensor(graph.F16, 2, 1, 2, graph.Dyn, 8))
+	cs := f.AddState("convState", graph.Tensor(graph.F32, 1, 4, 3))
+	m.Funcs = []*graph.Func{helper, f} // the helper first, as Apple's converter prints it
 
-	tok0 := b.Op(OpCreateToken)
+	tok0 := b.Op(graph.OpCreateToken)
 	kv, tok1 := b.ReadState(kc, tok0)
 
-	embR, embT := res("model.embed_tokens.weight", F16, []int64{16, 8}, 16, false)
+	embR, embT := res("model.embed_tokens.weight", graph.F16, []int64{16, 8}, 16, false)
 	table := b.Resource(embT, embR)
-	h := b.Op(OpGatherND, table, b.Op(OpExpandDims, ids, b.I32s(-1))) // [1,1,8]
-	normR, normT := res("model.norm.weight", F16, []int64{8}, 8, false)
-	h = b.OpN(OpInvoke, map[string]Attr{"callee": SymbolRefAttr{"rms.helper"}}, h, b.Resource(normT, normR))[0]
-	h = b.Typed(OpReshape, Tensor(F16, 1, 1, 8), h, b.U32s(1, 1, 8))
+	h := b.Op(graph.OpGatherND, table, b.Op(graph.OpExpandDims, ids, b.I32s(-1))) // [1,1,8]
+	normR, normT := res("model.norm.weight", graph.F16, []int64{8}, 8, false)
+	h = b.OpN(graph.OpInvoke, map[string]graph.Attr{"callee": graph.SymbolRefAttr{Name: "rms.helper"}}, h, b.Resource(normT, normR))[0]
+	h = b.Typed(graph.OpReshape, graph.Tensor(graph.F16, 1, 1, 8), h, b.U32s(1, 1, 8))
 
 	// linear int8 per-block weight: (data - offset1) * scale + offset2
-	wR, wT := res("layers.0.mlp.weight", SI8, []int64{16, 8}, 16, false)
-	sR, sT := res("layers.0.mlp.scale", F16, []int64{16, 1}, 4, false)
-	w := b.Op(OpBlockwise, b.Resource(wT, wR), b.Resource(sT, sR),
-		b.Const(DenseInts(SI8, []int64{16, 1}, []int64{0})), b.Splat(F16, 0, 16, 1))
+	wR, wT := res("layers.0.mlp.weight", graph.SI8, []int64{16, 8}, 16, false)
+	sR, sT := res("layers.0.mlp.scale", graph.F16, []int64{16, 1}, 4, false)
+	w := b.Op(graph.OpBlockwise, b.Resource(wT, wR), b.Resource(sT, sR),
+		b.Const(graph.DenseInts(graph.SI8, []int64{16, 1}, []int64{0})), b.Splat(graph.F16, 0, 16, 1))
 	logits := b.Matmul(h, b.Transpose(w, 1, 0)) // [1,1,16]
 
 	// palettized weight: ui4 indices with a 16-entry LUT
-	iR, iT := res("layers.0.lut.indices", UI4, []int64{4, 8}, 16, false)
-	lut := b.Const(DenseFloats(F16, []int64{1, 1, 16, 1}, []float64{-8, -7, -6, -5, -4, -3, -2, -1, 0, 0.5, 1, 1.5, 2, 4, 8, 65504}))
-	pw := b.Op(OpLUTToDense, b.Resource(iT, iR), lut, b.Const(DenseInts(SI16, nil, []int64{0})))
+	iR, iT := res("layers.0.lut.indices", graph.UI4, []int64{4, 8}, 16, false)
+	lut := b.Const(graph.DenseFloats(graph.F16, []int64{1, 1, 16, 1}, []float64{-8, -7, -6, -5, -4, -3, -2, -1, 0, 0.5, 1, 1.5, 2, 4, 8, 65504}))
+	pw := b.Op(graph.OpLUTToDense, b.Resource(iT, iR), lut, b.Const(graph.DenseInts(graph.SI16, nil, []int64{0})))
 	small := b.Matmul(h, b.Transpose(pw, 1, 0)) // [1,1,4]
 
 	// elementwise and reductions
-	e := b.Op(OpExp, logits)
-	e = b.Op(OpLog, b.Add(e, b.Scalar(F16, 1)))
-	e = b.Op(OpSqrt, b.Op(OpSigmoid, e))
-	e = b.Op(OpSilu, b.Op(OpSin, b.Op(OpCos, e)))
-	e = b.Op(OpMax, b.Div(b.Sub(e, logits), b.Scalar(F16, 3)), b.Scalar(F16, -0.5))
-	e = b.Op(OpSoftmax, e, b.I32(-1))
-	e = b.Add(e, b.Op(OpReduceSum, e, b.I32s(2)))
-	e = b.Add(e, b.Op(OpReduceMax, e, b.I32s(-1)))
+	e := b.Op(graph.OpExp, logits)
+	e = b.Op(graph.OpLog, b.Add(e, b.Scalar(graph.F16, 1)))
+	e = b.Op(graph.OpSqrt, b.Op(graph.OpSigmoid, e))
+	e = b.Op(graph.OpSilu, b.Op(graph.OpSin, b.Op(graph.OpCos, e)))
+	e = b.Op(graph.OpMax, b.Div(b.Sub(e, logits), b.Scalar(graph.F16, 3)), b.Scalar(graph.F16, -0.5))
+	e = b.Op(graph.OpSoftmax, e, b.I32(-1))
+	e = b.Add(e, b.Op(graph.OpReduceSum, e, b.I32s(2)))
+	e = b.Add(e, b.Op(graph.OpReduceMax, e, b.I32s(-1)))
 	cat := b.Concat(-1, e, small) // [1,1,20]
-	cat = b.Slice(cat, []int64{0, 0, 2}, []int64{1, 1, SliceEnd})
-	next := b.Op(OpArgmax, cat, b.I32(-1)) // ui32 [1,1,1]
-	next = b.Cast(b.Op(OpShrinkDims, next, b.I32s(0, 1)), SI32)
+	cat = b.Slice(cat, []int64{0, 0, 2}, []int64{1, 1, graph.SliceEnd})
+	next := b.Op(graph.OpArgmax, cat, b.I32(-1)) // ui32 [1,1,1]
+	next = b.Cast(b.Op(graph.OpShrinkDims, next, b.I32s(0, 1)), graph.SI32)
 
 	// KV write at a shape-derived index: offset = position_ids.shape[1] - 1
-	shape := b.Op(OpGetShape, pos) // ui32 [2]
-	p := b.Cast(b.Slice(shape, []int64{1}, []int64{2}), SI32)
+	shape := b.Op(graph.OpGetShape, pos) // ui32 [2]
+	p := b.Cast(b.Slice(shape, []int64{1}, []int64{2}), graph.SI32)
 	p = b.Sub(p, b.I32s(1))
 	begin := b.Concat(0, b.I32s(0, 0, 0), p, b.I32s(0))
 	end := b.Concat(0, b.I32s(1, 1, 2), b.Add(p, b.I32s(1)), b.I32s(8))
 	upd := b.Reshape(h, 1, 1, 1, 1, 8)
 	upd = b.Concat(2, upd, upd)
-	kv = b.Op(OpSliceUpdate, kv, upd, begin, end, b.I32s(1, 1, 1, 1, 1))
+	kv = b.Op(graph.OpSliceUpdate, kv, upd, begin, end, b.I32s(1, 1, 1, 1, 1))
 	tok2 := b.WriteState(kc, kv, tok1)
 	c, tok3 := b.ReadState(cs, tok2)
-	tok4 := b.WriteState(cs, b.Add(c, b.Splat(F32, 0.25, 1, 4, 3)), tok3)
+	tok4 := b.WriteState(cs, b.Add(c, b.Splat(graph.F32, 0.25, 1, 4, 3)), tok3)
 
 	// inline constants of every dtype (dead code is fine in the IR)
-	for _, d := range []DenseAttr{
-		DenseFloats(F32, []int64{3}, []float64{1, 0.1, -2.5e-8}),
-		DenseFloats(F32, nil, []float64{math.Pi}),
-		DenseFloats(F32, []int64{2, 2}, []float64{7, 7, 7, 7}),
-		DenseFloats(F16, []int64{3}, []float64{0.1, -65504, 6e-8}),
-		DenseInts(SI32, []int64{4}, []int64{-2147483648, 2147483647, 0, -1}),
-		DenseInts(UI32, []int64{2}, []int64{4294967295, 7}),
-		DenseInts(UI32, []int64{0}, nil),
-		DenseInts(SI16, []int64{2}, []int64{-32768, 32767}),
-		DenseInts(SI8, []int64{3}, []int64{-128, 127, 5}),
-		DenseInts(UI8, []int64{2, 2}, []int64{0, 255, 1, 2}),
-		DenseInts(UI8, []int64{5}, []int64{9}),
-		DenseInts(SI4, []int64{3}, []int64{-8, 7, -1}),
-		DenseInts(SI4, []int64{2}, []int64{3, 3}),
-		DenseInts(SI4, []int64{6}, []int64{-3}),
-		DenseInts(UI4, []int64{5}, []int64{0, 15, 1, 2, 3}),
-		DenseInts(I1, []int64{3}, []int64{1, 0, 1}),
-		DenseInts(I1, []int64{8}, []int64{1, 1, 1, 1, 1, 1, 1, 1}),
-		DenseInts(I1, []int64{9}, []int64{0}),
-		DenseInts(I1, nil, []int64{1}),
-		DenseInts(SI32, []int64{1}, []int64{2147483647}),
+	for _, d := range []graph.DenseAttr{
+		graph.DenseFloats(graph.F32, []int64{3}, []float64{1, 0.1, -2.5e-8}),
+		graph.DenseFloats(graph.F32, nil, []float64{math.Pi}),
+		graph.DenseFloats(graph.F32, []int64{2, 2}, []float64{7, 7, 7, 7}),
+		graph.DenseFloats(graph.F16, []int64{3}, []float64{0.1, -65504, 6e-8}),
+		graph.DenseInts(graph.SI32, []int64{4}, []int64{-2147483648, 2147483647, 0, -1}),
+		graph.DenseInts(graph.UI32, []int64{2}, []int64{4294967295, 7}),
+		graph.DenseInts(graph.UI32, []int64{0}, nil),
+		graph.DenseInts(graph.SI16, []int64{2}, []int64{-32768, 32767}),
+		graph.DenseInts(graph.SI8, []int64{3}, []int64{-128, 127, 5}),
+		graph.DenseInts(graph.UI8, []int64{2, 2}, []int64{0, 255, 1, 2}),
+		graph.DenseInts(graph.UI8, []int64{5}, []int64{9}),
+		graph.DenseInts(graph.SI4, []int64{3}, []int64{-8, 7, -1}),
+		graph.DenseInts(graph.SI4, []int64{2}, []int64{3, 3}),
+		graph.DenseInts(graph.SI4, []int64{6}, []int64{-3}),
+		graph.DenseInts(graph.UI4, []int64{5}, []int64{0, 15, 1, 2, 3}),
+		graph.DenseInts(graph.I1, []int64{3}, []int64{1, 0, 1}),
+		graph.DenseInts(graph.I1, []int64{8}, []int64{1, 1, 1, 1, 1, 1, 1, 1}),
+		graph.DenseInts(graph.I1, []int64{9}, []int64{0}),
+		graph.DenseInts(graph.I1, nil, []int64{1}),
+		graph.DenseInts(graph.SI32, []int64{1}, []int64{2147483647}),
 	} {
 		b.Const(d)
 	}
-	for _, dt := range []DType{F32, F16, SI32, UI32, SI16, SI8, UI8, SI4, UI4, I1} {
+	for _, dt := range []graph.DType{graph.F32, graph.F16, graph.SI32, graph.UI32, graph.SI16, graph.SI8, graph.UI8, graph.SI4, graph.UI4, graph.I1} {
 		vals := make([]int64, 101+int(dt)) // above the hex threshold
 		for i := range vals {
 			vals[i] = int64(i*7+int(dt)) % 16
-			if dt == I1 {
+			if dt == graph.I1 {
 				vals[i] &= 1
 			}
 		}
@@ -180,26 +182,26 @@ func testModule(t testing.TB) *Module {
 			for i, v := range vals {
 				fv[i] = float64(v) / 4
 			}
-			b.Const(DenseFloats(dt, []int64{int64(len(vals))}, fv))
+			b.Const(graph.DenseFloats(dt, []int64{int64(len(vals))}, fv))
 		} else {
-			b.Const(DenseInts(dt, []int64{int64(len(vals))}, vals))
+			b.Const(graph.DenseInts(dt, []int64{int64(len(vals))}, vals))
 		}
 	}
 	// resources of every dtype, odd sizes, and a lazily filled multi-megabyte blob
-	for i, dt := range []DType{F32, F16, SI32, UI32, SI16, SI8, UI8, SI4, UI4, I1} {
+	for i, dt := range []graph.DType{graph.F32, graph.F16, graph.SI32, graph.UI32, graph.SI16, graph.SI8, graph.UI8, graph.SI4, graph.UI4, graph.I1} {
 		r, ty := res(fmt.Sprintf("blob.%s", dt), dt, []int64{3, int64(5 + i)}, 16, i%2 == 1)
 		b.Resource(ty, r)
 	}
-	big, bigT := res("big.f16", F16, []int64{1024, 1031}, 16, true)
+	big, bigT := res("big.f16", graph.F16, []int64{1024, 1031}, 16, true)
 	b.Resource(bigT, big)
 
 	// a graph without arguments names: arg_attrs keeps an empty dictionary, res_attrs is left out
-	noop := NewFunc("noop")
+	noop := graph.NewFunc("noop")
 	noop.Private = true
-	na := noop.AddArg("", Tensor(UI8, 2))
-	noop.AddArg("named", Tensor(I1, 3))
+	na := noop.AddArg("", graph.Tensor(graph.UI8, 2))
+	noop.AddArg("named", graph.Tensor(graph.I1, 3))
 	noop.AddResult("", na)
-	bare := NewFunc("bare") // no arguments, no results
+	bare := graph.NewFunc("bare") // no arguments, no results
 	m.Funcs = append(m.Funcs, noop, bare)
 
 	f.AddResult("keyCache", tok2)
@@ -215,7 +217,7 @@ func testModule(t testing.TB) *Module {
 			used[op.Name] = true
 		}
 	}
-	for _, name := range KnownOps() {
+	for _, name := range graph.KnownOps() {
 		if !used[name] {
 			t.Fatalf("test module does not use %s", name)
 		}
@@ -262,7 +264,7 @@ func diffText(t *testing.T, what string, got, want []byte) {
 // output and prints exactly WriteText's text (no normalisation applied).
 func TestTextAndBytecodeMatchMLIROpt(t *testing.T) {
 	dir := t.TempDir()
-	for i, m := range []*Module{testModule(t), smallModule(t), tinyModule(), {}} {
+	for i, m := range []*graph.Module{testModule(t), smallModule(t), tinyModule(), {}} {
 		txtPath, txt := writeFile(t, dir, "m.mlir", func(b *bytes.Buffer) error { return WriteText(b, m) })
 		diffText(t, fmt.Sprintf("module %d: text through mlir-opt", i), mlirOpt(t, txtPath, "--mlir-print-op-generic"), txt)
 		bcPath, _ := writeFile(t, dir, "m.mlirb", func(b *bytes.Buffer) error { return WriteBytecode(b, m, "qconv test") })
@@ -287,7 +289,7 @@ func TestReadMLIROptBytecode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reading mlir-opt's bytecode of %s: %v", filepath.Base(in), err)
 		}
-		if err := EqualModules(m, got); err != nil {
+		if err := graph.EqualModules(m, got); err != nil {
 			t.Fatalf("mlir-opt's bytecode of %s: %v", filepath.Base(in), err)
 		}
 		if r := got.Resource("big.f16"); r == nil || r.Size != 1024*1031*2 || r.Align != 16 {
@@ -346,7 +348,7 @@ func TestReadMLIROptPropertiesAndV5(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", flags, err)
 		}
-		if err := EqualModules(m, got); err != nil {
+		if err := graph.EqualModules(m, got); err != nil {
 			t.Fatalf("%v: %v", flags, err)
 		}
 	}
@@ -418,22 +420,22 @@ func TestFloatPrintingMatchesMLIROpt(t *testing.T) {
 // pinned without mlir-opt).
 func TestDenseTextForms(t *testing.T) {
 	cases := []struct {
-		d    DenseAttr
+		d    graph.DenseAttr
 		want string
 	}{
-		{DenseInts(UI32, []int64{2}, []int64{1, 0}), "dense<[1, 0]> : tensor<2xui32>"},
-		{DenseInts(SI32, []int64{1}, []int64{2147483647}), "dense<2147483647> : tensor<1xsi32>"},
-		{DenseInts(UI32, []int64{0}, nil), "dense<> : tensor<0xui32>"},
-		{DenseInts(I1, nil, []int64{0}), "dense<false> : tensor<i1>"},
-		{DenseInts(I1, []int64{3}, []int64{1, 0, 1}), "dense<[true, false, true]> : tensor<3xi1>"},
-		{DenseInts(SI4, []int64{3}, []int64{-1, 7, -8}), "dense<[-1, 7, -8]> : tensor<3xsi4>"},
-		{DenseInts(SI32, []int64{2, 1}, []int64{5, 6}), "dense<[[5], [6]]> : tensor<2x1xsi32>"},
-		{DenseInts(SI32, []int64{3}, []int64{5, 5, 5}), "dense<5> : tensor<3xsi32>"},
-		{DenseFloats(F32, nil, []float64{2}), "dense<2.000000e+00> : tensor<f32>"},
-		{DenseFloats(F32, []int64{2}, []float64{0.1, 0.01}), "dense<[1.000000e-01, 0.00999999977]> : tensor<2xf32>"},
-		{DenseFloats(F16, nil, []float64{0.1}), "dense<9.997550e-02> : tensor<f16>"},
-		{DenseFloats(F32, []int64{3}, []float64{123456792, math.Inf(1), 3.4028234663852886e38}), "dense<[0x4CEB79A3, 0x7F800000, 3.40282347E+38]> : tensor<3xf32>"},
-		{DenseFloats(F32, []int64{2}, []float64{math.Copysign(0, -1), 1e-45}), "dense<[-0.000000e+00, 1.401300e-45]> : tensor<2xf32>"},
+		{graph.DenseInts(graph.UI32, []int64{2}, []int64{1, 0}), "dense<[1, 0]> : tensor<2xui32>"},
+		{graph.DenseInts(graph.SI32, []int64{1}, []int64{2147483647}), "dense<2147483647> : tensor<1xsi32>"},
+		{graph.DenseInts(graph.UI32, []int64{0}, nil), "dense<> : tensor<0xui32>"},
+		{graph.DenseInts(graph.I1, nil, []int64{0}), "dense<false> : tensor<i1>"},
+		{graph.DenseInts(graph.I1, []int64{3}, []int64{1, 0, 1}), "dense<[true, false, true]> : tensor<3xi1>"},
+		{graph.DenseInts(graph.SI4, []int64{3}, []int64{-1, 7, -8}), "dense<[-1, 7, -8]> : tensor<3xsi4>"},
+		{graph.DenseInts(graph.SI32, []int64{2, 1}, []int64{5, 6}), "dense<[[5], [6]]> : tensor<2x1xsi32>"},
+		{graph.DenseInts(graph.SI32, []int64{3}, []int64{5, 5, 5}), "dense<5> : tensor<3xsi32>"},
+		{graph.DenseFloats(graph.F32, nil, []float64{2}), "dense<2.000000e+00> : tensor<f32>"},
+		{graph.DenseFloats(graph.F32, []int64{2}, []float64{0.1, 0.01}), "dense<[1.000000e-01, 0.00999999977]> : tensor<2xf32>"},
+		{graph.DenseFloats(graph.F16, nil, []float64{0.1}), "dense<9.997550e-02> : tensor<f16>"},
+		{graph.DenseFloats(graph.F32, []int64{3}, []float64{123456792, math.Inf(1), 3.4028234663852886e38}), "dense<[0x4CEB79A3, 0x7F800000, 3.40282347E+38]> : tensor<3xf32>"},
+		{graph.DenseFloats(graph.F32, []int64{2}, []float64{math.Copysign(0, -1), 1e-45}), "dense<[-0.000000e+00, 1.401300e-45]> : tensor<2xf32>"},
 	}
 	for _, c := range cases {
 		var b bytes.Buffer
@@ -455,7 +457,7 @@ func TestDenseTextForms(t *testing.T) {
 		}
 		md := a.(mDense)
 		ty, _ := md.t.graphType()
-		if err := equalAttrs(c.d, denseAttrFrom(ty, md.elems)); err != nil {
+		if err := graph.EqualAttrs(c.d, denseAttrFrom(ty, md.elems)); err != nil {
 			t.Errorf("%s: parsed back: %v", c.want, err)
 		}
 	}
@@ -465,7 +467,7 @@ func TestDenseTextForms(t *testing.T) {
 	p := &textPrinter{w: bufioWriter(&b)}
 	n := 0
 	for _, op := range m.Func("main").Body {
-		d, ok := op.Attrs["value"].(DenseAttr)
+		d, ok := op.Attrs["value"].(graph.DenseAttr)
 		if !ok || d.Type.NumElements() <= hexElementsThreshold {
 			continue
 		}
@@ -482,7 +484,7 @@ func TestDenseTextForms(t *testing.T) {
 		}
 		md := a.(mDense)
 		ty, _ := md.t.graphType()
-		if err := equalAttrs(d, denseAttrFrom(ty, md.elems)); err != nil {
+		if err := graph.EqualAttrs(d, denseAttrFrom(ty, md.elems)); err != nil {
 			t.Errorf("%s hex: %v", d.Type, err)
 		}
 		n++
@@ -517,26 +519,26 @@ func TestFloatParseRoundsToNearestEven(t *testing.T) {
 }
 
 func TestSubByteDenseIsNotASplat(t *testing.T) {
-	d := DenseInts(I1, []int64{3}, []int64{1, 0, 1})
+	d := graph.DenseInts(graph.I1, []int64{3}, []int64{1, 0, 1})
 	if d.Splat() || d.Int(1) != 0 || d.Int(2) != 1 {
 		t.Fatalf("i1 [1 0 1] read as %v (splat %v)", d.Ints(), d.Splat())
 	}
-	s := DenseInts(SI4, []int64{2}, []int64{-3})
+	s := graph.DenseInts(graph.SI4, []int64{2}, []int64{-3})
 	if s.Splat() || len(s.Data) != 1 || s.Int(0) != -3 || s.Int(1) != -3 {
 		t.Fatalf("si4 splat of 2 elements: %v %x", s.Ints(), s.Data)
 	}
-	big := DenseInts(SI4, []int64{3}, []int64{-3, -3, -3})
+	big := graph.DenseInts(graph.SI4, []int64{3}, []int64{-3, -3, -3})
 	if !big.Splat() || len(big.Data) != 1 || big.Int(2) != -3 {
 		t.Fatalf("si4 splat of 3 elements: %v %x", big.Ints(), big.Data)
 	}
 }
 
-func tinyModule() *Module {
-	m := &Module{}
-	f := NewFunc("main")
-	x := f.AddArg("x", Tensor(F32, 2))
-	f.AddResult("y", NewBuilder(m, f).Op(OpExp, x))
-	m.Funcs = []*Func{f}
+func tinyModule() *graph.Module {
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2))
+	f.AddResult("y", graph.NewBuilder(m, f).Op(graph.OpExp, x))
+	m.Funcs = []*graph.Func{f}
 	return m
 }
 
@@ -562,63 +564,63 @@ func TestWriteTextLayout(t *testing.T) {
 
 // Writers refuse modules they cannot write faithfully, naming the problem.
 func TestWriterRejects(t *testing.T) {
-	mk := func() (*Module, *Func, *Builder) {
-		m := &Module{}
-		f := NewFunc("main")
-		m.Funcs = []*Func{f}
-		return m, f, NewBuilder(m, f)
+	mk := func() (*graph.Module, *graph.Func, *graph.Builder) {
+		m := &graph.Module{}
+		f := graph.NewFunc("main")
+		m.Funcs = []*graph.Func{f}
+		return m, f, graph.NewBuilder(m, f)
 	}
 	cases := []struct {
 		name string
-		make func() *Module
+		make func() *graph.Module
 		want string
 	}{
-		{"unreferenced resource", func() *Module {
+		{"unreferenced resource", func() *graph.Module {
 			m, _, _ := mk()
-			m.AddResource(&Resource{Key: "w", Size: 1, Data: []byte{1}})
+			m.AddResource(&graph.Resource{Key: "w", Size: 1, Data: []byte{1}})
 			return m
 		}, `resource "w" is not referenced`},
-		{"foreign resource", func() *Module {
+		{"foreign resource", func() *graph.Module {
 			m, f, b := mk()
-			f.AddResult("y", b.Resource(Tensor(SI8, 1), &Resource{Key: "w", Size: 1, Data: []byte{1}, Align: 16}))
+			f.AddResult("y", b.Resource(graph.Tensor(graph.SI8, 1), &graph.Resource{Key: "w", Size: 1, Data: []byte{1}, Align: 16}))
 			return m
 		}, "not in the module's resources"},
-		{"bad alignment", func() *Module {
+		{"bad alignment", func() *graph.Module {
 			m, f, b := mk()
-			r, _ := m.AddResource(&Resource{Key: "w", Size: 1, Data: []byte{1}, Align: 12})
-			f.AddResult("y", b.Resource(Tensor(SI8, 1), r))
+			r, _ := m.AddResource(&graph.Resource{Key: "w", Size: 1, Data: []byte{1}, Align: 12})
+			f.AddResult("y", b.Resource(graph.Tensor(graph.SI8, 1), r))
 			return m
 		}, "not a power of two"},
-		{"short data", func() *Module {
+		{"short data", func() *graph.Module {
 			m, f, b := mk()
-			r, _ := m.AddResource(&Resource{Key: "w", Size: 2, Data: []byte{1}})
-			f.AddResult("y", b.Resource(Tensor(SI8, 2), r))
+			r, _ := m.AddResource(&graph.Resource{Key: "w", Size: 2, Data: []byte{1}})
+			f.AddResult("y", b.Resource(graph.Tensor(graph.SI8, 2), r))
 			return m
 		}, "declared size 2"},
-		{"use before def", func() *Module {
+		{"use before def", func() *graph.Module {
 			m, f, _ := mk()
-			x := &Value{Type: Tensor(F32, 1)}
-			f.Append(NewOp(OpExp, []*Value{x}, []Type{Tensor(F32, 1)}, nil))
+			x := &graph.Value{Type: graph.Tensor(graph.F32, 1)}
+			f.Append(graph.NewOp(graph.OpExp, []*graph.Value{x}, []graph.Type{graph.Tensor(graph.F32, 1)}, nil))
 			return m
 		}, "operand 0 is not defined"},
-		{"duplicate function", func() *Module {
+		{"duplicate function", func() *graph.Module {
 			m, f, _ := mk()
 			m.Funcs = append(m.Funcs, f)
 			return m
 		}, "defined twice"},
-		{"NUL in a name", func() *Module {
+		{"NUL in a name", func() *graph.Module {
 			m, f, _ := mk()
-			f.AddArg("a\x00b", Tensor(F32, 1))
+			f.AddArg("a\x00b", graph.Tensor(graph.F32, 1))
 			return m
 		}, "NUL"},
-		{"reserved op", func() *Module {
+		{"reserved op", func() *graph.Module {
 			m, f, _ := mk()
-			f.Append(NewOp(opOutput, nil, nil, nil))
+			f.Append(graph.NewOp(opOutput, nil, nil, nil))
 			return m
 		}, "not a coreai op name"},
-		{"bad dense", func() *Module {
+		{"bad dense", func() *graph.Module {
 			m, f, _ := mk()
-			f.Append(NewOp(OpConstant, nil, []Type{Tensor(SI32, 3)}, map[string]Attr{"value": DenseAttr{Type: Tensor(SI32, 3), Data: make([]byte, 8)}}))
+			f.Append(graph.NewOp(graph.OpConstant, nil, []graph.Type{graph.Tensor(graph.SI32, 3)}, map[string]graph.Attr{"value": graph.DenseAttr{Type: graph.Tensor(graph.SI32, 3), Data: make([]byte, 8)}}))
 			return m
 		}, "holds 8 bytes, want 12"},
 	}
@@ -633,7 +635,7 @@ func TestWriterRejects(t *testing.T) {
 			}
 		}
 	}
-	if err := WriteBytecode(&bytes.Buffer{}, &Module{}, "bad\x00producer"); err == nil {
+	if err := WriteBytecode(&bytes.Buffer{}, &graph.Module{}, "bad\x00producer"); err == nil {
 		t.Error("NUL in the producer accepted")
 	}
 }

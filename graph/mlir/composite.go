@@ -1,8 +1,10 @@
-package graph
+package mlir
 
 import (
 	"fmt"
 	"strings"
+
+	"qconv/graph"
 )
 
 // The attributes that mark a graph as a composite op in the bytecode (composite.go).
@@ -18,11 +20,11 @@ type (
 	opaqueAttr struct{ text string } // a dialect attribute kept as its assembly text
 )
 
-func (unitAttr) isAttr()   {}
-func (opaqueAttr) isAttr() {}
+func (unitAttr) IsAttr()   {}
+func (opaqueAttr) IsAttr() {}
 
 // compositeAttrs adds f's noinline and composite_decl attributes.
-func compositeAttrs(f *Func, attrs map[string]Attr) {
+func compositeAttrs(f *graph.Func, attrs map[string]graph.Attr) {
 	if f.NoInline {
 		attrs[attrNoInline] = unitAttr{}
 	}
@@ -32,7 +34,7 @@ func compositeAttrs(f *Func, attrs map[string]Attr) {
 }
 
 // readCompositeAttr applies a noinline or composite_decl graph attribute read back from bytes.
-func readCompositeAttr(f *Func, name string, val mAttr) error {
+func readCompositeAttr(f *graph.Func, name string, val mAttr) error {
 	o, ok := val.(mOther)
 	switch {
 	case name == attrNoInline:

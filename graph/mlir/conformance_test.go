@@ -1,9 +1,11 @@
-package graph
+package mlir
 
 import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"qconv/graph"
 )
 
 // Conformance with Apple's printed IR (docs/coreai-conformance.md). Each row builds the op the way
@@ -12,78 +14,102 @@ import (
 // operand order, index dtypes (si32 vs ui32), scalar vs vector axes and kept reduction dims.
 // Source: apple/coreai-torch, tests/ops/test_ops_ir.py unless the row says otherwise.
 func TestConformanceWithApplePrints(t *testing.T) {
-	f32 := func(s ...int64) Type { return Tensor(F32, s...) }
+	f32 := func(s ...int64) graph.Type { return graph.Tensor(graph.F32, s...) }
 	rows := []struct {
 		op    string
-		build func(b *Builder, f *Func) *Value
+		build func(b *graph.Builder, f *graph.Func) *graph.Value
 		apple string // the type signature Apple's test prints, in generic form
 	}{
-		{OpSliceUpdate, func(b *Builder, f *Func) *Value {
-			return b.Op(OpSliceUpdate, f.AddArg("x", f32(2, 4, 3)), f.AddArg("u", f32(2, 2, 3)), b.I32s(0, 1, 0), b.I32s(2, 3, 3), b.I32s(1, 1, 1))
+		{graph.OpSliceUpdate, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpSliceUpdate, f.AddArg("x", f32(2, 4, 3)), f.AddArg("u", f32(2, 2, 3)), b.I32s(0, 1, 0), b.I32s(2, 3, 3), b.I32s(1, 1, 1))
 		}, "(tensor<2x4x3xf32>, tensor<2x2x3xf32>, tensor<3xsi32>, tensor<3xsi32>, tensor<3xsi32>) -> tensor<2x4x3xf32>"},
-		{OpConcat, func(b *Builder, f *Func) *Value {
-			return b.Concat(0, f.AddArg("a", Tensor(UI32, 4)), f.AddArg("b", Tensor(UI32, 1)), f.AddArg("c", Tensor(UI32, 1)))
+		{graph.OpConcat, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Concat(0, f.AddArg("a", graph.Tensor(graph.UI32, 4)), f.AddArg("b", graph.Tensor(graph.UI32, 1)), f.AddArg("c", graph.Tensor(graph.UI32, 1)))
 		}, "(tensor<si32>, tensor<4xui32>, tensor<1xui32>, tensor<1xui32>) -> tensor<6xui32>"},
-		{OpSoftmax, func(b *Builder, f *Func) *Value { return b.Op(OpSoftmax, f.AddArg("x", f32(2, 5)), b.I32(1)) },
+		{graph.OpSoftmax, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpSoftmax, f.AddArg("x", f32(2, 5)), b.I32(1))
+		},
 			"(tensor<2x5xf32>, tensor<si32>) -> tensor<2x5xf32>"},
-		{OpReduceMean, func(b *Builder, f *Func) *Value { return b.ReduceMean(f.AddArg("x", f32(2, 3)), 1) },
+		{graph.OpReduceMean, func(b *graph.Builder, f *graph.Func) *graph.Value { return b.ReduceMean(f.AddArg("x", f32(2, 3)), 1) },
 			"(tensor<2x3xf32>, tensor<1xsi32>) -> tensor<2x1xf32>"},
-		{OpReduceSum, func(b *Builder, f *Func) *Value { return b.ReduceSum(f.AddArg("x", f32(2, 3)), 1) },
+		{graph.OpReduceSum, func(b *graph.Builder, f *graph.Func) *graph.Value { return b.ReduceSum(f.AddArg("x", f32(2, 3)), 1) },
 			"(tensor<2x3xf32>, tensor<1xsi32>) -> tensor<2x1xf32>"},
-		{OpReduceMax, func(b *Builder, f *Func) *Value { return b.Op(OpReduceMax, f.AddArg("x", f32(2, 3)), b.I32s(1)) },
+		{graph.OpReduceMax, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpReduceMax, f.AddArg("x", f32(2, 3)), b.I32s(1))
+		},
 			"(tensor<2x3xf32>, tensor<1xsi32>) -> tensor<2x1xf32>"},
-		{OpArgmax, func(b *Builder, f *Func) *Value { return b.Op(OpArgmax, f.AddArg("x", f32(2, 5)), b.I32(1)) },
+		{graph.OpArgmax, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpArgmax, f.AddArg("x", f32(2, 5)), b.I32(1))
+		},
 			"(tensor<2x5xf32>, tensor<si32>) -> tensor<2x1xui32>"},
-		{OpGatherND, func(b *Builder, f *Func) *Value {
-			return b.Op(OpGatherND, f.AddArg("t", f32(10, 4)), f.AddArg("i", Tensor(SI32, 2, 3, 1)))
+		{graph.OpGatherND, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpGatherND, f.AddArg("t", f32(10, 4)), f.AddArg("i", graph.Tensor(graph.SI32, 2, 3, 1)))
 		}, "(tensor<10x4xf32>, tensor<2x3x1xsi32>) -> tensor<2x3x4xf32>"},
-		{OpTranspose, func(b *Builder, f *Func) *Value { return b.Transpose(f.AddArg("x", f32(3, 4)), 1, 0) },
+		{graph.OpTranspose, func(b *graph.Builder, f *graph.Func) *graph.Value { return b.Transpose(f.AddArg("x", f32(3, 4)), 1, 0) },
 			"(tensor<3x4xf32>, tensor<2xui32>) -> tensor<4x3xf32>"},
-		{OpReshape, func(b *Builder, f *Func) *Value { return b.Reshape(f.AddArg("x", f32(3)), 1, 3, 1, 1) },
+		{graph.OpReshape, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Reshape(f.AddArg("x", f32(3)), 1, 3, 1, 1)
+		},
 			"(tensor<3xf32>, tensor<4xui32>) -> tensor<1x3x1x1xf32>"},
-		{OpShrinkDims, func(b *Builder, f *Func) *Value { return b.Op(OpShrinkDims, f.AddArg("x", f32(Dyn, 1)), b.I32s(1)) },
+		{graph.OpShrinkDims, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpShrinkDims, f.AddArg("x", f32(graph.Dyn, 1)), b.I32s(1))
+		},
 			"(tensor<?x1xf32>, tensor<1xsi32>) -> tensor<?xf32>"},
-		{OpGetShape, func(b *Builder, f *Func) *Value { return b.Op(OpGetShape, f.AddArg("x", f32(Dyn, Dyn))) },
+		{graph.OpGetShape, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpGetShape, f.AddArg("x", f32(graph.Dyn, graph.Dyn)))
+		},
 			"(tensor<?x?xf32>) -> tensor<2xui32>"},
-		{OpCast, func(b *Builder, f *Func) *Value { return b.Cast(f.AddArg("x", f32(2, 3)), F16) },
+		{graph.OpCast, func(b *graph.Builder, f *graph.Func) *graph.Value { return b.Cast(f.AddArg("x", f32(2, 3)), graph.F16) },
 			"(tensor<2x3xf32>) -> tensor<2x3xf16>"},
-		{OpSlice, func(b *Builder, f *Func) *Value {
-			return b.Slice(f.AddArg("x", Tensor(UI32, 2)), []int64{1}, []int64{2})
+		{graph.OpSlice, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Slice(f.AddArg("x", graph.Tensor(graph.UI32, 2)), []int64{1}, []int64{2})
 		}, "(tensor<2xui32>, tensor<1xsi32>, tensor<1xsi32>, tensor<1xsi32>) -> tensor<1xui32>"},
-		{OpMatmul, func(b *Builder, f *Func) *Value {
+		{graph.OpMatmul, func(b *graph.Builder, f *graph.Func) *graph.Value {
 			return b.Matmul(f.AddArg("a", f32(2, 3, 4)), f.AddArg("b", f32(2, 4, 5)))
 		},
 			"(tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>"},
-		{OpMax, func(b *Builder, f *Func) *Value { return b.Op(OpMax, f.AddArg("x", f32(2, 3)), b.Scalar(F32, 0)) },
+		{graph.OpMax, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpMax, f.AddArg("x", f32(2, 3)), b.Scalar(graph.F32, 0))
+		},
 			"(tensor<2x3xf32>, tensor<f32>) -> tensor<2x3xf32>"},
-		{OpAdd, func(b *Builder, f *Func) *Value { return b.Add(f.AddArg("x", f32(2, 4)), b.Scalar(F32, 1)) },
+		{graph.OpAdd, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Add(f.AddArg("x", f32(2, 4)), b.Scalar(graph.F32, 1))
+		},
 			"(tensor<2x4xf32>, tensor<f32>) -> tensor<2x4xf32>"}, // tests/test_stateful.py
-		{OpMul, func(b *Builder, f *Func) *Value { return b.Mul(f.AddArg("x", f32(2, 4)), f.AddArg("y", f32(2, 4))) },
+		{graph.OpMul, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Mul(f.AddArg("x", f32(2, 4)), f.AddArg("y", f32(2, 4)))
+		},
 			"(tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>"},
-		{OpSub, func(b *Builder, f *Func) *Value { return b.Sub(f.AddArg("x", f32(2, 5)), f.AddArg("y", f32(2, 1))) },
+		{graph.OpSub, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Sub(f.AddArg("x", f32(2, 5)), f.AddArg("y", f32(2, 1)))
+		},
 			"(tensor<2x5xf32>, tensor<2x1xf32>) -> tensor<2x5xf32>"},
-		{OpDiv, func(b *Builder, f *Func) *Value { return b.Div(f.AddArg("x", f32(1, 3, 2, 2)), b.Scalar(F32, 4)) },
+		{graph.OpDiv, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Div(f.AddArg("x", f32(1, 3, 2, 2)), b.Scalar(graph.F32, 4))
+		},
 			"(tensor<1x3x2x2xf32>, tensor<f32>) -> tensor<1x3x2x2xf32>"},
-		{OpSigmoid, func(b *Builder, f *Func) *Value { return b.Op(OpSigmoid, f.AddArg("x", f32(Dyn, Dyn))) },
+		{graph.OpSigmoid, func(b *graph.Builder, f *graph.Func) *graph.Value {
+			return b.Op(graph.OpSigmoid, f.AddArg("x", f32(graph.Dyn, graph.Dyn)))
+		},
 			"(tensor<?x?xf32>) -> tensor<?x?xf32>"},
 	}
-	for _, op := range []string{OpRsqrt, OpExp, OpLog, OpSin, OpCos} { // the unary table
+	for _, op := range []string{graph.OpRsqrt, graph.OpExp, graph.OpLog, graph.OpSin, graph.OpCos} { // the unary table
 		rows = append(rows, struct {
 			op    string
-			build func(b *Builder, f *Func) *Value
+			build func(b *graph.Builder, f *graph.Func) *graph.Value
 			apple string
-		}{op, func(b *Builder, f *Func) *Value { return b.Op(op, f.AddArg("x", f32(2, 3))) }, "(tensor<2x3xf32>) -> tensor<2x3xf32>"})
+		}{op, func(b *graph.Builder, f *graph.Func) *graph.Value { return b.Op(op, f.AddArg("x", f32(2, 3))) }, "(tensor<2x3xf32>) -> tensor<2x3xf32>"})
 	}
 	for _, r := range rows {
-		m := &Module{}
-		f := NewFunc("main")
+		m := &graph.Module{}
+		f := graph.NewFunc("main")
 		m.Funcs = append(m.Funcs, f)
-		b := NewBuilder(m, f)
+		b := graph.NewBuilder(m, f)
 		f.AddResult("y", r.build(b, f))
 		if b.Err() != nil {
 			t.Fatalf("%s: %v", r.op, b.Err())
 		}
-		if err := Verify(m, VerifyOptions{}); err != nil {
+		if err := graph.Verify(m, graph.VerifyOptions{}); err != nil {
 			t.Fatalf("%s: %v", r.op, err)
 		}
 		var text bytes.Buffer
@@ -111,7 +137,7 @@ func TestConformanceWithApplePrints(t *testing.T) {
 // -> (tensor, token), written by write_handle(handle, tensor, token) -> token, returned as a
 // !coreai.token result named like the state; create_token() -> !coreai.token starts the chain.
 func TestConformanceStates(t *testing.T) {
-	m, _ := stateGraph(Tensor(F32, 1, 4), func(b *Builder, cur, x *Value) *Value { return b.Add(cur, x) })
+	m, _ := stateGraph(graph.Tensor(graph.F32, 1, 4), func(b *graph.Builder, cur, x *graph.Value) *graph.Value { return b.Add(cur, x) })
 	var text bytes.Buffer
 	if err := WriteText(&text, m); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package graph
+package mlir
 
 import (
 	"bytes"
@@ -6,19 +6,21 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"qconv/graph"
 )
 
 // FuzzReadBytecode: any input gives a module or an error, never a panic; a module that reads
 // and writes back reads again to an equal module.
 func FuzzReadBytecode(f *testing.F) {
 	f.Add(writeBytecode(f, smallModule(f)))
-	f.Add(writeBytecode(f, &Module{}))
+	f.Add(writeBytecode(f, &graph.Module{}))
 	m := testModule(f)
 	m.Resources = m.Resources[:0] // keep the seed small: drop the blobs and their constants
 	for _, g := range m.Funcs {
 		body := g.Body[:0]
 		for _, op := range g.Body {
-			if _, ok := op.Attrs["value"].(ResourceAttr); !ok {
+			if _, ok := op.Attrs["value"].(graph.ResourceAttr); !ok {
 				body = append(body, op)
 			}
 		}
@@ -48,13 +50,13 @@ func FuzzReadBytecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rewritten module does not read: %v", err)
 		}
-		if err := EqualModules(m, again); err != nil {
+		if err := graph.EqualModules(m, again); err != nil {
 			t.Fatalf("rewritten module differs: %v", err)
 		}
 	})
 }
 
-func writeBytecodeErr(m *Module) ([]byte, error) {
+func writeBytecodeErr(m *graph.Module) ([]byte, error) {
 	var b bytes.Buffer
 	err := WriteBytecode(&b, m, "seed")
 	return b.Bytes(), err

@@ -1,4 +1,4 @@
-package graph
+package mlir
 
 import (
 	"bufio"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"qconv/graph"
 )
 
 // MLIR bytecode (format version 6) as upstream MLIR 22 reads and writes it; the encoding notes
@@ -18,7 +20,7 @@ import (
 // (dense_resource must, the rest follow mlir-opt) except i1 vectors of 2 to 8 elements, which
 // are assembly text (see attr); coreai types are assembly text filed under the
 // coreai dialect, as mlir-opt writes types of a dialect it does not know; op attributes go in
-// the discardable dictionary and the properties section stays empty (see mlir_text.go); the
+// the discardable dictionary and the properties section stays empty (see text.go); the
 // coreai dialect has no version entry (a reader without the dialect rejects one); sections come
 // in mlir-opt's order, with the resource section aligned to the largest blob alignment.
 
@@ -204,7 +206,7 @@ type bcWriter struct {
 	types     bcTable
 	opNames   []string // coreai op names after builtin.module, in first-use order
 	opIDs     map[string]uint64
-	resHandle map[*Resource]uint64
+	resHandle map[*graph.Resource]uint64
 	unknown   uint64 // loc(unknown)
 }
 
@@ -237,12 +239,12 @@ func pRaw(b []byte) bcPart       { return bcPart{kind: partRaw, raw: b} }
 func pList(n int) bcPart         { return pv(uint64(n)) }
 func keyOf(ids ...uint64) string { return fmt.Sprint(ids) }
 
-func (w *bcWriter) elemType(dt DType) uint64 {
+func (w *bcWriter) elemType(dt graph.DType) uint64 {
 	key := "e:" + dt.String()
 	switch dt {
-	case F32:
+	case graph.F32:
 		return w.types.intern(key, custom(codeF32Type))
-	case F16:
+	case graph.F16:
 		return w.types.intern(key, custom(codeF16Type))
 	}
 	sign := uint64(0) // signless (i1)
@@ -254,16 +256,16 @@ func (w *bcWriter) elemType(dt DType) uint64 {
 	return w.types.intern(key, custom(codeIntegerType, pv(uint64(dt.Bits())<<2|sign)))
 }
 
-func (w *bcWriter) typ(t Type) uint64 {
+func (w *bcWriter) typ(t graph.Type) uint64 {
 	key := "t:" + t.String()
 	switch t.Kind {
-	case TokenKind, HandleKind:
+	case graph.TokenKind, graph.HandleKind:
 		return w.types.intern(key, bcEntry{dialect: dialectCoreAI, parts: []bcPart{pRaw(append([]byte(t.String()), 0))}})
 	}
 	elem := w.elemType(t.DType)
 	shape := appendVarint(nil, uint64(len(t.Shape)))
 	for _, d := range t.Shape {
-		if d == Dyn {
+		if d == graph.Dyn {
 			d = dynDimEncoded
 		}
 		shape = appendSignedVarint(shape, d)
@@ -271,7 +273,7 @@ func (w *bcWriter) typ(t Type) uint64 {
 	return w.types.intern(key, custom(codeRankedTensorType, pRaw(shape), pType(elem)))
 }
 
-func (w *bcWriter) funcType(ins, outs []Type) uint64 {
+func (w *bcWriter) funcType(ins, outs []graph.Type) uint64 {
 	parts := []bcPart{pList(len(ins))}
 	for _, t := range ins {
 		parts = append(parts, pType(w.typ(t)))
@@ -284,12 +286,12 @@ func (w *bcWriter) funcType(ins, outs []Type) uint64 {
 }
 
 // attr interns an attribute of an op or graph.
-func (w *bcWriter) attr(a Attr) uint64 {
+func (w *bcWriter) attr(a graph.Attr) uint64 {
 	switch a := a.(type) {
-	case StringAttr:
+	case graph.StringAttr:
 		return w.attrs.intern("s:"+a.S, custom(codeString, pv(w.str(a.S))))
-	case SymbolRefAttr:
-		root := w.attr(StringAttr{a.Name})
+	case graph.SymbolRefAttr:
+		root := w.attr(graph.StringAttr{S: a.Name})
 		return w.attrs.intern("@"+keyOf(root), custom(codeFlatSymbolRef, pAttr(root)))
 	case typeAttr:
 		ft := w.funcType(a.ins, a.outs)
@@ -311,9 +313,9 @@ func (w *bcWriter) attr(a Attr) uint64 {
 		// A dialect attribute qconv has no encoding for is stored as its assembly text, as MLIR
 		// stores an attribute of an unregistered dialect.
 		return w.attrs.intern("asm:"+a.text, bcEntry{dialect: dialectBuiltin, parts: []bcPart{pRaw(append([]byte(a.text), 0))}})
-	case DenseAttr:
-		elems := denseElements(a)
-		if a.Type.DType == I1 && len(elems) > 1 && len(elems) <= 8 {
+	case graph.DenseAttr:
+		elems := graph.DenseElements(a)
+		if a.Type.DType == graph.I1 && len(elems) > 1 && len(elems) <= 8 {
 			// Packed into one byte, a short i1 vector is ambiguous to MLIR readers after 22
 			// (they take a one-byte blob as a splat); its text form reads the same everywhere.
 			var text strings.Builder
@@ -326,7 +328,7 @@ func (w *bcWriter) attr(a Attr) uint64 {
 		raw := mlirStorage(a.Type.DType, elems, len(elems) == 1)
 		blob := append(appendVarint(nil, uint64(len(raw))), raw...)
 		return w.attrs.intern("d:"+keyOf(t)+string(raw), custom(codeDenseIntOrFP, pType(t), pRaw(blob)))
-	case ResourceAttr:
+	case graph.ResourceAttr:
 		t := w.typ(a.Type)
 		h := w.resHandle[a.Res]
 		return w.attrs.intern("r:"+keyOf(t, h), custom(codeDenseResource, pType(t), pv(h)))
@@ -334,12 +336,12 @@ func (w *bcWriter) attr(a Attr) uint64 {
 	panic(fmt.Sprintf("graph: bytecode writer: unchecked attribute %T", a))
 }
 
-func (w *bcWriter) dict(d map[string]Attr) uint64 {
+func (w *bcWriter) dict(d map[string]graph.Attr) uint64 {
 	keys := sortedKeys(d)
 	parts := []bcPart{pList(len(keys))}
 	ids := []uint64{}
 	for _, k := range keys {
-		kid, vid := w.attr(StringAttr{k}), w.attr(d[k])
+		kid, vid := w.attr(graph.StringAttr{S: k}), w.attr(d[k])
 		ids = append(ids, kid, vid)
 		parts = append(parts, pAttr(kid), pAttr(vid))
 	}
@@ -395,7 +397,7 @@ func (w *bcWriter) encodeTable(t *bcTable, offsets, data []byte) ([]byte, []byte
 // is deterministic: the same module gives the same bytes. Blobs are written last but for the
 // string and properties sections, from Resource.Data or through Resource.Fill into one buffer
 // the size of the largest lazy blob (Fill must not keep its dst: the buffer is released on return).
-func WriteBytecode(out io.Writer, m *Module, producer string) error {
+func WriteBytecode(out io.Writer, m *graph.Module, producer string) error {
 	if strings.IndexByte(producer, 0) >= 0 {
 		return errors.New("graph: bytecode producer string contains a NUL byte")
 	}
@@ -407,7 +409,7 @@ func WriteBytecode(out io.Writer, m *Module, producer string) error {
 		attrs:     bcTable{ids: map[string]int{}},
 		types:     bcTable{ids: map[string]int{}},
 		opIDs:     map[string]uint64{},
-		resHandle: map[*Resource]uint64{},
+		resHandle: map[*graph.Resource]uint64{},
 	}
 	w.str("builtin")
 	w.str("coreai")
@@ -451,7 +453,7 @@ func WriteBytecode(out io.Writer, m *Module, producer string) error {
 	moduleBody = appendVarint(moduleBody, 0) // no values defined at module level
 	moduleBody = appendVarint(moduleBody, uint64(len(m.Funcs))<<1)
 	for fi, f := range m.Funcs {
-		ids := map[*Value]uint64{}
+		ids := map[*graph.Value]uint64{}
 		var region []byte
 		region = appendVarint(region, 1)
 		numValues := len(f.Args)
@@ -615,7 +617,7 @@ func WriteBytecode(out io.Writer, m *Module, producer string) error {
 	return bw.Flush()
 }
 
-func maxLazySize(m *Module) int64 {
+func maxLazySize(m *graph.Module) int64 {
 	var n int64
 	for _, r := range m.Resources {
 		if r.Data == nil {
@@ -627,7 +629,7 @@ func maxLazySize(m *Module) int64 {
 
 // appendOp encodes an op without regions: name, mask, location, attribute dictionary, result
 // types, operand value ids.
-func (w *bcWriter) appendOp(b []byte, name string, operands, results []*Value, attrID uint64, hasAttrs bool, ids map[*Value]uint64, loc uint64) []byte {
+func (w *bcWriter) appendOp(b []byte, name string, operands, results []*graph.Value, attrID uint64, hasAttrs bool, ids map[*graph.Value]uint64, loc uint64) []byte {
 	var mask byte
 	if hasAttrs {
 		mask |= opHasAttrs

@@ -1,4 +1,4 @@
-package graph
+package mlir
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"qconv/graph"
 )
 
 // This file writes a Module as MLIR text in the generic op syntax, byte for byte as
@@ -36,7 +38,7 @@ import (
 
 // WriteText writes m as generic-syntax MLIR text, with weights in the dialect_resources trailer.
 // Resources are read through Resource.Bytes, so lazy blobs are materialized one at a time.
-func WriteText(w io.Writer, m *Module) error {
+func WriteText(w io.Writer, m *graph.Module) error {
 	mc, err := checkModule(m)
 	if err != nil {
 		return err
@@ -80,8 +82,8 @@ func WriteText(w io.Writer, m *Module) error {
 
 // textValueNames gives every value its printed name: %argN for arguments, %N (or %N#i for
 // result i of a multi-result op) for results, counted across graphs visited last to first.
-func textValueNames(m *Module) map[*Value]string {
-	names := map[*Value]string{}
+func textValueNames(m *graph.Module) map[*graph.Value]string {
+	names := map[*graph.Value]string{}
 	nextArg, nextVal := 0, 0
 	for i := len(m.Funcs) - 1; i >= 0; i-- {
 		f := m.Funcs[i]
@@ -109,10 +111,10 @@ func textValueNames(m *Module) map[*Value]string {
 
 type textPrinter struct {
 	w     *bufio.Writer
-	names map[*Value]string
+	names map[*graph.Value]string
 }
 
-func (p *textPrinter) graph(f *Func) {
+func (p *textPrinter) graph(f *graph.Func) {
 	w := p.w
 	w.WriteString("  \"coreai.graph\"() ({\n")
 	if len(f.Args) > 0 {
@@ -130,7 +132,7 @@ func (p *textPrinter) graph(f *Func) {
 	for _, op := range f.Body {
 		p.op(op.Name, op.Operands, op.Results, op.Attrs)
 	}
-	outs := make([]*Value, len(f.Results))
+	outs := make([]*graph.Value, len(f.Results))
 	for i, r := range f.Results {
 		outs[i] = r.Value
 	}
@@ -140,7 +142,7 @@ func (p *textPrinter) graph(f *Func) {
 	w.WriteString(" : () -> ()\n")
 }
 
-func (p *textPrinter) op(name string, operands, results []*Value, attrs map[string]Attr) {
+func (p *textPrinter) op(name string, operands, results []*graph.Value, attrs map[string]graph.Attr) {
 	w := p.w
 	w.WriteString("    ")
 	switch len(results) {
@@ -173,8 +175,8 @@ func (p *textPrinter) op(name string, operands, results []*Value, attrs map[stri
 	w.WriteByte('\n')
 }
 
-func valueTypes(vs []*Value) []Type {
-	ts := make([]Type, len(vs))
+func valueTypes(vs []*graph.Value) []graph.Type {
+	ts := make([]graph.Type, len(vs))
 	for i, v := range vs {
 		ts[i] = v.Type
 	}
@@ -182,7 +184,7 @@ func valueTypes(vs []*Value) []Type {
 }
 
 // functionTypeString prints (ins) -> out, parenthesizing the results unless there is exactly one.
-func functionTypeString(ins, outs []Type) string {
+func functionTypeString(ins, outs []graph.Type) string {
 	var b strings.Builder
 	b.WriteByte('(')
 	for i, t := range ins {
@@ -207,7 +209,7 @@ func functionTypeString(ins, outs []Type) string {
 	return b.String()
 }
 
-func (p *textPrinter) attrDict(attrs map[string]Attr) {
+func (p *textPrinter) attrDict(attrs map[string]graph.Attr) {
 	w := p.w
 	w.WriteByte('{')
 	for i, k := range sortedKeys(attrs) {
@@ -224,17 +226,17 @@ func (p *textPrinter) attrDict(attrs map[string]Attr) {
 	w.WriteByte('}')
 }
 
-func (p *textPrinter) attr(a Attr) {
+func (p *textPrinter) attr(a graph.Attr) {
 	w := p.w
 	switch a := a.(type) {
-	case StringAttr:
+	case graph.StringAttr:
 		w.WriteString(quoteMLIR(a.S))
-	case SymbolRefAttr:
+	case graph.SymbolRefAttr:
 		w.WriteByte('@')
 		w.WriteString(keywordOrString(a.Name))
-	case DenseAttr:
+	case graph.DenseAttr:
 		writeDenseText(w, a)
-	case ResourceAttr:
+	case graph.ResourceAttr:
 		w.WriteString("dense_resource<")
 		w.WriteString(keywordOrString(a.Res.Key))
 		w.WriteString("> : ")
@@ -262,14 +264,14 @@ func (p *textPrinter) attr(a Attr) {
 // Attributes that only the writers build (graph attributes); the IR's op attributes are the
 // exported kinds.
 type (
-	typeAttr  struct{ ins, outs []Type } // a function type
-	arrayAttr []Attr
-	dictAttr  map[string]Attr
+	typeAttr  struct{ ins, outs []graph.Type } // a function type
+	arrayAttr []graph.Attr
+	dictAttr  map[string]graph.Attr
 )
 
-func (typeAttr) isAttr()  {}
-func (arrayAttr) isAttr() {}
-func (dictAttr) isAttr()  {}
+func (typeAttr) IsAttr()  {}
+func (arrayAttr) IsAttr() {}
+func (dictAttr) IsAttr()  {}
 
 // Attribute names of a graph and its arguments.
 const (
@@ -286,13 +288,13 @@ const (
 )
 
 // graphAttrs is the attribute dictionary of f's coreai.graph op.
-func graphAttrs(f *Func) map[string]Attr {
-	attrs := map[string]Attr{
-		attrSymName:  StringAttr{f.Name},
+func graphAttrs(f *graph.Func) map[string]graph.Attr {
+	attrs := map[string]graph.Attr{
+		attrSymName:  graph.StringAttr{S: f.Name},
 		attrFuncType: typeAttr{valueTypes(argValues(f)), valueTypes(resultValues(f))},
 	}
 	if f.Private {
-		attrs[attrVisibilty] = StringAttr{"private"}
+		attrs[attrVisibilty] = graph.StringAttr{S: "private"}
 	}
 	compositeAttrs(f, attrs)
 	args := make(arrayAttr, len(f.Args))
@@ -300,10 +302,10 @@ func graphAttrs(f *Func) map[string]Attr {
 	for i, a := range f.Args {
 		d := dictAttr{}
 		if a.Name != "" {
-			d[attrIOName] = StringAttr{a.Name}
+			d[attrIOName] = graph.StringAttr{S: a.Name}
 		}
 		if a.Mutation != "" {
-			d[attrMutation] = StringAttr{a.Mutation}
+			d[attrMutation] = graph.StringAttr{S: a.Mutation}
 		}
 		some = some || len(d) > 0
 		args[i] = d
@@ -316,7 +318,7 @@ func graphAttrs(f *Func) map[string]Attr {
 	for i, r := range f.Results {
 		d := dictAttr{}
 		if r.Name != "" {
-			d[attrIOName] = StringAttr{r.Name}
+			d[attrIOName] = graph.StringAttr{S: r.Name}
 		}
 		some = some || len(d) > 0
 		res[i] = d
@@ -327,16 +329,16 @@ func graphAttrs(f *Func) map[string]Attr {
 	return attrs
 }
 
-func argValues(f *Func) []*Value {
-	vs := make([]*Value, len(f.Args))
+func argValues(f *graph.Func) []*graph.Value {
+	vs := make([]*graph.Value, len(f.Args))
 	for i, a := range f.Args {
 		vs[i] = a.Value
 	}
 	return vs
 }
 
-func resultValues(f *Func) []*Value {
-	vs := make([]*Value, len(f.Results))
+func resultValues(f *graph.Func) []*graph.Value {
+	vs := make([]*graph.Value, len(f.Results))
 	for i, r := range f.Results {
 		vs[i] = r.Value
 	}
@@ -418,8 +420,8 @@ func writeHex(w *bufio.Writer, data []byte) {
 // as a hex string of its storage (--mlir-print-elementsattrs-with-hex-if-larger defaults to 100).
 const hexElementsThreshold = 100
 
-func writeDenseText(w *bufio.Writer, d DenseAttr) {
-	elems := denseElements(d)
+func writeDenseText(w *bufio.Writer, d graph.DenseAttr) {
+	elems := graph.DenseElements(d)
 	dt := d.Type.DType
 	w.WriteString("dense<")
 	switch {
@@ -455,8 +457,8 @@ func writeDenseText(w *bufio.Writer, d DenseAttr) {
 }
 
 // packElements is the inverse of elemBits: the IR's packed little-endian layout.
-func packElements(dt DType, elems []uint64) []byte {
-	out := make([]byte, bytesFor(dt, len(elems)))
+func packElements(dt graph.DType, elems []uint64) []byte {
+	out := make([]byte, graph.BytesFor(dt, len(elems)))
 	for i, e := range elems {
 		switch dt.Bits() {
 		case 32:
@@ -476,7 +478,7 @@ func packElements(dt DType, elems []uint64) []byte {
 
 // mlirStorage lays elements out as MLIR's DenseElementsAttr stores them: sub-byte integers one
 // per byte (zero-extended), i1 packed 8 per byte low bit first, a splat i1 as 0x00 or 0xFF.
-func mlirStorage(dt DType, elems []uint64, splat bool) []byte {
+func mlirStorage(dt graph.DType, elems []uint64, splat bool) []byte {
 	switch dt.Bits() {
 	case 1:
 		if splat {
@@ -494,18 +496,18 @@ func mlirStorage(dt DType, elems []uint64, splat bool) []byte {
 }
 
 // formatElement prints one element as MLIR does for dtype dt.
-func formatElement(dt DType, e uint64) string {
+func formatElement(dt graph.DType, e uint64) string {
 	switch dt {
-	case F32:
+	case graph.F32:
 		return printFloat(e, formatF32)
-	case F16:
+	case graph.F16:
 		return printFloat(e, formatF16)
-	case I1:
+	case graph.I1:
 		if e != 0 {
 			return "true"
 		}
 		return "false"
-	case SI32, SI16, SI8, SI4:
+	case graph.SI32, graph.SI16, graph.SI8, graph.SI4:
 		w := uint(dt.Bits())
 		return strconv.FormatInt(int64(e<<(64-w))>>(64-w), 10)
 	}
@@ -514,15 +516,15 @@ func formatElement(dt DType, e uint64) string {
 
 // moduleCheck is what checkModule learns about a module the writers need.
 type moduleCheck struct {
-	textOrder []*Resource // referenced resources in order of first reference (mlir-opt's text order)
+	textOrder []*graph.Resource // referenced resources in order of first reference (mlir-opt's text order)
 }
 
 // checkModule validates everything the writers rely on, so they can print without further checks.
-func checkModule(m *Module) (*moduleCheck, error) {
+func checkModule(m *graph.Module) (*moduleCheck, error) {
 	if m == nil {
 		return nil, errors.New("graph: nil module")
 	}
-	res := map[*Resource]bool{}
+	res := map[*graph.Resource]bool{}
 	keys := map[string]bool{}
 	for i, r := range m.Resources {
 		if r == nil {
@@ -544,7 +546,7 @@ func checkModule(m *Module) (*moduleCheck, error) {
 		res[r] = true
 	}
 	mc := &moduleCheck{}
-	used := map[*Resource]bool{}
+	used := map[*graph.Resource]bool{}
 	funcs := map[string]bool{}
 	for fi, f := range m.Funcs {
 		if f == nil {
@@ -560,12 +562,12 @@ func checkModule(m *Module) (*moduleCheck, error) {
 		where := func(format string, args ...any) error {
 			return fmt.Errorf("graph: @%s: %s", f.Name, fmt.Sprintf(format, args...))
 		}
-		defined := map[*Value]bool{}
+		defined := map[*graph.Value]bool{}
 		for i, a := range f.Args {
 			if a.Value == nil {
 				return nil, where("argument %d has no value", i)
 			}
-			if err := checkType(a.Value.Type); err != nil {
+			if err := graph.CheckType(a.Value.Type); err != nil {
 				return nil, where("argument %d: %v", i, err)
 			}
 			if strings.IndexByte(a.Name, 0) >= 0 || strings.IndexByte(a.Mutation, 0) >= 0 {
@@ -592,7 +594,7 @@ func checkModule(m *Module) (*moduleCheck, error) {
 				if r == nil || defined[r] {
 					return nil, where("op %d (%s): result %d is missing or defined twice", oi, op.Name, k)
 				}
-				if err := checkType(r.Type); err != nil {
+				if err := graph.CheckType(r.Type); err != nil {
 					return nil, where("op %d (%s): result %d: %v", oi, op.Name, k, err)
 				}
 				defined[r] = true
@@ -602,26 +604,26 @@ func checkModule(m *Module) (*moduleCheck, error) {
 					return nil, where("op %d (%s): %v", oi, op.Name, err)
 				}
 				switch a := op.Attrs[key].(type) {
-				case DenseAttr:
-					if err := checkDense(a); err != nil {
+				case graph.DenseAttr:
+					if err := graph.CheckDense(a); err != nil {
 						return nil, where("op %d (%s): attribute %s: %v", oi, op.Name, key, err)
 					}
-				case ResourceAttr:
+				case graph.ResourceAttr:
 					if a.Res == nil || !res[a.Res] {
 						return nil, where("op %d (%s): attribute %s: dense_resource of a blob not in the module's resources", oi, op.Name, key)
 					}
-					if err := checkType(a.Type); err != nil || a.Type.Kind != TensorKind {
+					if err := graph.CheckType(a.Type); err != nil || a.Type.Kind != graph.TensorKind {
 						return nil, where("op %d (%s): attribute %s: dense_resource type %s is not a valid tensor type", oi, op.Name, key, a.Type)
 					}
 					if !used[a.Res] {
 						used[a.Res] = true
 						mc.textOrder = append(mc.textOrder, a.Res)
 					}
-				case SymbolRefAttr:
+				case graph.SymbolRefAttr:
 					if err := checkName("symbol", a.Name); err != nil {
 						return nil, where("op %d (%s): attribute %s: %v", oi, op.Name, key, err)
 					}
-				case StringAttr:
+				case graph.StringAttr:
 					if strings.IndexByte(a.S, 0) >= 0 {
 						return nil, where("op %d (%s): attribute %s: string with a NUL byte", oi, op.Name, key)
 					}

@@ -1,4 +1,4 @@
-package graph
+package mlir
 
 import (
 	"bytes"
@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"qconv/graph"
 )
 
-func writeBytecode(t testing.TB, m *Module) []byte {
+func writeBytecode(t testing.TB, m *graph.Module) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := WriteBytecode(&b, m, "qconv test"); err != nil {
@@ -19,20 +21,20 @@ func writeBytecode(t testing.TB, m *Module) []byte {
 }
 
 // smallModule is a tiny module with one resource, for corruption tests.
-func smallModule(t testing.TB) *Module {
-	m := &Module{}
-	f := NewFunc("main")
-	b := NewBuilder(m, f)
-	x := f.AddArg("x", Tensor(F16, 1, Dyn))
-	s := f.AddState("s", Tensor(F16, 1, 4))
-	r, _ := m.AddResource(&Resource{Key: "w", Size: 8, Data: []byte{0, 60, 0, 64, 0, 66, 0, 68}})
-	tok := b.Op(OpCreateToken)
+func smallModule(t testing.TB) *graph.Module {
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
+	b := graph.NewBuilder(m, f)
+	x := f.AddArg("x", graph.Tensor(graph.F16, 1, graph.Dyn))
+	s := f.AddState("s", graph.Tensor(graph.F16, 1, 4))
+	r, _ := m.AddResource(&graph.Resource{Key: "w", Size: 8, Data: []byte{0, 60, 0, 64, 0, 66, 0, 68}})
+	tok := b.Op(graph.OpCreateToken)
 	v, tok := b.ReadState(s, tok)
-	y := b.Add(x, b.Resource(Tensor(F16, 4), r))
-	tok = b.WriteState(s, b.Add(v, b.Splat(F16, 0.5, 1, 4)), tok)
+	y := b.Add(x, b.Resource(graph.Tensor(graph.F16, 4), r))
+	tok = b.WriteState(s, b.Add(v, b.Splat(graph.F16, 0.5, 1, 4)), tok)
 	f.AddResult("s", tok)
 	f.AddResult("y", y)
-	m.Funcs = []*Func{f}
+	m.Funcs = []*graph.Func{f}
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
@@ -49,10 +51,10 @@ func TestBytecodeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := EqualModules(m, got); err != nil {
+	if err := graph.EqualModules(m, got); err != nil {
 		t.Fatal(err)
 	}
-	if err := EqualModules(got, m); err != nil {
+	if err := graph.EqualModules(got, m); err != nil {
 		t.Fatal(err)
 	}
 	// Blobs alias the input, at file offsets that honour their alignment, in handle order.
@@ -237,7 +239,7 @@ func TestReadBytecodeHugeCounts(t *testing.T) {
 }
 
 func TestReadBytecodeEmptyModule(t *testing.T) {
-	data := writeBytecode(t, &Module{})
+	data := writeBytecode(t, &graph.Module{})
 	m, err := ReadBytecode(data)
 	if err != nil || len(m.Funcs) != 0 || len(m.Resources) != 0 {
 		t.Fatalf("%v %+v", err, m)
@@ -308,19 +310,19 @@ func TestAsmEntries(t *testing.T) {
 
 func TestFromMLIRStorage(t *testing.T) {
 	cases := []struct {
-		dt   DType
+		dt   graph.DType
 		n    int64
 		raw  []byte
 		want []uint64
 	}{
-		{I1, 3, []byte{0x05}, []uint64{1, 0, 1}},
-		{I1, 4, []byte{0xff}, []uint64{1}},
-		{I1, 9, []byte{0x00}, []uint64{0}},
-		{I1, 3, []byte{1, 0, 1}, []uint64{1, 0, 1}}, // one byte per element (MLIR after 22)
-		{SI4, 3, []byte{0x0f, 0x07, 0x08}, []uint64{15, 7, 8}},
-		{SI4, 5, []byte{0x0d}, []uint64{13}},
-		{F16, 2, []byte{0, 0x3c, 0, 0x3c}, []uint64{0x3c00}},
-		{SI32, 2, []byte{1, 0, 0, 0, 2, 0, 0, 0}, []uint64{1, 2}},
+		{graph.I1, 3, []byte{0x05}, []uint64{1, 0, 1}},
+		{graph.I1, 4, []byte{0xff}, []uint64{1}},
+		{graph.I1, 9, []byte{0x00}, []uint64{0}},
+		{graph.I1, 3, []byte{1, 0, 1}, []uint64{1, 0, 1}}, // one byte per element (MLIR after 22)
+		{graph.SI4, 3, []byte{0x0f, 0x07, 0x08}, []uint64{15, 7, 8}},
+		{graph.SI4, 5, []byte{0x0d}, []uint64{13}},
+		{graph.F16, 2, []byte{0, 0x3c, 0, 0x3c}, []uint64{0x3c00}},
+		{graph.SI32, 2, []byte{1, 0, 0, 0, 2, 0, 0, 0}, []uint64{1, 2}},
 	}
 	for _, c := range cases {
 		got, err := fromMLIRStorage(c.dt, c.n, c.raw)
@@ -335,12 +337,12 @@ func TestFromMLIRStorage(t *testing.T) {
 			}
 		}
 	}
-	if _, err := fromMLIRStorage(SI32, 3, make([]byte, 8)); err == nil {
+	if _, err := fromMLIRStorage(graph.SI32, 3, make([]byte, 8)); err == nil {
 		t.Error("8 bytes for 3 si32 accepted")
 	}
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], 7)
-	if got, _ := fromMLIRStorage(UI32, 1<<40, b[:]); len(got) != 1 || got[0] != 7 {
+	if got, _ := fromMLIRStorage(graph.UI32, 1<<40, b[:]); len(got) != 1 || got[0] != 7 {
 		t.Errorf("huge splat: %v", got)
 	}
 }

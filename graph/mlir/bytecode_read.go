@@ -1,9 +1,11 @@
-package graph
+package mlir
 
 import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"qconv/graph"
 )
 
 // ReadBytecode reads MLIR bytecode (versions 5 and 6) holding one builtin.module of coreai.graph
@@ -12,7 +14,7 @@ import (
 // locations, any section order). Resource blobs alias data: the caller may map the file and run
 // on it directly. Every length and index is checked against the input, so corrupt input gives an
 // error naming the section and offset, never a panic or an allocation larger than the input.
-func ReadBytecode(data []byte) (*Module, error) {
+func ReadBytecode(data []byte) (*graph.Module, error) {
 	r := &bcReader{data: data}
 	m, err := r.read()
 	if err != nil {
@@ -194,13 +196,13 @@ type bcReader struct {
 	props     [][]byte
 	attrs     []bcTableEntry
 	types     []bcTableEntry
-	resources []*Resource // by handle; nil for non-builtin entries
-	byKey     map[string]*Resource
-	m         *Module
+	resources []*graph.Resource // by handle; nil for non-builtin entries
+	byKey     map[string]*graph.Resource
+	m         *graph.Module
 	depth     int
 }
 
-func (r *bcReader) read() (*Module, error) {
+func (r *bcReader) read() (*graph.Module, error) {
 	c := &cursor{b: r.data, what: "header"}
 	if len(r.data) < 4 || string(r.data[:4]) != bcMagic {
 		return nil, c.errf("not MLIR bytecode (magic ML\\xEFR missing)")
@@ -257,8 +259,8 @@ func (r *bcReader) read() (*Module, error) {
 	if err := r.readDialects(secs[secDialect]); err != nil {
 		return nil, err
 	}
-	r.m = &Module{}
-	r.byKey = map[string]*Resource{}
+	r.m = &graph.Module{}
+	r.byKey = map[string]*graph.Resource{}
 	if secs[secResource] != nil {
 		if err := r.readResources(secs[secResourceOffset], secs[secResource]); err != nil {
 			return nil, err
@@ -446,7 +448,7 @@ func (r *bcReader) readResources(offsets, data *cursor) error {
 			if r.byKey[key] != nil {
 				return offsets.errf("resource %q defined twice", key)
 			}
-			res := &Resource{Key: key, Align: 1}
+			res := &graph.Resource{Key: key, Align: 1}
 			if size > 0 {
 				e := &cursor{b: body, base: start, what: fmt.Sprintf("resource %q", key)}
 				if res.Align, err = e.varint(); err != nil {
@@ -676,7 +678,7 @@ func (r *bcReader) decodeType(e *bcTableEntry, i int) (*mType, error) {
 			}
 			switch {
 			case d == dynDimEncoded:
-				d = Dyn
+				d = graph.Dyn
 			case d < 0:
 				return nil, c.errf("negative dimension %d", d)
 			}
@@ -953,7 +955,7 @@ func scalarWidth(t *mType) (int, bool) {
 // valueScope numbers values as the MLIR reader does: an isolated region starts a new scope; a
 // nested region continues its parent's.
 type valueScope struct {
-	values []*Value
+	values []*graph.Value
 }
 
 type bcOp struct {
@@ -1190,7 +1192,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 	if op.name != opGraph || op.regions != 1 || len(op.results) != 0 || len(op.operands) != 0 {
 		return c.errf("module body holds %s (%d regions, %d results, %d operands), want coreai.graph with one region", op.name, op.regions, len(op.results), len(op.operands))
 	}
-	f := &Func{}
+	f := &graph.Func{}
 	name := "?"
 	for _, na := range op.attrs {
 		if s, ok := na.val.(mString); ok && na.name == attrSymName {
@@ -1218,9 +1220,9 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		return fail(err)
 	}
 	first := len(scope.values)
-	scope.values = append(scope.values, make([]*Value, numValues)...)
+	scope.values = append(scope.values, make([]*graph.Value, numValues)...)
 	next := first
-	define := func(v *Value) error {
+	define := func(v *graph.Value) error {
 		if next >= len(scope.values) {
 			return body.errf("more values than the region's %d", numValues)
 		}
@@ -1260,8 +1262,8 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 			if err != nil {
 				return fail(body.errf("argument %d: %v", k, err))
 			}
-			val := &Value{Type: t, Index: k}
-			f.Args = append(f.Args, Arg{Value: val})
+			val := &graph.Value{Type: t, Index: k}
+			f.Args = append(f.Args, graph.Arg{Value: val})
 			if err := define(val); err != nil {
 				return fail(err)
 			}
@@ -1276,7 +1278,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 			}
 		}
 	}
-	var outputs []*Value
+	var outputs []*graph.Value
 	for k := 0; k < nOps; k++ {
 		if outputs != nil {
 			return fail(body.errf("ops after coreai.output"))
@@ -1288,7 +1290,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		if o.regions != 0 {
 			return fail(body.errf("%s has regions: control flow is not part of qconv's IR", o.name))
 		}
-		operands := make([]*Value, len(o.operands))
+		operands := make([]*graph.Value, len(o.operands))
 		for i, idx := range o.operands {
 			if operands[i] = scope.values[idx]; operands[i] == nil {
 				return fail(body.errf("%s operand %d refers to value %d before its definition", o.name, i, idx))
@@ -1304,9 +1306,9 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		if !strings.HasPrefix(o.name, "coreai.") || o.name == opGraph {
 			return fail(body.errf("op %s inside a graph", o.name))
 		}
-		irOp := &Op{Name: o.name, Operands: operands}
+		irOp := &graph.Op{Name: o.name, Operands: operands}
 		if len(o.attrs) > 0 {
-			irOp.Attrs = map[string]Attr{}
+			irOp.Attrs = map[string]graph.Attr{}
 		}
 		for _, na := range o.attrs {
 			if _, dup := irOp.Attrs[na.name]; dup {
@@ -1323,7 +1325,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 			if err != nil {
 				return fail(body.errf("%s result %d: %v", o.name, i, err))
 			}
-			v := &Value{Type: t, Def: irOp, Index: i}
+			v := &graph.Value{Type: t, Def: irOp, Index: i}
 			irOp.Results = append(irOp.Results, v)
 			if err := define(v); err != nil {
 				return fail(err)
@@ -1342,7 +1344,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 	}
 	scope.values = scope.values[:first] // values of a region are not visible after it
 	for _, v := range outputs {
-		f.Results = append(f.Results, Result{Value: v})
+		f.Results = append(f.Results, graph.Result{Value: v})
 	}
 	if err := r.graphAttrs(f, op.attrs); err != nil {
 		return fail(err)
@@ -1359,7 +1361,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 
 // graphAttrs applies the coreai.graph attributes: name, visibility, function type (checked
 // against the body), argument and result names.
-func (r *bcReader) graphAttrs(f *Func, attrs mDict) error {
+func (r *bcReader) graphAttrs(f *graph.Func, attrs mDict) error {
 	seen := map[string]bool{}
 	var fnType *mType
 	for _, na := range attrs {
@@ -1447,24 +1449,24 @@ func (r *bcReader) graphAttrs(f *Func, attrs mDict) error {
 }
 
 // opAttr converts an op attribute into the IR's kinds.
-func (r *bcReader) opAttr(a mAttr) (Attr, error) {
+func (r *bcReader) opAttr(a mAttr) (graph.Attr, error) {
 	switch a := a.(type) {
 	case mString:
-		return StringAttr{a.s}, nil
+		return graph.StringAttr{S: a.s}, nil
 	case mSymRef:
 		if a.nested != "" {
 			return nil, fmt.Errorf("nested symbol reference @%s%s", a.root, a.nested)
 		}
-		return SymbolRefAttr{a.root}, nil
+		return graph.SymbolRefAttr{Name: a.root}, nil
 	case mDense:
 		t, err := a.t.graphType()
-		if err != nil || t.Kind != TensorKind || !t.Static() {
+		if err != nil || t.Kind != graph.TensorKind || !t.Static() {
 			return nil, fmt.Errorf("dense elements of %s, want a static tensor", a.t)
 		}
 		return denseAttrFrom(t, a.elems), nil
 	case mDenseRes:
 		t, err := a.t.graphType()
-		if err != nil || t.Kind != TensorKind || !t.Static() {
+		if err != nil || t.Kind != graph.TensorKind || !t.Static() {
 			return nil, fmt.Errorf("dense_resource of %s, want a static tensor", a.t)
 		}
 		res := r.byKey[a.key]
@@ -1475,7 +1477,7 @@ func (r *bcReader) opAttr(a mAttr) (Attr, error) {
 		if err != nil || res.Size != (n*int64(t.DType.Bits())+7)/8 {
 			return nil, fmt.Errorf("dense_resource<%s>: %d bytes for %s", res.Key, res.Size, t)
 		}
-		return ResourceAttr{Type: t, Res: res}, nil
+		return graph.ResourceAttr{Type: t, Res: res}, nil
 	}
 	return nil, fmt.Errorf("unsupported %s attribute", attrKind(a))
 }

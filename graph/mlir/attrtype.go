@@ -1,10 +1,12 @@
-package graph
+package mlir
 
 import (
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"qconv/graph"
 )
 
 // Types and attributes as the bytecode reader sees them, from either a builtin binary encoding or
@@ -25,7 +27,7 @@ const (
 
 type mType struct {
 	kind      mTypeKind
-	dt        DType
+	dt        graph.DType
 	name      string // spelling of an element type or description of an unsupported type
 	shape     []int64
 	elem      *mType // tensor: element type; handle: the tensor type
@@ -40,7 +42,7 @@ func (t *mType) String() string {
 		var b strings.Builder
 		b.WriteString("tensor<")
 		for _, d := range t.shape {
-			if d == Dyn {
+			if d == graph.Dyn {
 				b.WriteString("?x")
 			} else {
 				b.WriteString(strconv.FormatInt(d, 10) + "x")
@@ -71,28 +73,28 @@ func (t *mType) String() string {
 }
 
 // graphType converts to the IR's Type: a ranked tensor of a qconv dtype, a handle of one, or a token.
-func (t *mType) graphType() (Type, error) {
+func (t *mType) graphType() (graph.Type, error) {
 	switch t.kind {
 	case mToken:
-		return TokenType(), nil
+		return graph.TokenType(), nil
 	case mTensor, mHandle:
 		tt := t
 		if t.kind == mHandle {
 			tt = t.elem
 			if tt.kind != mTensor {
-				return Type{}, fmt.Errorf("handle of %s, want a tensor", tt)
+				return graph.Type{}, fmt.Errorf("handle of %s, want a tensor", tt)
 			}
 		}
 		if tt.elem.kind != mElem || tt.elem.dt == 0 {
-			return Type{}, fmt.Errorf("unsupported element type in %s", t)
+			return graph.Type{}, fmt.Errorf("unsupported element type in %s", t)
 		}
-		out := Tensor(tt.elem.dt, tt.shape...)
+		out := graph.Tensor(tt.elem.dt, tt.shape...)
 		if t.kind == mHandle {
-			out = HandleOf(out)
+			out = graph.HandleOf(out)
 		}
 		return out, nil
 	}
-	return Type{}, fmt.Errorf("unsupported type %s", t)
+	return graph.Type{}, fmt.Errorf("unsupported type %s", t)
 }
 
 type (
@@ -162,7 +164,7 @@ func numElements(shape []int64) (int64, error) {
 // fromMLIRStorage decodes MLIR's raw DenseElementsAttr storage (see mlirStorage) for n elements
 // of dt into canonical element bits. i1 data may be packed bits (MLIR 22) or one byte per
 // element (later MLIR).
-func fromMLIRStorage(dt DType, n int64, raw []byte) ([]uint64, error) {
+func fromMLIRStorage(dt graph.DType, n int64, raw []byte) ([]uint64, error) {
 	if n == 0 {
 		if len(raw) != 0 {
 			return nil, fmt.Errorf("%d bytes for an empty tensor", len(raw))
@@ -217,16 +219,16 @@ func fromMLIRStorage(dt DType, n int64, raw []byte) ([]uint64, error) {
 
 // denseAttrFrom builds the IR attribute from canonical elements: a splat holds one element
 // unless the whole tensor fits in one element's bytes (DenseAttr.Splat).
-func denseAttrFrom(t Type, elems []uint64) DenseAttr {
+func denseAttrFrom(t graph.Type, elems []uint64) graph.DenseAttr {
 	n := int(t.NumElements())
-	if len(elems) == 1 && n > 1 && bytesFor(t.DType, n) == bytesFor(t.DType, 1) {
+	if len(elems) == 1 && n > 1 && graph.BytesFor(t.DType, n) == graph.BytesFor(t.DType, 1) {
 		full := make([]uint64, n)
 		for i := range full {
 			full[i] = elems[0]
 		}
 		elems = full
 	}
-	return DenseAttr{Type: t, Data: packElements(t.DType, elems)}
+	return graph.DenseAttr{Type: t, Data: packElements(t.DType, elems)}
 }
 
 // asmParser parses the subset of MLIR's attribute and type syntax that bytecode assembly
@@ -478,7 +480,7 @@ func (p *asmParser) peekFunctionType() bool {
 }
 
 func elemType(name string) (*mType, error) {
-	if dt, ok := ParseDType(name); ok {
+	if dt, ok := graph.ParseDType(name); ok {
 		return &mType{kind: mElem, dt: dt, name: name}, nil
 	}
 	switch {
@@ -507,7 +509,7 @@ func (p *asmParser) tensorBody(start, depth int) (*mType, error) {
 		p.skipSpace()
 		if p.pos < len(p.s) && p.s[p.pos] == '?' {
 			p.pos++
-			t.shape = append(t.shape, Dyn)
+			t.shape = append(t.shape, graph.Dyn)
 		} else if p.pos < len(p.s) && p.s[p.pos] >= '0' && p.s[p.pos] <= '9' {
 			i := p.pos
 			for p.pos < len(p.s) && p.s[p.pos] >= '0' && p.s[p.pos] <= '9' {
@@ -860,9 +862,9 @@ func (p *asmParser) denseBody(depth int) (mAttr, error) {
 }
 
 // parseElement reads one dense element literal of dtype dt as its bit pattern.
-func parseElement(dt DType, s string) (uint64, error) {
+func parseElement(dt graph.DType, s string) (uint64, error) {
 	bits := uint(dt.Bits())
-	if dt == I1 {
+	if dt == graph.I1 {
 		switch s {
 		case "true", "1":
 			return 1, nil
@@ -880,7 +882,7 @@ func parseElement(dt DType, s string) (uint64, error) {
 	}
 	if dt.IsFloat() {
 		f := formatF32
-		if dt == F16 {
+		if dt == graph.F16 {
 			f = formatF16
 		}
 		v := f.parse(s)

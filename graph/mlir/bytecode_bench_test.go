@@ -1,32 +1,35 @@
-package graph
+package mlir
 
 import (
 	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
-	"qconv/internal/benchutil"
 	"syscall"
 	"testing"
+
+	"qconv/internal/benchutil"
+
+	"qconv/graph"
 )
 
 // qwenLikeModule is a synthetic module shaped like the int8 Qwen3.5-0.8B ship bundle (untied
 // int8 head): an f16 [248320,1024] embedding, an si8 head with f16 per-block-32 scales, and 24
 // layers of si8 projections with scales, norms and small f16 tensors; 388 lazily filled
 // resources, about 1.22 GB. The fill copies a 1 MiB pattern, so it costs about a memcpy.
-func qwenLikeModule(tb testing.TB) (*Module, int64) {
+func qwenLikeModule(tb testing.TB) (*graph.Module, int64) {
 	tb.Helper()
 	block := make([]byte, 1<<20)
 	pattern(block, 7)
-	m := &Module{}
-	f := NewFunc("main")
-	b := NewBuilder(m, f)
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
+	b := graph.NewBuilder(m, f)
 	var total int64
-	var last *Value
-	add := func(key string, dt DType, shape ...int64) {
-		t := Tensor(dt, shape...)
+	var last *graph.Value
+	add := func(key string, dt graph.DType, shape ...int64) {
+		t := graph.Tensor(dt, shape...)
 		seed := len(m.Resources)
-		r := &Resource{Key: key, Size: int64(bytesFor(dt, int(t.NumElements())))}
+		r := &graph.Resource{Key: key, Size: int64(graph.BytesFor(dt, int(t.NumElements())))}
 		r.Fill = func(dst []byte) error {
 			for off := 0; off < len(dst); off += len(block) {
 				copy(dst[off:], block[(seed*4099)%len(block):])
@@ -40,11 +43,11 @@ func qwenLikeModule(tb testing.TB) (*Module, int64) {
 		last = b.Resource(t, r)
 	}
 	linear := func(name string, out, in int64) {
-		add(name+".weight", SI8, out, in)
-		add(name+".scale", F16, out, in/32)
+		add(name+".weight", graph.SI8, out, in)
+		add(name+".scale", graph.F16, out, in/32)
 	}
 	const hidden, inter, vocab = 1024, 3584, 248320
-	add("model.embed_tokens.weight", F16, vocab, hidden)
+	add("model.embed_tokens.weight", graph.F16, vocab, hidden)
 	for l := 0; l < 24; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		linear(p+"attn.in_proj_qkv", 4096, hidden)
@@ -52,17 +55,17 @@ func qwenLikeModule(tb testing.TB) (*Module, int64) {
 		linear(p+"mlp.gate_proj", inter, hidden)
 		linear(p+"mlp.up_proj", inter, hidden)
 		linear(p+"mlp.down_proj", hidden, inter)
-		add(p+"input_layernorm.weight", F16, hidden)
-		add(p+"post_attention_layernorm.weight", F16, hidden)
-		add(p+"attn.conv1d.weight", F16, 6144, 1, 4)
-		add(p+"attn.A_log", F32, 16)
-		add(p+"attn.dt_bias", F16, 16)
-		add(p+"attn.norm.weight", F16, 128)
+		add(p+"input_layernorm.weight", graph.F16, hidden)
+		add(p+"post_attention_layernorm.weight", graph.F16, hidden)
+		add(p+"attn.conv1d.weight", graph.F16, 6144, 1, 4)
+		add(p+"attn.A_log", graph.F32, 16)
+		add(p+"attn.dt_bias", graph.F16, 16)
+		add(p+"attn.norm.weight", graph.F16, 128)
 	}
-	add("model.norm.weight", F16, hidden)
+	add("model.norm.weight", graph.F16, hidden)
 	linear("lm_head", vocab, hidden)
 	f.AddResult("last", last)
-	m.Funcs = []*Func{f}
+	m.Funcs = []*graph.Func{f}
 	if b.Err() != nil {
 		tb.Fatal(b.Err())
 	}

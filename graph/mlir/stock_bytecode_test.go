@@ -1,4 +1,4 @@
-package graph
+package mlir
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"qconv/hf"
+
+	"qconv/graph"
 )
 
 // The stock module as upstream mlir-opt 22 prints it (generic form): the private composite graph
@@ -16,7 +18,7 @@ import (
 func TestStockGenericPrint(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
 	cfg := ck.Config
-	m := lowerFor(t, ck, LowerOptions{Contract: Stock, Compute: F16, StateDType: F32, Weights: DenseWeights{Checkpoint: ck, DType: F16}})
+	m := lowerFor(t, ck, graph.LowerOptions{Contract: graph.Stock, Compute: graph.F16, StateDType: graph.F32, Weights: graph.DenseWeights{Checkpoint: ck, DType: graph.F16}})
 	path, bc := writeFile(t, t.TempDir(), "stock.mlirb", func(b *bytes.Buffer) error { return WriteBytecode(b, m, "qconv test") })
 	text := string(mlirOpt(t, path, "--mlir-print-op-generic", "--mlir-elide-elementsattrs-if-larger=8", "--mlir-elide-resource-strings-if-larger=8"))
 
@@ -59,31 +61,31 @@ func TestStockGenericPrint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{FuncMain, FuncPrefill} {
+	for _, name := range []string{graph.FuncMain, graph.FuncPrefill} {
 		f := back.Func(name)
 		writes, invokes, updates := map[string]int{}, 0, 0
 		for _, op := range f.Body {
 			switch op.Name {
-			case OpWriteHandle:
+			case graph.OpWriteHandle:
 				writes[f.Args[op.Operands[0].Index].Name]++
-			case OpInvoke:
+			case graph.OpInvoke:
 				invokes++
-			case OpSliceUpdate:
+			case graph.OpSliceUpdate:
 				updates++
 				// Follow the updated tensor back to the state it was read from.
 				v := op.Operands[0]
-				for v.Def != nil && v.Def.Name == OpSliceUpdate {
+				for v.Def != nil && v.Def.Name == graph.OpSliceUpdate {
 					v = v.Def.Operands[0]
 				}
-				if v.Def == nil || v.Def.Name != OpReadHandle {
+				if v.Def == nil || v.Def.Name != graph.OpReadHandle {
 					t.Fatalf("@%s: slice_update of a value not read from a state", name)
 				}
-				if s := f.Args[v.Def.Operands[0].Index].Name; s != StateKey && s != StateValue {
+				if s := f.Args[v.Def.Operands[0].Index].Name; s != graph.StateKey && s != graph.StateValue {
 					t.Errorf("@%s: slice_update chained on fixed-shape state %s", name, s)
 				}
 			}
 		}
-		for _, s := range []string{StateKey, StateValue, StateConvStates, StateRecurrentStates} {
+		for _, s := range []string{graph.StateKey, graph.StateValue, graph.StateConvStates, graph.StateRecurrentStates} {
 			if writes[s] != 1 {
 				t.Errorf("@%s writes %s %d times, want once", name, s, writes[s])
 			}
