@@ -13,10 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/graph/mlir"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/kernels"
+	"qconv/lower"
 	"qconv/oracle"
 	"qconv/quant"
 )
@@ -382,9 +384,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	return res, nil
 }
 
-func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
+func (j *job) lowerOptions(src lower.WeightSource) lower.Options {
 	t, r := j.target, &j.recipe
-	return graph.LowerOptions{
+	return lower.Options{
 		Contract: j.contract, Compute: r.Compute, StateDType: t.stateDType(r), NormDType: t.normDType(r),
 		Context: r.Context, PrefillTokens: PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
 		UntieHead: r.IntHead(), Weights: src,
@@ -393,7 +395,7 @@ func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
 
 func (j *job) lower(ck *hf.Checkpoint) error {
 	j.src = newWeightSource(ck, j.target, &j.recipe)
-	m, err := graph.Lower(ck.Config, j.lowerOptions(j.src))
+	m, err := lower.Lower(ck.Config, j.lowerOptions(j.src))
 	if err != nil {
 		return err
 	}
@@ -605,7 +607,7 @@ func (j *job) release() {
 }
 
 // sessionCandidate adapts a graph session to the gate.
-type sessionCandidate struct{ s *graph.Session }
+type sessionCandidate struct{ s *interp.Session }
 
 func (c sessionCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
 func (c sessionCandidate) Fork() (oracle.Candidate, error) {
@@ -645,7 +647,7 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 	}
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-			s, err := graph.NewSession(j.shipped, nil)
+			s, err := interp.NewSession(j.shipped, nil)
 			if err != nil {
 				return nil, err
 			}
@@ -687,7 +689,7 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 			continue
 		}
 		cp := CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / PrefillTokens, FirstDivergence: -1, Passed: true}
-		b, err := graph.NewSession(dec, pre)
+		b, err := interp.NewSession(dec, pre)
 		if err != nil {
 			return nil, err
 		}
@@ -695,11 +697,11 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		if err != nil {
 			return nil, err
 		}
-		var a *graph.Session
+		var a *interp.Session
 		var la []float32
 		ids, margins := decodeOnlyRollout(decodeGate, p, tokens)
 		if ids == nil {
-			if a, err = graph.NewSession(dec, nil); err != nil {
+			if a, err = interp.NewSession(dec, nil); err != nil {
 				return nil, err
 			}
 			if la, err = a.Prefill(p.IDs); err != nil {

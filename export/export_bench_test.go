@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/benchutil"
 	"qconv/oracle"
@@ -13,7 +13,7 @@ import (
 
 // BenchmarkInterpDecodeVsOracle times decode steps of a target's lowered graph, quantized in
 // memory exactly as an export writes it (Build) and run by the interpreter through a
-// graph.Session, against the fp32 reference's decode steps on the same checkpoint, alternating
+// interp.Session, against the fp32 reference's decode steps on the same checkpoint, alternating
 // one step of each so both see the same machine load. It needs a synthetic checkpoint with the
 // real Qwen3.5-0.8B dimensions:
 //
@@ -45,7 +45,7 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 				b.Fatal(err)
 			}
 			built := benchBuild(b, ck, t)
-			start, err := graph.NewSession(built.Decode, nil)
+			start, err := interp.NewSession(built.Decode, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -117,7 +117,7 @@ func BenchmarkGate(b *testing.B) {
 			}
 			built := benchBuild(b, ck, t)
 			newCand := func() (oracle.Candidate, error) {
-				s, err := graph.NewSession(built.Decode, nil)
+				s, err := interp.NewSession(built.Decode, nil)
 				if err != nil {
 					return nil, err
 				}
@@ -197,11 +197,11 @@ func BenchmarkCompanionPrefill(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		b.StopTimer()
-		withBlock, err := graph.NewSession(built.Decode, built.Prefill)
+		withBlock, err := interp.NewSession(built.Decode, built.Prefill)
 		if err != nil {
 			b.Fatal(err)
 		}
-		steps, err := graph.NewSession(built.Decode, nil)
+		steps, err := interp.NewSession(built.Decode, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

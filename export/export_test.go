@@ -17,6 +17,7 @@ import (
 	"github.com/x448/float16"
 
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/golden"
@@ -85,7 +86,7 @@ func TestInt8GraphReproducesGoldens(t *testing.T) {
 		worst := 0.0
 		for _, p := range gm.Prompts {
 			v := p.Variants[c.variant]
-			s, err := graph.NewSession(built.Decode, nil)
+			s, err := interp.NewSession(built.Decode, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -556,7 +557,7 @@ func TestCompanionCheckFromGateReport(t *testing.T) {
 	}
 	opt := oracle.DefaultGateOptions()
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-		s, err := graph.NewSession(built.Decode, nil)
+		s, err := interp.NewSession(built.Decode, nil)
 		return sessionCandidate{s}, err
 	}, prompts, opt)
 	if err != nil {

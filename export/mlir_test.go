@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/graph/mlir"
 )
 
@@ -111,11 +112,11 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 // sameLogits steps both modules through a prompt and requires bit-identical logits.
 func sameLogits(t *testing.T, a, b *graph.Module) {
 	t.Helper()
-	sa, err := graph.NewSession(a, nil)
+	sa, err := interp.NewSession(a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := graph.NewSession(b, nil)
+	sb, err := interp.NewSession(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

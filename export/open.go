@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
@@ -137,11 +138,11 @@ func (b *Bundle) Close() {
 
 // Session starts a session on the bundle's bytes (decode partner + companion for a prefill
 // bundle).
-func (b *Bundle) Session() (*graph.Session, error) {
+func (b *Bundle) Session() (*interp.Session, error) {
 	if b.Companion != nil {
-		return graph.NewSession(b.Companion.Module, b.Module)
+		return interp.NewSession(b.Companion.Module, b.Module)
 	}
-	return graph.NewSession(b.Module, nil)
+	return interp.NewSession(b.Module, nil)
 }
 
 // Verify re-runs the gate on a bundle's shipped bytes against the checkpoint's fp32 reference.
@@ -163,7 +164,7 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined.String() {
 		prompts = fitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
 	}
-	if graph.IsStock(b.Module) {
+	if interp.IsStock(b.Module) {
 		// Apple's contract, whoever wrote the bundle: the metadata is not consulted (stock.go).
 		return GateStock(context.Background(), b.Module, ref, prompts, opt)
 	}
@@ -172,7 +173,7 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 		dec = b.Companion
 	}
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-		s, err := graph.NewSession(dec.Module, nil)
+		s, err := interp.NewSession(dec.Module, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -58,7 +58,7 @@ func (d DenseAttr) Int(i int) int64 {
 	if d.Splat() {
 		i = 0
 	}
-	return elemInt(d.Type.DType, d.Data, i)
+	return ElemInt(d.Type.DType, d.Data, i)
 }
 
 // Float returns stored element i as a float64.
@@ -84,7 +84,7 @@ func BytesFor(dt DType, n int) int {
 	return (n*dt.Bits() + 7) / 8
 }
 
-func elemInt(dt DType, b []byte, i int) int64 {
+func ElemInt(dt DType, b []byte, i int) int64 {
 	switch dt {
 	case SI32:
 		return int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
@@ -115,7 +115,7 @@ func elemFloat(dt DType, b []byte, i int) float64 {
 	case F16:
 		return float64(float16.Frombits(binary.LittleEndian.Uint16(b[2*i:])).Float32())
 	}
-	return float64(elemInt(dt, b, i))
+	return float64(ElemInt(dt, b, i))
 }
 
 // nibble is element i of a 4-bit packed buffer: low nibble first.
@@ -145,7 +145,7 @@ func DenseInts(dt DType, shape []int64, vals []int64) DenseAttr {
 	}
 	data := make([]byte, BytesFor(dt, len(vals)))
 	for i, v := range vals {
-		putInt(dt, data, i, v)
+		PutInt(dt, data, i, v)
 	}
 	return DenseAttr{Type: t, Data: data}
 }
@@ -189,7 +189,7 @@ func allEqual(v []int64) bool {
 	return true
 }
 
-func putInt(dt DType, b []byte, i int, v int64) {
+func PutInt(dt DType, b []byte, i int, v int64) {
 	switch dt {
 	case SI32, UI32:
 		binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
@@ -212,7 +212,7 @@ func putInt(dt DType, b []byte, i int, v int64) {
 	case F16:
 		binary.LittleEndian.PutUint16(b[2*i:], float16.Fromfloat32(float32(v)).Bits())
 	default:
-		panic(fmt.Sprintf("graph: putInt %s", dt))
+		panic(fmt.Sprintf("graph: PutInt %s", dt))
 	}
 }
 

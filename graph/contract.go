@@ -20,7 +20,7 @@ const (
 	// Stock: Apple's own Qwen3.5 export contract (docs/apple-qwen35-contract.md), two entrypoints
 	// in one module: @main (input_ids [1,q], position_ids [1,P], both dynamic; states keyCache,
 	// valueCache, convStates, recurrentStates; output logits [1,q,V]) and @prefill (the same
-	// inputs and states, no outputs). See lower_stock.go.
+	// inputs and states, no outputs). See lower/stock.go.
 	Stock
 )
 

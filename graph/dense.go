@@ -57,7 +57,7 @@ func CheckType(t Type) error {
 	default:
 		return fmt.Errorf("unknown type kind %d", t.Kind)
 	}
-	if !t.DType.valid() {
+	if !t.DType.Valid() {
 		return fmt.Errorf("type %s has an invalid dtype", t)
 	}
 	for _, d := range t.Shape {

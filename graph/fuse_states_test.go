@@ -28,7 +28,7 @@ func chainedStateGraph(stateShape []int64, chained bool) *Module {
 		}
 	}
 	if !chained {
-		next = fuseLayerSlices(b, parts, cur)
+		next = FuseLayerSlices(b, parts, cur)
 	}
 	f.AddResult(StateConv, b.WriteState(h, next, tok))
 	f.AddResult("y", b.ReduceSum(next, 0))

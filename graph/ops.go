@@ -150,8 +150,8 @@ func matmul(c *inferCtx) ([]Type, error) {
 	return []Type{Tensor(a.DType, append(batch, a.Shape[a.Rank()-2], b.Shape[b.Rank()-1])...)}, nil
 }
 
-// normAxis maps a possibly negative axis into [0, rank).
-func normAxis(ax int64, rank int) (int, error) {
+// NormAxis maps a possibly negative axis into [0, rank).
+func NormAxis(ax int64, rank int) (int, error) {
 	if ax < 0 {
 		ax += int64(rank)
 	}
@@ -225,7 +225,7 @@ func expandDims(c *inferCtx) ([]Type, error) {
 	rank := x.Rank() + len(axes)
 	ins := map[int]bool{}
 	for _, a := range axes {
-		ax, err := normAxis(a, rank)
+		ax, err := NormAxis(a, rank)
 		if err != nil {
 			return nil, err
 		}
@@ -252,7 +252,7 @@ func shrinkDims(c *inferCtx) ([]Type, error) {
 	}
 	drop := map[int]bool{}
 	for _, a := range axes {
-		ax, err := normAxis(a, x.Rank())
+		ax, err := NormAxis(a, x.Rank())
 		if err != nil {
 			return nil, err
 		}
@@ -279,7 +279,7 @@ func concat(c *inferCtx) ([]Type, error) {
 		return nil, err
 	}
 	first := c.t(1)
-	ax, err := normAxis(axv[0], first.Rank())
+	ax, err := NormAxis(axv[0], first.Rank())
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ func axisOp(c *inferCtx) (int, error) {
 	if c.t(1).Rank() != 0 || c.t(1).DType != SI32 {
 		return 0, fmt.Errorf("axis operand %s must be a si32 scalar", c.t(1))
 	}
-	return normAxis(v[0], c.t(0).Rank())
+	return NormAxis(v[0], c.t(0).Rank())
 }
 
 func softmax(c *inferCtx) ([]Type, error) {
@@ -390,7 +390,7 @@ func reduce(c *inferCtx) ([]Type, error) {
 	}
 	out := append([]int64{}, x.Shape...)
 	for _, a := range axes {
-		ax, err := normAxis(a, x.Rank())
+		ax, err := NormAxis(a, x.Rank())
 		if err != nil {
 			return nil, err
 		}

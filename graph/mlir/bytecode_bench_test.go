@@ -8,9 +8,8 @@ import (
 	"syscall"
 	"testing"
 
-	"qconv/internal/benchutil"
-
 	"qconv/graph"
+	"qconv/internal/benchutil"
 )
 
 // qwenLikeModule is a synthetic module shaped like the int8 Qwen3.5-0.8B ship bundle (untied

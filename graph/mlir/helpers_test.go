@@ -4,9 +4,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"qconv/hf"
-
 	"qconv/graph"
+	"qconv/hf"
+	"qconv/lower"
 )
 
 // Test helpers this package's tests share with graph's, interp's and lower's (test files cannot
@@ -23,9 +23,9 @@ func openFixture(t testing.TB, name string) *hf.Checkpoint {
 }
 
 // lowerFor lowers ck under opt and verifies the module for the device opt's state dtype implies.
-func lowerFor(t testing.TB, ck *hf.Checkpoint, opt graph.LowerOptions) *graph.Module {
+func lowerFor(t testing.TB, ck *hf.Checkpoint, opt lower.Options) *graph.Module {
 	t.Helper()
-	m, err := graph.Lower(ck.Config, opt)
+	m, err := lower.Lower(ck.Config, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"qconv/hf"
-
 	"qconv/graph"
+	"qconv/hf"
+	"qconv/lower"
 )
 
 // The stock module as upstream mlir-opt 22 prints it (generic form): the private composite graph
@@ -18,7 +18,7 @@ import (
 func TestStockGenericPrint(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
 	cfg := ck.Config
-	m := lowerFor(t, ck, graph.LowerOptions{Contract: graph.Stock, Compute: graph.F16, StateDType: graph.F32, Weights: graph.DenseWeights{Checkpoint: ck, DType: graph.F16}})
+	m := lowerFor(t, ck, lower.Options{Contract: graph.Stock, Compute: graph.F16, StateDType: graph.F32, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F16}})
 	path, bc := writeFile(t, t.TempDir(), "stock.mlirb", func(b *bytes.Buffer) error { return WriteBytecode(b, m, "qconv test") })
 	text := string(mlirOpt(t, path, "--mlir-print-op-generic", "--mlir-elide-elementsattrs-if-larger=8", "--mlir-elide-resource-strings-if-larger=8"))
 

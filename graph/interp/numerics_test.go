@@ -1,18 +1,21 @@
-package graph
+package interp
 
 import (
 	"math"
 	"testing"
+
+	"qconv/graph"
+	"qconv/lower"
 )
 
 // sumGraph is y = x · ones for x [rows, 4] f16; rows dynamic or static.
-func sumGraph(rows int64) *Module {
-	m := &Module{}
-	f := NewFunc("main")
+func sumGraph(rows int64) *graph.Module {
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
 	m.Funcs = append(m.Funcs, f)
-	b := NewBuilder(m, f)
-	x := f.AddArg("x", Tensor(F16, rows, 4))
-	f.AddResult("y", b.Matmul(x, b.Splat(F16, 1, 4, 1)))
+	b := graph.NewBuilder(m, f)
+	x := f.AddArg("x", graph.Tensor(graph.F16, rows, 4))
+	f.AddResult("y", b.Matmul(x, b.Splat(graph.F16, 1, 4, 1)))
 	if b.Err() != nil {
 		panic(b.Err())
 	}
@@ -27,16 +30,16 @@ func TestF16AccumulateMatmul(t *testing.T) {
 		n    Numerics
 		want float64
 	}{
-		{Dyn, Exact, 2052},
-		{Dyn, F16Accumulate, 2048},
+		{graph.Dyn, Exact, 2052},
+		{graph.Dyn, F16Accumulate, 2048},
 		{1, F16Accumulate, 2052},
 	} {
 		m := sumGraph(c.rows)
-		it, err := NewInterpreterNumerics(m, "main", c.n)
+		it, err := NewNumerics(m, "main", c.n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := it.Run(map[string]*Array{"x": farr(F16, []int64{1, 4}, 2048, 1, 1, 1)}, nil)
+		out, err := it.Run(map[string]*Array{"x": farr(graph.F16, []int64{1, 4}, 2048, 1, 1, 1)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +51,7 @@ func TestF16AccumulateMatmul(t *testing.T) {
 // device measured about 1.3%); forks keep the mode.
 func TestF16AccumulateLoweredGraph(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
-	m, err := Lower(ck.Config, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
+	m, err := lower.Lower(ck.Config, lower.Options{Contract: graph.Pipelined, Compute: graph.F16, StateDType: graph.F16, NormDType: graph.F16, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F16}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +104,7 @@ func TestF16AccumulateLoweredGraph(t *testing.T) {
 // alike.
 func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
-	m, err := Lower(ck.Config, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
+	m, err := lower.Lower(ck.Config, lower.Options{Contract: graph.Pipelined, Compute: graph.F16, StateDType: graph.F16, NormDType: graph.F16, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F16}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +121,10 @@ func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 		}
 		states := map[string]*Array{}
 		for _, a := range m.Func("main").Args {
-			if a.Value.Type.Kind == HandleKind {
+			if a.Value.Type.Kind == graph.HandleKind {
 				shape := append([]int64(nil), a.Value.Type.Shape...)
 				for j, d := range shape {
-					if d == Dyn {
+					if d == graph.Dyn {
 						shape[j] = 4
 					}
 				}
@@ -129,11 +132,11 @@ func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 			}
 		}
 		for p, id := range []int{321, 285, 75, 68} {
-			out, err := it.Run(map[string]*Array{InInputIDs: {DType: SI32, Shape: []int64{1, 1}, I: []int64{int64(id)}}, InPositionIDs: NewArray(SI32, 1, int64(p+1))}, states)
+			out, err := it.Run(map[string]*Array{graph.InInputIDs: {DType: graph.SI32, Shape: []int64{1, 1}, I: []int64{int64(id)}}, graph.InPositionIDs: NewArray(graph.SI32, 1, int64(p+1))}, states)
 			if err != nil {
 				t.Fatal(err)
 			}
-			logits[i] = append([]float32(nil), out[OutLogits].F...)
+			logits[i] = append([]float32(nil), out[graph.OutLogits].F...)
 		}
 	}
 	checkNear(t, "cached vs blocks", logits[0], f64s(logits[1]), 0)
@@ -144,7 +147,7 @@ func TestF16AccumulateFusedEqualsPlain(t *testing.T) {
 // stress gate's extra cost).
 func BenchmarkStepNumerics(b *testing.B) {
 	ck := openFixture(b, "tinyqwen35-code")
-	m, err := Lower(ck.Config, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
+	m, err := lower.Lower(ck.Config, lower.Options{Contract: graph.Pipelined, Compute: graph.F16, StateDType: graph.F16, NormDType: graph.F16, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F16}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package graph
+package interp
 
 import (
 	"encoding/binary"
@@ -9,18 +9,20 @@ import (
 	"testing"
 
 	"github.com/x448/float16"
+
+	"qconv/graph"
 )
 
 // ---- helpers
 
-func interpModule() (*Module, *Func, *Builder) {
-	m := &Module{}
-	f := NewFunc("main")
+func interpModule() (*graph.Module, *graph.Func, *graph.Builder) {
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
 	m.Funcs = append(m.Funcs, f)
-	return m, f, NewBuilder(m, f)
+	return m, f, graph.NewBuilder(m, f)
 }
 
-func farr(dt DType, shape []int64, vals ...float64) *Array {
+func farr(dt graph.DType, shape []int64, vals ...float64) *Array {
 	a := NewArray(dt, shape...)
 	if len(vals) != len(a.F) {
 		panic("farr: wrong value count")
@@ -31,7 +33,7 @@ func farr(dt DType, shape []int64, vals ...float64) *Array {
 	return a
 }
 
-func iarr(dt DType, shape []int64, vals ...int64) *Array {
+func iarr(dt graph.DType, shape []int64, vals ...int64) *Array {
 	a := NewArray(dt, shape...)
 	if len(vals) != len(a.I) {
 		panic("iarr: wrong value count")
@@ -40,9 +42,9 @@ func iarr(dt DType, shape []int64, vals ...int64) *Array {
 	return a
 }
 
-func mustRun(t *testing.T, m *Module, inputs, states map[string]*Array) map[string]*Array {
+func mustRun(t *testing.T, m *graph.Module, inputs, states map[string]*Array) map[string]*Array {
 	t.Helper()
-	it, err := NewInterpreter(m, "main")
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,24 +160,24 @@ func TestInterpUnary(t *testing.T) {
 		in  []float64
 		ref func(float64) float64
 	}{
-		{OpExp, xs, math.Exp},
-		{OpLog, pos, math.Log},
-		{OpSqrt, pos, math.Sqrt},
-		{OpRsqrt, pos, func(x float64) float64 { return 1 / math.Sqrt(x) }},
-		{OpSigmoid, xs, func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
-		{OpSilu, xs, func(x float64) float64 { return x / (1 + math.Exp(-x)) }},
-		{OpSin, xs, math.Sin},
-		{OpCos, xs, math.Cos},
+		{graph.OpExp, xs, math.Exp},
+		{graph.OpLog, pos, math.Log},
+		{graph.OpSqrt, pos, math.Sqrt},
+		{graph.OpRsqrt, pos, func(x float64) float64 { return 1 / math.Sqrt(x) }},
+		{graph.OpSigmoid, xs, func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }},
+		{graph.OpSilu, xs, func(x float64) float64 { return x / (1 + math.Exp(-x)) }},
+		{graph.OpSin, xs, math.Sin},
+		{graph.OpCos, xs, math.Cos},
 	}
 	for _, c := range cases {
-		for _, dt := range []DType{F32, F16} {
+		for _, dt := range []graph.DType{graph.F32, graph.F16} {
 			m, f, b := interpModule()
-			x := f.AddArg("x", Tensor(dt, int64(len(c.in))))
+			x := f.AddArg("x", graph.Tensor(dt, int64(len(c.in))))
 			f.AddResult("y", b.Op(c.op, x))
 			in := make([]float64, len(c.in))
 			for i, v := range c.in {
 				in[i] = v
-				if dt == F16 {
+				if dt == graph.F16 {
 					in[i] = f16round(v)
 				}
 			}
@@ -183,12 +185,12 @@ func TestInterpUnary(t *testing.T) {
 			want := make([]float64, len(in))
 			for i, v := range in {
 				want[i] = c.ref(v)
-				if dt == F16 {
+				if dt == graph.F16 {
 					want[i] = f16round(want[i])
 				}
 			}
 			tol := 1e-7
-			if dt == F16 {
+			if dt == graph.F16 {
 				tol = 0 // f64 -> f32 -> f16 equals f64 -> f16 for these values
 			}
 			checkNear(t, c.op+"/"+dt.String(), got.F, want, tol)
@@ -201,11 +203,11 @@ func TestInterpBinaryBroadcast(t *testing.T) {
 		op string
 		fn func(x, y float64) float64
 	}{
-		{OpAdd, func(x, y float64) float64 { return x + y }},
-		{OpSub, func(x, y float64) float64 { return x - y }},
-		{OpMul, func(x, y float64) float64 { return x * y }},
-		{OpDiv, func(x, y float64) float64 { return x / y }},
-		{OpMax, math.Max},
+		{graph.OpAdd, func(x, y float64) float64 { return x + y }},
+		{graph.OpSub, func(x, y float64) float64 { return x - y }},
+		{graph.OpMul, func(x, y float64) float64 { return x * y }},
+		{graph.OpDiv, func(x, y float64) float64 { return x / y }},
+		{graph.OpMax, math.Max},
 	}
 	shapes := []struct{ a, b, out []int64 }{
 		{[]int64{2, 3}, []int64{2, 3}, []int64{2, 3}},
@@ -219,10 +221,10 @@ func TestInterpBinaryBroadcast(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, o := range ops {
 		for _, s := range shapes {
-			for _, dt := range []DType{F32, F16} {
+			for _, dt := range []graph.DType{graph.F32, graph.F16} {
 				m, f, b := interpModule()
-				x := f.AddArg("a", Tensor(dt, s.a...))
-				y := f.AddArg("b", Tensor(dt, s.b...))
+				x := f.AddArg("a", graph.Tensor(dt, s.a...))
+				y := f.AddArg("b", graph.Tensor(dt, s.b...))
 				f.AddResult("y", b.Op(o.op, x, y))
 				av, bv := randVals(rng, shapeElems(s.a), 4), randVals(rng, shapeElems(s.b), 4)
 				for i := range bv {
@@ -230,7 +232,7 @@ func TestInterpBinaryBroadcast(t *testing.T) {
 						bv[i] += 1
 					}
 				}
-				if dt == F16 {
+				if dt == graph.F16 {
 					for i := range av {
 						av[i] = f16round(av[i])
 					}
@@ -242,7 +244,7 @@ func TestInterpBinaryBroadcast(t *testing.T) {
 				checkShape(t, o.op, got, s.out...)
 				want := bcastRef(av, s.a, bv, s.b, s.out, o.fn)
 				tol := 1e-6
-				if dt == F16 {
+				if dt == graph.F16 {
 					for i := range want {
 						want[i] = f16round(want[i])
 					}
@@ -256,10 +258,10 @@ func TestInterpBinaryBroadcast(t *testing.T) {
 
 func TestInterpIntArithmeticWraps(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(SI32, 3))
-	f.AddResult("y", b.Add(x, b.SplatInt(SI32, 1, 3)))
-	f.AddResult("z", b.Op(OpMax, x, b.SplatInt(SI32, 0, 3)))
-	out := mustRun(t, m, map[string]*Array{"x": iarr(SI32, []int64{3}, math.MaxInt32, -5, 7)}, nil)
+	x := f.AddArg("x", graph.Tensor(graph.SI32, 3))
+	f.AddResult("y", b.Add(x, b.SplatInt(graph.SI32, 1, 3)))
+	f.AddResult("z", b.Op(graph.OpMax, x, b.SplatInt(graph.SI32, 0, 3)))
+	out := mustRun(t, m, map[string]*Array{"x": iarr(graph.SI32, []int64{3}, math.MaxInt32, -5, 7)}, nil)
 	sameInts(t, "add", out["y"].I, []int64{math.MinInt32, -4, 8})
 	sameInts(t, "max", out["z"].I, []int64{math.MaxInt32, 0, 7})
 }
@@ -320,21 +322,21 @@ func TestInterpMatmul(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, c := range cases {
 		m, f, b := interpModule()
-		x := f.AddArg("a", Tensor(F32, c.a...))
-		y := f.AddArg("b", Tensor(F32, c.b...))
+		x := f.AddArg("a", graph.Tensor(graph.F32, c.a...))
+		y := f.AddArg("b", graph.Tensor(graph.F32, c.b...))
 		f.AddResult("y", b.Matmul(x, y))
 		av, bv := randVals(rng, shapeElems(c.a), 1), randVals(rng, shapeElems(c.b), 1)
-		got := mustRun(t, m, map[string]*Array{"a": farr(F32, c.a, av...), "b": farr(F32, c.b, bv...)}, nil)["y"]
-		want, shape := matmulRef(f64s(farr(F32, c.a, av...).F), c.a, f64s(farr(F32, c.b, bv...).F), c.b)
+		got := mustRun(t, m, map[string]*Array{"a": farr(graph.F32, c.a, av...), "b": farr(graph.F32, c.b, bv...)}, nil)["y"]
+		want, shape := matmulRef(f64s(farr(graph.F32, c.a, av...).F), c.a, f64s(farr(graph.F32, c.b, bv...).F), c.b)
 		checkShape(t, "matmul", got, shape...)
 		checkNear(t, "matmul", got.F, want, 1e-5)
 	}
 	// f16: accumulated in f32, rounded once.
 	m, f, b := interpModule()
-	x := f.AddArg("a", Tensor(F16, 1, 3))
-	y := f.AddArg("b", Tensor(F16, 3, 1))
+	x := f.AddArg("a", graph.Tensor(graph.F16, 1, 3))
+	y := f.AddArg("b", graph.Tensor(graph.F16, 3, 1))
 	f.AddResult("y", b.Matmul(x, y))
-	got := mustRun(t, m, map[string]*Array{"a": farr(F16, []int64{1, 3}, 1, 1, 1), "b": farr(F16, []int64{3, 1}, 2048, 1, 1)}, nil)["y"]
+	got := mustRun(t, m, map[string]*Array{"a": farr(graph.F16, []int64{1, 3}, 1, 1, 1), "b": farr(graph.F16, []int64{3, 1}, 2048, 1, 1)}, nil)["y"]
 	checkNear(t, "f16 matmul", got.F, []float64{2050}, 0) // 2048+1 = 2049 (a tie) would round to 2048 if rounded per step
 }
 
@@ -342,16 +344,16 @@ func TestInterpMatmul(t *testing.T) {
 
 func TestInterpShapeOps(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, 3, Dyn))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, 3, graph.Dyn))
 	tr := b.Transpose(x, 2, 0, 1)
 	f.AddResult("tr", tr)
 	// reshape to [n, 6] where n is computed at run time from get_shape
-	sh := b.Op(OpGetShape, x)
-	last := b.Typed(OpSlice, Tensor(UI32, 1), sh, b.I32s(2), b.I32s(3), b.I32s(1))
-	f.AddResult("rs", b.Op(OpReshape, x, b.Concat(0, last, b.U32s(6))))
-	ex := b.Op(OpExpandDims, x, b.I32s(-1, 0))
+	sh := b.Op(graph.OpGetShape, x)
+	last := b.Typed(graph.OpSlice, graph.Tensor(graph.UI32, 1), sh, b.I32s(2), b.I32s(3), b.I32s(1))
+	f.AddResult("rs", b.Op(graph.OpReshape, x, b.Concat(0, last, b.U32s(6))))
+	ex := b.Op(graph.OpExpandDims, x, b.I32s(-1, 0))
 	f.AddResult("ex", ex)
-	f.AddResult("sh", b.Op(OpShrinkDims, ex, b.I32s(0, -1)))
+	f.AddResult("sh", b.Op(graph.OpShrinkDims, ex, b.I32s(0, -1)))
 	f.AddResult("shape", sh)
 	if b.Err() != nil {
 		t.Fatal(b.Err())
@@ -360,7 +362,7 @@ func TestInterpShapeOps(t *testing.T) {
 	for i := range vals {
 		vals[i] = float64(i)
 	}
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2, 3, 4}, vals...)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{2, 3, 4}, vals...)}, nil)
 	checkShape(t, "transpose", out["tr"], 4, 2, 3)
 	want := make([]float64, 24)
 	for i := range want {
@@ -373,18 +375,18 @@ func TestInterpShapeOps(t *testing.T) {
 	checkShape(t, "expand_dims", out["ex"], 1, 2, 3, 4, 1)
 	checkShape(t, "shrink_dims", out["sh"], 2, 3, 4)
 	sameInts(t, "get_shape", out["shape"].I, []int64{2, 3, 4})
-	if out["shape"].DType != UI32 {
+	if out["shape"].DType != graph.UI32 {
 		t.Errorf("get_shape dtype %s", out["shape"].DType)
 	}
 }
 
 func TestInterpConcat(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, 1))
-	y := f.AddArg("y", Tensor(F32, 2, 2))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, 1))
+	y := f.AddArg("y", graph.Tensor(graph.F32, 2, 2))
 	f.AddResult("c1", b.Concat(-1, x, y, x))
 	f.AddResult("c0", b.Concat(0, y, y))
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2, 1}, 1, 2), "y": farr(F32, []int64{2, 2}, 3, 4, 5, 6)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{2, 1}, 1, 2), "y": farr(graph.F32, []int64{2, 2}, 3, 4, 5, 6)}, nil)
 	checkShape(t, "concat", out["c1"], 2, 4)
 	checkNear(t, "concat -1", out["c1"].F, []float64{1, 3, 4, 1, 2, 5, 6, 2}, 0)
 	checkNear(t, "concat 0", out["c0"].F, []float64{3, 4, 5, 6, 3, 4, 5, 6}, 0)
@@ -392,13 +394,13 @@ func TestInterpConcat(t *testing.T) {
 
 func TestInterpSlice(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 3, Dyn))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 3, graph.Dyn))
 	// to the end, with stride 2 on axis 1
-	f.AddResult("s1", b.Op(OpSlice, x, b.I32s(1, 1), b.I32s(SliceEnd, SliceEnd), b.I32s(1, 2)))
+	f.AddResult("s1", b.Op(graph.OpSlice, x, b.I32s(1, 1), b.I32s(graph.SliceEnd, graph.SliceEnd), b.I32s(1, 2)))
 	// the last column, begin computed from get_shape: [0, P-1] .. [3, P]
-	p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
+	p := b.Cast(b.Typed(graph.OpSlice, graph.Tensor(graph.UI32, 1), b.Op(graph.OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), graph.SI32)
 	pm1 := b.Sub(p, b.I32s(1))
-	f.AddResult("s2", b.Op(OpSlice, x, b.Concat(0, b.I32s(0), pm1), b.Concat(0, b.I32s(3), p), b.I32s(1, 1)))
+	f.AddResult("s2", b.Op(graph.OpSlice, x, b.Concat(0, b.I32s(0), pm1), b.Concat(0, b.I32s(3), p), b.I32s(1, 1)))
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
@@ -406,7 +408,7 @@ func TestInterpSlice(t *testing.T) {
 	for i := range vals {
 		vals[i] = float64(i)
 	}
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{3, 5}, vals...)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{3, 5}, vals...)}, nil)
 	checkShape(t, "slice to end", out["s1"], 2, 2)
 	checkNear(t, "slice to end", out["s1"].F, []float64{6, 8, 11, 13}, 0)
 	checkShape(t, "dynamic slice", out["s2"], 3, 1)
@@ -414,13 +416,13 @@ func TestInterpSlice(t *testing.T) {
 
 	// out of range
 	m, f, b = interpModule()
-	x = f.AddArg("x", Tensor(F32, 3, Dyn))
-	f.AddResult("s", b.Op(OpSlice, x, b.I32s(0, 0), b.I32s(3, 4), b.I32s(1, 1)))
-	it, err := NewInterpreter(m, "main")
+	x = f.AddArg("x", graph.Tensor(graph.F32, 3, graph.Dyn))
+	f.AddResult("s", b.Op(graph.OpSlice, x, b.I32s(0, 0), b.I32s(3, 4), b.I32s(1, 1)))
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := it.Run(map[string]*Array{"x": NewArray(F32, 3, 2)}, nil); err == nil || !strings.Contains(err.Error(), "out of range") {
+	if _, err := it.Run(map[string]*Array{"x": NewArray(graph.F32, 3, 2)}, nil); err == nil || !strings.Contains(err.Error(), "out of range") {
 		t.Errorf("slice past the end: %v", err)
 	}
 }
@@ -428,18 +430,18 @@ func TestInterpSlice(t *testing.T) {
 func TestInterpSliceUpdate(t *testing.T) {
 	// Write a [2,1] column at position P-2 of a [2, P] tensor with a dynamic P.
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, Dyn))
-	u := f.AddArg("u", Tensor(F32, 2, 1))
-	p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, graph.Dyn))
+	u := f.AddArg("u", graph.Tensor(graph.F32, 2, 1))
+	p := b.Cast(b.Typed(graph.OpSlice, graph.Tensor(graph.UI32, 1), b.Op(graph.OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), graph.SI32)
 	begin := b.Concat(0, b.I32s(0), b.Sub(p, b.I32s(2)))
 	end := b.Concat(0, b.I32s(2), b.Sub(p, b.I32s(1)))
-	f.AddResult("y", b.Op(OpSliceUpdate, x, u, begin, end, b.I32s(1, 1)))
+	f.AddResult("y", b.Op(graph.OpSliceUpdate, x, u, begin, end, b.I32s(1, 1)))
 	f.AddResult("x", x) // x is returned too, so it must not be overwritten
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	in := farr(F32, []int64{2, 4}, 1, 2, 3, 4, 5, 6, 7, 8)
-	out := mustRun(t, m, map[string]*Array{"x": in, "u": farr(F32, []int64{2, 1}, -1, -2)}, nil)
+	in := farr(graph.F32, []int64{2, 4}, 1, 2, 3, 4, 5, 6, 7, 8)
+	out := mustRun(t, m, map[string]*Array{"x": in, "u": farr(graph.F32, []int64{2, 1}, -1, -2)}, nil)
 	checkNear(t, "slice_update", out["y"].F, []float64{1, 2, -1, 4, 5, 6, -2, 8}, 0)
 	checkNear(t, "input untouched", out["x"].F, []float64{1, 2, 3, 4, 5, 6, 7, 8}, 0)
 	checkNear(t, "input untouched", in.F, []float64{1, 2, 3, 4, 5, 6, 7, 8}, 0)
@@ -447,20 +449,20 @@ func TestInterpSliceUpdate(t *testing.T) {
 
 func TestInterpGather(t *testing.T) {
 	m, f, b := interpModule()
-	tab := f.AddArg("t", Tensor(F32, 5, 3))
-	idx := f.AddArg("i", Tensor(SI32, 2, 2, 1))
-	f.AddResult("g", b.Op(OpGatherND, tab, idx))
-	idx2 := f.AddArg("i2", Tensor(SI32, 2, 2))
-	f.AddResult("g2", b.Op(OpGatherND, tab, idx2))
+	tab := f.AddArg("t", graph.Tensor(graph.F32, 5, 3))
+	idx := f.AddArg("i", graph.Tensor(graph.SI32, 2, 2, 1))
+	f.AddResult("g", b.Op(graph.OpGatherND, tab, idx))
+	idx2 := f.AddArg("i2", graph.Tensor(graph.SI32, 2, 2))
+	f.AddResult("g2", b.Op(graph.OpGatherND, tab, idx2))
 	vals := make([]float64, 15)
 	for i := range vals {
 		vals[i] = float64(i)
 	}
-	it, err := NewInterpreter(m, "main")
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := map[string]*Array{"t": farr(F32, []int64{5, 3}, vals...), "i": iarr(SI32, []int64{2, 2, 1}, 4, 0, 0, 2), "i2": iarr(SI32, []int64{2, 2}, 4, 2, 0, 1)}
+	in := map[string]*Array{"t": farr(graph.F32, []int64{5, 3}, vals...), "i": iarr(graph.SI32, []int64{2, 2, 1}, 4, 0, 0, 2), "i2": iarr(graph.SI32, []int64{2, 2}, 4, 2, 0, 1)}
 	out, err := it.Run(in, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -470,7 +472,7 @@ func TestInterpGather(t *testing.T) {
 	checkShape(t, "gather depth 2", out["g2"], 2)
 	checkNear(t, "gather depth 2", out["g2"].F, []float64{14, 1}, 0)
 	for _, bad := range []int64{5, -1} {
-		in["i"] = iarr(SI32, []int64{2, 2, 1}, 0, bad, 0, 0)
+		in["i"] = iarr(graph.SI32, []int64{2, 2, 1}, 0, bad, 0, 0)
 		if _, err := it.Run(in, nil); err == nil || !strings.Contains(err.Error(), "out of range") {
 			t.Errorf("gather index %d: %v", bad, err)
 		}
@@ -481,11 +483,11 @@ func TestInterpGather(t *testing.T) {
 
 func TestInterpSoftmaxLarge(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, 3))
-	f.AddResult("y", b.Op(OpSoftmax, x, b.I32(-1)))
-	f.AddResult("y0", b.Op(OpSoftmax, x, b.I32(0)))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, 3))
+	f.AddResult("y", b.Op(graph.OpSoftmax, x, b.I32(-1)))
+	f.AddResult("y0", b.Op(graph.OpSoftmax, x, b.I32(0)))
 	in := []float64{1000, 1001, 1002, -1e4, 0, 88}
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2, 3}, in...)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{2, 3}, in...)}, nil)
 	ref := func(v []float64) []float64 {
 		mx := math.Inf(-1)
 		for _, x := range v {
@@ -523,26 +525,26 @@ func TestInterpReduce(t *testing.T) {
 		op   string
 		axes []int64
 	}{
-		{OpReduceSum, []int64{-1}}, {OpReduceSum, []int64{1}}, {OpReduceSum, []int64{0, 2}},
-		{OpReduceMean, []int64{2}}, {OpReduceMean, []int64{0, 1, 2}},
-		{OpReduceMax, []int64{1}}, {OpReduceMax, []int64{0, -1}},
+		{graph.OpReduceSum, []int64{-1}}, {graph.OpReduceSum, []int64{1}}, {graph.OpReduceSum, []int64{0, 2}},
+		{graph.OpReduceMean, []int64{2}}, {graph.OpReduceMean, []int64{0, 1, 2}},
+		{graph.OpReduceMax, []int64{1}}, {graph.OpReduceMax, []int64{0, -1}},
 	}
 	for _, c := range cases {
 		m, f, b := interpModule()
-		x := f.AddArg("x", Tensor(F32, shape...))
+		x := f.AddArg("x", graph.Tensor(graph.F32, shape...))
 		f.AddResult("y", b.Op(c.op, x, b.I32s(c.axes...)))
-		got := mustRun(t, m, map[string]*Array{"x": farr(F32, shape, vals...)}, nil)["y"]
+		got := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, shape, vals...)}, nil)["y"]
 		red := map[int]bool{}
 		oshape := append([]int64{}, shape...)
 		for _, a := range c.axes {
-			ax, _ := normAxis(a, 3)
+			ax, _ := graph.NormAxis(a, 3)
 			red[ax] = true
 			oshape[ax] = 1
 		}
 		want := make([]float64, shapeElems(oshape))
 		cnt := make([]float64, len(want))
 		for i := range want {
-			if c.op == OpReduceMax {
+			if c.op == graph.OpReduceMax {
 				want[i] = math.Inf(-1)
 			}
 		}
@@ -555,13 +557,13 @@ func TestInterpReduce(t *testing.T) {
 			}
 			o := flatIndex(idx, oshape)
 			cnt[o]++
-			if c.op == OpReduceMax {
+			if c.op == graph.OpReduceMax {
 				want[o] = math.Max(want[o], v)
 			} else {
 				want[o] += v
 			}
 		}
-		if c.op == OpReduceMean {
+		if c.op == graph.OpReduceMean {
 			for i := range want {
 				want[i] /= cnt[i]
 			}
@@ -573,15 +575,15 @@ func TestInterpReduce(t *testing.T) {
 
 func TestInterpArgmax(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, 4))
-	f.AddResult("a", b.Op(OpArgmax, x, b.I32(-1)))
-	f.AddResult("a0", b.Op(OpArgmax, x, b.I32(0)))
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2, 4}, 1, 5, 5, 2, -3, -1, -1, -2)}, nil)
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, 4))
+	f.AddResult("a", b.Op(graph.OpArgmax, x, b.I32(-1)))
+	f.AddResult("a0", b.Op(graph.OpArgmax, x, b.I32(0)))
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{2, 4}, 1, 5, 5, 2, -3, -1, -1, -2)}, nil)
 	checkShape(t, "argmax", out["a"], 2, 1)
 	sameInts(t, "argmax ties", out["a"].I, []int64{1, 1})
 	checkShape(t, "argmax 0", out["a0"], 1, 4)
 	sameInts(t, "argmax axis 0", out["a0"].I, []int64{0, 0, 0, 0})
-	if out["a"].DType != UI32 {
+	if out["a"].DType != graph.UI32 {
 		t.Errorf("argmax dtype %s", out["a"].DType)
 	}
 }
@@ -590,12 +592,12 @@ func TestInterpArgmax(t *testing.T) {
 
 func TestInterpCast(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 10))
-	f.AddResult("i", b.Cast(x, SI32))
-	f.AddResult("h", b.Cast(x, F16))
-	n := f.AddArg("n", Tensor(SI32, 4))
-	f.AddResult("nh", b.Cast(n, F16))
-	f.AddResult("nu", b.Cast(n, UI32))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 10))
+	f.AddResult("i", b.Cast(x, graph.SI32))
+	f.AddResult("h", b.Cast(x, graph.F16))
+	n := f.AddArg("n", graph.Tensor(graph.SI32, 4))
+	f.AddResult("nh", b.Cast(n, graph.F16))
+	f.AddResult("nu", b.Cast(n, graph.UI32))
 	in := []float64{
 		-2.7, 2.7, -0.5, // truncation toward zero
 		1 + 1.0/2048,              // tie between 1 and 1+2^-10: to even (1)
@@ -606,7 +608,7 @@ func TestInterpCast(t *testing.T) {
 		5.960464477539063e-08 / 2, // half the smallest subnormal: tie to even (0)
 		3e9,                       // saturates as si32
 	}
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{10}, in...), "n": iarr(SI32, []int64{4}, 2049, 2051, -1, 7)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{10}, in...), "n": iarr(graph.SI32, []int64{4}, 2049, 2051, -1, 7)}, nil)
 	sameInts(t, "f32->si32", out["i"].I, []int64{-2, 2, 0, 1, 1, 65519, 65520, -70000, 0, math.MaxInt32})
 	checkNear(t, "f32->f16", out["h"].F, []float64{
 		f16round(-2.7), f16round(2.7), -0.5, 1, 1 + 1.0/512, 65504, math.Inf(1), math.Inf(-1), 0, math.Inf(1)}, 0)
@@ -617,10 +619,10 @@ func TestInterpCast(t *testing.T) {
 // ---- quantized weights
 
 // packInts stores values little-endian in dt's width (4-bit: low nibble first).
-func packInts(dt DType, vals []int64) []byte {
-	out := make([]byte, BytesFor(dt, len(vals)))
+func packInts(dt graph.DType, vals []int64) []byte {
+	out := make([]byte, graph.BytesFor(dt, len(vals)))
 	for i, v := range vals {
-		putInt(dt, out, i, v)
+		graph.PutInt(dt, out, i, v)
 	}
 	return out
 }
@@ -643,9 +645,9 @@ func packF32(vals []float64) []byte {
 
 var resCount int
 
-func resConst(b *Builder, t Type, data []byte) *Value {
+func resConst(b *graph.Builder, t graph.Type, data []byte) *graph.Value {
 	resCount++
-	r, err := b.M.AddResource(&Resource{Key: "r" + string(rune('a'+resCount%26)) + string(rune('a'+resCount/26%26)) + string(rune('a'+resCount/676)), Size: int64(len(data)), Data: data})
+	r, err := b.M.AddResource(&graph.Resource{Key: "r" + string(rune('a'+resCount%26)) + string(rune('a'+resCount/26%26)) + string(rune('a'+resCount/676)), Size: int64(len(data)), Data: data})
 	if err != nil {
 		panic(err)
 	}
@@ -681,40 +683,40 @@ func makeQWeight(rng *rand.Rand, rows, cols, br, bc int64, qmax int64) *qweight 
 }
 
 // blockwiseValue adds blockwise_shift_scale of w with data in dt (si8/si4) and scales in sdt.
-func (w *qweight) value(b *Builder, dt, sdt DType) *Value {
+func (w *qweight) value(b *graph.Builder, dt, sdt graph.DType) *graph.Value {
 	sshape := []int64{w.rows / w.br, w.cols / w.bc}
-	data := resConst(b, Tensor(dt, w.rows, w.cols), packInts(dt, w.q))
+	data := resConst(b, graph.Tensor(dt, w.rows, w.cols), packInts(dt, w.q))
 	var sb []byte
-	if sdt == F16 {
+	if sdt == graph.F16 {
 		sb = packF16(w.scale)
 	} else {
 		sb = packF32(w.scale)
 	}
-	scale := resConst(b, Tensor(sdt, sshape...), sb)
-	return b.Op(OpBlockwise, data, scale, b.SplatInt(dt, 0, sshape...), b.Splat(sdt, 0, sshape...))
+	scale := resConst(b, graph.Tensor(sdt, sshape...), sb)
+	return b.Op(graph.OpBlockwise, data, scale, b.SplatInt(dt, 0, sshape...), b.Splat(sdt, 0, sshape...))
 }
 
 func TestInterpBlockwise(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	cases := []struct {
 		name   string
-		dt     DType
+		dt     graph.DType
 		br, bc int64
 		qmax   int64
 	}{
-		{"si8 block32", SI8, 1, 32, 127},
-		{"si8 per-channel", SI8, 1, 64, 127},
-		{"si4 block32", SI4, 1, 32, 7},
-		{"si4 per-channel", SI4, 1, 64, 7},
+		{"si8 block32", graph.SI8, 1, 32, 127},
+		{"si8 per-channel", graph.SI8, 1, 64, 127},
+		{"si4 block32", graph.SI4, 1, 32, 7},
+		{"si4 per-channel", graph.SI4, 1, 64, 7},
 	}
 	for _, c := range cases {
-		for _, sdt := range []DType{F32, F16} {
+		for _, sdt := range []graph.DType{graph.F32, graph.F16} {
 			m, f, b := interpModule()
 			w := makeQWeight(rng, 3, 64, c.br, c.bc, c.qmax)
 			f.AddResult("w", w.value(b, c.dt, sdt))
 			got := mustRun(t, m, nil, nil)["w"]
 			want := w.deq
-			if sdt == F16 {
+			if sdt == graph.F16 {
 				want = make([]float64, len(w.deq))
 				for i, v := range w.deq {
 					want[i] = f16round(v)
@@ -726,12 +728,12 @@ func TestInterpBlockwise(t *testing.T) {
 	}
 	// Nonzero offsets, data as a runtime input: (q - o1)*s + o2 with scales per [2,2] block.
 	m, f, b := interpModule()
-	q := f.AddArg("q", Tensor(SI8, 2, 4))
-	s := b.Const(DenseFloats(F32, []int64{1, 2}, []float64{0.5, 2}))
-	o1 := b.Const(DenseInts(SI8, []int64{1, 2}, []int64{1, -2}))
-	o2 := b.Const(DenseFloats(F32, []int64{1, 2}, []float64{10, 0}))
-	f.AddResult("w", b.Op(OpBlockwise, q, s, o1, o2))
-	got := mustRun(t, m, map[string]*Array{"q": iarr(SI8, []int64{2, 4}, 1, 3, -128, 127, 5, -1, 0, 2)}, nil)["w"]
+	q := f.AddArg("q", graph.Tensor(graph.SI8, 2, 4))
+	s := b.Const(graph.DenseFloats(graph.F32, []int64{1, 2}, []float64{0.5, 2}))
+	o1 := b.Const(graph.DenseInts(graph.SI8, []int64{1, 2}, []int64{1, -2}))
+	o2 := b.Const(graph.DenseFloats(graph.F32, []int64{1, 2}, []float64{10, 0}))
+	f.AddResult("w", b.Op(graph.OpBlockwise, q, s, o1, o2))
+	got := mustRun(t, m, map[string]*Array{"q": iarr(graph.SI8, []int64{2, 4}, 1, 3, -128, 127, 5, -1, 0, 2)}, nil)["w"]
 	checkNear(t, "offsets", got.F, []float64{10, 11, -252, 258, 12, 9, 4, 8}, 0)
 }
 
@@ -762,20 +764,20 @@ func makeLUTWeight(rng *rand.Rand, rows, cols, gr int64, bits int) *lutweight {
 	return w
 }
 
-func (w *lutweight) value(b *Builder, ldt DType) *Value {
-	dt := UI8
+func (w *lutweight) value(b *graph.Builder, ldt graph.DType) *graph.Value {
+	dt := graph.UI8
 	if w.bits == 4 {
-		dt = UI4
+		dt = graph.UI4
 	}
-	idx := resConst(b, Tensor(dt, w.rows, w.cols), packInts(dt, w.idx))
+	idx := resConst(b, graph.Tensor(dt, w.rows, w.cols), packInts(dt, w.idx))
 	var lb []byte
-	if ldt == F16 {
+	if ldt == graph.F16 {
 		lb = packF16(w.lut)
 	} else {
 		lb = packF32(w.lut)
 	}
-	lut := resConst(b, Tensor(ldt, w.rows/w.gr, 1, int64(1)<<w.bits, 1), lb)
-	return b.Op(OpLUTToDense, idx, lut, b.Const(DenseInts(SI16, nil, []int64{0})))
+	lut := resConst(b, graph.Tensor(ldt, w.rows/w.gr, 1, int64(1)<<w.bits, 1), lb)
+	return b.Op(graph.OpLUTToDense, idx, lut, b.Const(graph.DenseInts(graph.SI16, nil, []int64{0})))
 }
 
 func TestInterpLUTToDense(t *testing.T) {
@@ -783,7 +785,7 @@ func TestInterpLUTToDense(t *testing.T) {
 	for _, bits := range []int{4, 8} {
 		m, f, b := interpModule()
 		w := makeLUTWeight(rng, 64, 6, 32, bits)
-		f.AddResult("w", w.value(b, F16))
+		f.AddResult("w", w.value(b, graph.F16))
 		got := mustRun(t, m, nil, nil)["w"]
 		checkShape(t, "lut_to_dense", got, 64, 6)
 		checkNear(t, "lut_to_dense", got.F, w.deq, 0)
@@ -791,13 +793,13 @@ func TestInterpLUTToDense(t *testing.T) {
 	// Groups along both dims: lut [2, 3, 4, 1] over ui8 indices [4, 6] (ui8 with 2^8 entries is
 	// what the type rules demand, so use a 256-entry table and small indices).
 	m, f, b := interpModule()
-	idx := f.AddArg("i", Tensor(UI8, 4, 6))
+	idx := f.AddArg("i", graph.Tensor(graph.UI8, 4, 6))
 	lv := make([]float64, 2*3*256)
 	for i := range lv {
 		lv[i] = float64(i)
 	}
-	lut := b.Const(DenseFloats(F32, []int64{2, 3, 256, 1}, lv))
-	f.AddResult("w", b.Op(OpLUTToDense, idx, lut, b.Const(DenseInts(SI16, nil, []int64{0}))))
+	lut := b.Const(graph.DenseFloats(graph.F32, []int64{2, 3, 256, 1}, lv))
+	f.AddResult("w", b.Op(graph.OpLUTToDense, idx, lut, b.Const(graph.DenseInts(graph.SI16, nil, []int64{0}))))
 	iv := make([]int64, 24)
 	want := make([]float64, 24)
 	for i := range iv {
@@ -805,20 +807,20 @@ func TestInterpLUTToDense(t *testing.T) {
 		r, c := i/6, i%6
 		want[i] = float64(((r/2)*3+c/2)*256) + float64(iv[i])
 	}
-	got := mustRun(t, m, map[string]*Array{"i": iarr(UI8, []int64{4, 6}, iv...)}, nil)["w"]
+	got := mustRun(t, m, map[string]*Array{"i": iarr(graph.UI8, []int64{4, 6}, iv...)}, nil)["w"]
 	checkNear(t, "lut groups on both dims", got.F, want, 0)
 }
 
 // ---- fused products
 
 // linearGraph builds y = x · Wᵀ (and optionally returns W), plus an embedding lookup of W.
-func linearGraph(dt DType, weight func(b *Builder) *Value, batch []int64, in int64, returnW bool) *Module {
+func linearGraph(dt graph.DType, weight func(b *graph.Builder) *graph.Value, batch []int64, in int64, returnW bool) *graph.Module {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(dt, append(append([]int64{}, batch...), in)...))
-	ids := f.AddArg("ids", Tensor(SI32, 1, 3))
+	x := f.AddArg("x", graph.Tensor(dt, append(append([]int64{}, batch...), in)...))
+	ids := f.AddArg("ids", graph.Tensor(graph.SI32, 1, 3))
 	w := weight(b)
 	f.AddResult("y", b.Matmul(x, b.Transpose(w, 1, 0)))
-	f.AddResult("e", b.Op(OpGatherND, w, b.Reshape(ids, 1, 3, 1)))
+	f.AddResult("e", b.Op(graph.OpGatherND, w, b.Reshape(ids, 1, 3, 1)))
 	if returnW {
 		f.AddResult("w", w)
 	}
@@ -842,35 +844,35 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 	}
 	cases := []struct {
 		name   string
-		weight func(b *Builder, dt DType) *Value
+		weight func(b *graph.Builder, dt graph.DType) *graph.Value
 		deq    []float64
 	}{
-		{"dense", func(b *Builder, dt DType) *Value {
-			if dt == F16 {
-				return resConst(b, Tensor(F16, rows, cols), packF16(dense))
+		{"dense", func(b *graph.Builder, dt graph.DType) *graph.Value {
+			if dt == graph.F16 {
+				return resConst(b, graph.Tensor(graph.F16, rows, cols), packF16(dense))
 			}
-			return resConst(b, Tensor(F32, rows, cols), packF32(dense))
+			return resConst(b, graph.Tensor(graph.F32, rows, cols), packF32(dense))
 		}, dense},
-		{"int8 block32", func(b *Builder, dt DType) *Value { return q8.value(b, SI8, dt) }, q8.deq},
-		{"int8 per-channel", func(b *Builder, dt DType) *Value { return q8c.value(b, SI8, dt) }, q8c.deq},
-		{"int4 block32", func(b *Builder, dt DType) *Value { return q4.value(b, SI4, dt) }, q4.deq},
-		{"lut8 g32", func(b *Builder, dt DType) *Value { return l8.value(b, dt) }, l8.deq},
-		{"lut4 g32", func(b *Builder, dt DType) *Value { return l4.value(b, dt) }, l4.deq},
+		{"int8 block32", func(b *graph.Builder, dt graph.DType) *graph.Value { return q8.value(b, graph.SI8, dt) }, q8.deq},
+		{"int8 per-channel", func(b *graph.Builder, dt graph.DType) *graph.Value { return q8c.value(b, graph.SI8, dt) }, q8c.deq},
+		{"int4 block32", func(b *graph.Builder, dt graph.DType) *graph.Value { return q4.value(b, graph.SI4, dt) }, q4.deq},
+		{"lut8 g32", func(b *graph.Builder, dt graph.DType) *graph.Value { return l8.value(b, dt) }, l8.deq},
+		{"lut4 g32", func(b *graph.Builder, dt graph.DType) *graph.Value { return l4.value(b, dt) }, l4.deq},
 	}
 	batch := []int64{2, 3}
 	xv := randVals(rng, 2*3*cols, 1)
 	for i := range xv {
 		xv[i] = f16round(xv[i])
 	}
-	ids := iarr(SI32, []int64{1, 3}, 0, rows-1, 17)
+	ids := iarr(graph.SI32, []int64{1, 3}, 0, rows-1, 17)
 	for _, c := range cases {
-		for _, dt := range []DType{F32, F16} {
+		for _, dt := range []graph.DType{graph.F32, graph.F16} {
 			name := c.name + "/" + dt.String()
-			build := func(returnW bool) *Module {
-				return linearGraph(dt, func(b *Builder) *Value { return c.weight(b, dt) }, batch, cols, returnW)
+			build := func(returnW bool) *graph.Module {
+				return linearGraph(dt, func(b *graph.Builder) *graph.Value { return c.weight(b, dt) }, batch, cols, returnW)
 			}
 			inputs := map[string]*Array{"x": farr(dt, []int64{2, 3, cols}, xv...), "ids": ids}
-			fused, err := NewInterpreter(build(false), "main")
+			fused, err := New(build(false), "main")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -881,7 +883,7 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 				if st.w != nil {
 					nFused++
 				}
-				if st.op.Name == OpBlockwise || st.op.Name == OpLUTToDense || st.op.Name == OpTranspose {
+				if st.op.Name == graph.OpBlockwise || st.op.Name == graph.OpLUTToDense || st.op.Name == graph.OpTranspose {
 					t.Errorf("%s: %s executed in the fused plan", name, st.op.Name)
 				}
 			}
@@ -904,7 +906,7 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 			wantW := make([]float64, len(c.deq))
 			for i, v := range c.deq {
 				wantW[i] = v
-				if dt == F16 {
+				if dt == graph.F16 {
 					wantW[i] = f16round(v)
 				}
 			}
@@ -918,7 +920,7 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 			scale := absProductMax(xv, c.deq, 6, rows, cols)
 			checkShape(t, name, fo["y"], 2, 3, rows)
 			tol := 1e-6 * scale
-			if dt == F16 {
+			if dt == graph.F16 {
 				for i := range want {
 					want[i] = f16round(want[i])
 				}
@@ -926,7 +928,7 @@ func TestInterpFusedMatchesUnfused(t *testing.T) {
 			}
 			checkNearAbs(t, name+" fused", fo["y"].F, want, tol)
 			checkNearAbs(t, name+" unfused", uo["y"].F, want, tol)
-			if dt == F32 {
+			if dt == graph.F32 {
 				checkNearAbs(t, name+" fused vs unfused", fo["y"].F, f64s(uo["y"].F), tol)
 			}
 		}
@@ -974,21 +976,21 @@ func transpose2(w []float64, rows, cols int) []float64 {
 func TestInterpFusedWithReturnedWeight(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	q8 := makeQWeight(rng, 32, 64, 1, 32, 127)
-	m := linearGraph(F32, func(b *Builder) *Value { return q8.value(b, SI8, F32) }, []int64{1}, 64, true)
-	it, err := NewInterpreter(m, "main")
+	m := linearGraph(graph.F32, func(b *graph.Builder) *graph.Value { return q8.value(b, graph.SI8, graph.F32) }, []int64{1}, 64, true)
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
 	x := randVals(rng, 64, 1)
-	out, err := it.Run(map[string]*Array{"x": farr(F32, []int64{1, 64}, x...), "ids": iarr(SI32, []int64{1, 3}, 0, 1, 2)}, nil)
+	out, err := it.Run(map[string]*Array{"x": farr(graph.F32, []int64{1, 64}, x...), "ids": iarr(graph.SI32, []int64{1, 3}, 0, 1, 2)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkNear(t, "returned W", out["w"].F, q8.deq, 0)
-	want, _ := matmulRef(f64s(farr(F32, []int64{1, 64}, x...).F), []int64{1, 64}, transpose2(q8.deq, 32, 64), []int64{64, 32})
-	checkNearAbs(t, "product", out["y"].F, want, 1e-6*absProductMax(f64s(farr(F32, []int64{1, 64}, x...).F), q8.deq, 1, 32, 64))
+	want, _ := matmulRef(f64s(farr(graph.F32, []int64{1, 64}, x...).F), []int64{1, 64}, transpose2(q8.deq, 32, 64), []int64{64, 32})
+	checkNearAbs(t, "product", out["y"].F, want, 1e-6*absProductMax(f64s(farr(graph.F32, []int64{1, 64}, x...).F), q8.deq, 1, 32, 64))
 	for _, st := range it.plan.steps {
-		if st.op.Name == OpBlockwise || st.op.Name == OpTranspose {
+		if st.op.Name == graph.OpBlockwise || st.op.Name == graph.OpTranspose {
 			t.Errorf("%s runs per call; the returned weight should be folded at plan time", st.op.Name)
 		}
 	}
@@ -998,19 +1000,19 @@ func TestInterpFusedWithReturnedWeight(t *testing.T) {
 
 func TestInterpStatePersists(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 1, 4))
-	h := f.AddState("s", Tensor(F32, 1, 4))
-	tok := b.Op(OpCreateToken)
+	x := f.AddArg("x", graph.Tensor(graph.F32, 1, 4))
+	h := f.AddState("s", graph.Tensor(graph.F32, 1, 4))
+	tok := b.Op(graph.OpCreateToken)
 	cur, tok := b.ReadState(h, tok)
 	nv := b.Add(cur, x)
 	f.AddResult("s", b.WriteState(h, nv, tok))
-	f.AddResult("y", b.Mul(nv, b.Scalar(F32, 2)))
-	it, err := NewInterpreter(m, "main")
+	f.AddResult("y", b.Mul(nv, b.Scalar(graph.F32, 2)))
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := map[string]*Array{"s": farr(F32, []int64{1, 4}, 1, 2, 3, 4)}
-	in := map[string]*Array{"x": farr(F32, []int64{1, 4}, 10, 20, 30, 40)}
+	states := map[string]*Array{"s": farr(graph.F32, []int64{1, 4}, 1, 2, 3, 4)}
+	in := map[string]*Array{"x": farr(graph.F32, []int64{1, 4}, 10, 20, 30, 40)}
 	want := []float64{1, 2, 3, 4}
 	for step := 0; step < 3; step++ {
 		out, err := it.Run(in, states)
@@ -1036,25 +1038,25 @@ func TestInterpStatePersists(t *testing.T) {
 // position input's shape), read the columns back and write the state; the update runs in place.
 func TestInterpStateSliceUpdateInPlace(t *testing.T) {
 	m, f, b := interpModule()
-	pos := f.AddArg("pos", Tensor(SI32, 1, Dyn))
-	x := f.AddArg("x", Tensor(F16, 2, 1))
-	h := f.AddState("cache", Tensor(F16, 2, 2, Dyn)) // [layer, row, position]
-	tok := b.Op(OpCreateToken)
+	pos := f.AddArg("pos", graph.Tensor(graph.SI32, 1, graph.Dyn))
+	x := f.AddArg("x", graph.Tensor(graph.F16, 2, 1))
+	h := f.AddState("cache", graph.Tensor(graph.F16, 2, 2, graph.Dyn)) // [layer, row, position]
+	tok := b.Op(graph.OpCreateToken)
 	cache, tok := b.ReadState(h, tok)
-	p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, pos), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
+	p := b.Cast(b.Typed(graph.OpSlice, graph.Tensor(graph.UI32, 1), b.Op(graph.OpGetShape, pos), b.I32s(1), b.I32s(2), b.I32s(1)), graph.SI32)
 	pm1 := b.Sub(p, b.I32s(1))
 	for layer := int64(0); layer < 2; layer++ {
-		upd := b.Reshape(b.Mul(x, b.Scalar(F16, float64(layer+1))), 1, 2, 1)
-		cache = b.Op(OpSliceUpdate, cache, upd, b.Concat(0, b.I32s(layer, 0), pm1), b.Concat(0, b.I32s(layer+1, 2), p), b.I32s(1, 1, 1))
+		upd := b.Reshape(b.Mul(x, b.Scalar(graph.F16, float64(layer+1))), 1, 2, 1)
+		cache = b.Op(graph.OpSliceUpdate, cache, upd, b.Concat(0, b.I32s(layer, 0), pm1), b.Concat(0, b.I32s(layer+1, 2), p), b.I32s(1, 1, 1))
 		// read this layer's columns [0, P)
-		cols := b.Op(OpSlice, cache, b.I32s(layer, 0, 0), b.Concat(0, b.I32s(layer+1, 2), p), b.I32s(1, 1, 1))
+		cols := b.Op(graph.OpSlice, cache, b.I32s(layer, 0, 0), b.Concat(0, b.I32s(layer+1, 2), p), b.I32s(1, 1, 1))
 		f.AddResult([]string{"sum0", "sum1"}[layer], b.ReduceSum(cols, 2))
 	}
 	f.AddResult("cache", b.WriteState(h, cache, tok))
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	it, err := NewInterpreter(m, "main")
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1068,12 +1070,12 @@ func TestInterpStateSliceUpdateInPlace(t *testing.T) {
 		t.Errorf("%d slice_updates in place, want 2", inPlace)
 	}
 	const S = 4
-	caller := NewArray(F16, 2, 2, S)
+	caller := NewArray(graph.F16, 2, 2, S)
 	states := map[string]*Array{"cache": caller}
 	sums := [2][2]float64{}
 	for P := 1; P <= 3; P++ {
 		xv := []float64{float64(P), 0.5 * float64(P)}
-		out, err := it.Run(map[string]*Array{"pos": NewArray(SI32, 1, int64(P)), "x": farr(F16, []int64{2, 1}, xv...)}, states)
+		out, err := it.Run(map[string]*Array{"pos": NewArray(graph.SI32, 1, int64(P)), "x": farr(graph.F16, []int64{2, 1}, xv...)}, states)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1102,17 +1104,17 @@ func TestInterpStateSliceUpdateInPlace(t *testing.T) {
 // buffer and reads the handed-over one.
 func TestInterpStateHandOver(t *testing.T) {
 	m, f, b := interpModule()
-	h := f.AddState("s", Tensor(F32, 3))
-	tok := b.Op(OpCreateToken)
+	h := f.AddState("s", graph.Tensor(graph.F32, 3))
+	tok := b.Op(graph.OpCreateToken)
 	cur, tok := b.ReadState(h, tok)
-	nv := b.Add(b.Mul(cur, b.Scalar(F32, 2)), b.Scalar(F32, 1))
+	nv := b.Add(b.Mul(cur, b.Scalar(graph.F32, 2)), b.Scalar(graph.F32, 1))
 	f.AddResult("s", b.WriteState(h, nv, tok))
-	f.AddResult("old", b.Add(cur, b.Scalar(F32, 0)))
-	it, err := NewInterpreter(m, "main")
+	f.AddResult("old", b.Add(cur, b.Scalar(graph.F32, 0)))
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := map[string]*Array{"s": farr(F32, []int64{3}, 0, 1, 2)}
+	states := map[string]*Array{"s": farr(graph.F32, []int64{3}, 0, 1, 2)}
 	want := []float64{0, 1, 2}
 	for step := 0; step < 5; step++ {
 		out, err := it.Run(nil, states)
@@ -1131,23 +1133,23 @@ func TestInterpStateHandOver(t *testing.T) {
 
 func TestInterpInvoke(t *testing.T) {
 	m, f, b := interpModule()
-	g := NewFunc("fma1")
+	g := graph.NewFunc("fma1")
 	g.Private = true
-	m.Funcs = append([]*Func{g}, m.Funcs...)
-	gb := NewBuilder(m, g)
-	ga := g.AddArg("a", Tensor(F32, 2))
-	gc := g.AddArg("c", Tensor(F32, 2))
-	g.AddResult("out", gb.Add(gb.Mul(ga, gc), gb.Splat(F32, 1, 2)))
-	x := f.AddArg("x", Tensor(F32, 2))
-	y := f.AddArg("y", Tensor(F32, 2))
-	r1 := b.OpAttrs(OpInvoke, map[string]Attr{"callee": SymbolRefAttr{"fma1"}}, x, y)
-	r2 := b.OpAttrs(OpInvoke, map[string]Attr{"callee": SymbolRefAttr{"fma1"}}, r1, x)
+	m.Funcs = append([]*graph.Func{g}, m.Funcs...)
+	gb := graph.NewBuilder(m, g)
+	ga := g.AddArg("a", graph.Tensor(graph.F32, 2))
+	gc := g.AddArg("c", graph.Tensor(graph.F32, 2))
+	g.AddResult("out", gb.Add(gb.Mul(ga, gc), gb.Splat(graph.F32, 1, 2)))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2))
+	y := f.AddArg("y", graph.Tensor(graph.F32, 2))
+	r1 := b.OpAttrs(graph.OpInvoke, map[string]graph.Attr{"callee": graph.SymbolRefAttr{Name: "fma1"}}, x, y)
+	r2 := b.OpAttrs(graph.OpInvoke, map[string]graph.Attr{"callee": graph.SymbolRefAttr{Name: "fma1"}}, r1, x)
 	f.AddResult("r1", r1)
 	f.AddResult("r2", r2)
 	if b.Err() != nil || gb.Err() != nil {
 		t.Fatal(b.Err(), gb.Err())
 	}
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{2}, 2, 3), "y": farr(F32, []int64{2}, 5, 7)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{2}, 2, 3), "y": farr(graph.F32, []int64{2}, 5, 7)}, nil)
 	checkNear(t, "invoke 1", out["r1"].F, []float64{11, 22}, 0)
 	checkNear(t, "invoke 2", out["r2"].F, []float64{23, 67}, 0)
 }
@@ -1156,18 +1158,18 @@ func TestInterpInvoke(t *testing.T) {
 
 func TestInterpErrors(t *testing.T) {
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, Dyn))
-	y := b.Op(OpExp, x)
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, graph.Dyn))
+	y := b.Op(graph.OpExp, x)
 	f.AddResult("y", y)
-	h := f.AddState("s", Tensor(F32, 2))
-	tok := b.Op(OpCreateToken)
+	h := f.AddState("s", graph.Tensor(graph.F32, 2))
+	tok := b.Op(graph.OpCreateToken)
 	s, tok := b.ReadState(h, tok)
 	f.AddResult("s", b.WriteState(h, s, tok))
-	it, err := NewInterpreter(m, "main")
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	okState := map[string]*Array{"s": NewArray(F32, 2)}
+	okState := map[string]*Array{"s": NewArray(graph.F32, 2)}
 	cases := []struct {
 		name   string
 		inputs map[string]*Array
@@ -1175,12 +1177,12 @@ func TestInterpErrors(t *testing.T) {
 		want   string
 	}{
 		{"missing input", nil, okState, `input "x" is missing`},
-		{"wrong shape", map[string]*Array{"x": NewArray(F32, 3, 1)}, okState, `input "x" is f32[3 1], want tensor<2x?xf32>`},
-		{"wrong dtype", map[string]*Array{"x": NewArray(F16, 2, 1)}, okState, `input "x" is f16[2 1]`},
-		{"short data", map[string]*Array{"x": {DType: F32, Shape: []int64{2, 2}, F: make([]float32, 3)}}, okState, `input "x" f32[2 2] holds 3 elements`},
-		{"unknown input", map[string]*Array{"x": NewArray(F32, 2, 1), "z": NewArray(F32, 1)}, okState, `unknown input "z"`},
-		{"missing state", map[string]*Array{"x": NewArray(F32, 2, 1)}, map[string]*Array{}, `state "s" is missing`},
-		{"wrong state", map[string]*Array{"x": NewArray(F32, 2, 1)}, map[string]*Array{"s": NewArray(F32, 3)}, `state "s" is f32[3]`},
+		{"wrong shape", map[string]*Array{"x": NewArray(graph.F32, 3, 1)}, okState, `input "x" is f32[3 1], want tensor<2x?xf32>`},
+		{"wrong dtype", map[string]*Array{"x": NewArray(graph.F16, 2, 1)}, okState, `input "x" is f16[2 1]`},
+		{"short data", map[string]*Array{"x": {DType: graph.F32, Shape: []int64{2, 2}, F: make([]float32, 3)}}, okState, `input "x" f32[2 2] holds 3 elements`},
+		{"unknown input", map[string]*Array{"x": NewArray(graph.F32, 2, 1), "z": NewArray(graph.F32, 1)}, okState, `unknown input "z"`},
+		{"missing state", map[string]*Array{"x": NewArray(graph.F32, 2, 1)}, map[string]*Array{}, `state "s" is missing`},
+		{"wrong state", map[string]*Array{"x": NewArray(graph.F32, 2, 1)}, map[string]*Array{"s": NewArray(graph.F32, 3)}, `state "s" is f32[3]`},
 	}
 	for _, c := range cases {
 		_, err := it.Run(c.inputs, c.states)
@@ -1191,30 +1193,30 @@ func TestInterpErrors(t *testing.T) {
 	// A result whose run-time shape contradicts its declared type is reported with the op.
 	{
 		m, f, b := interpModule()
-		x := f.AddArg("x", Tensor(F32, 2, Dyn))
-		p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
-		f.AddResult("y", b.Typed(OpSlice, Tensor(F32, 2, 1), x, b.I32s(0, 0), b.Concat(0, b.I32s(2), p), b.I32s(1, 1)))
+		x := f.AddArg("x", graph.Tensor(graph.F32, 2, graph.Dyn))
+		p := b.Cast(b.Typed(graph.OpSlice, graph.Tensor(graph.UI32, 1), b.Op(graph.OpGetShape, x), b.I32s(1), b.I32s(2), b.I32s(1)), graph.SI32)
+		f.AddResult("y", b.Typed(graph.OpSlice, graph.Tensor(graph.F32, 2, 1), x, b.I32s(0, 0), b.Concat(0, b.I32s(2), p), b.I32s(1, 1)))
 		if b.Err() != nil {
 			t.Fatal(b.Err())
 		}
-		it, err := NewInterpreter(m, "main")
+		it, err := New(m, "main")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := it.Run(map[string]*Array{"x": NewArray(F32, 2, 1)}, nil); err != nil {
+		if _, err := it.Run(map[string]*Array{"x": NewArray(graph.F32, 2, 1)}, nil); err != nil {
 			t.Errorf("declared shape met: %v", err)
 		}
-		_, err = it.Run(map[string]*Array{"x": NewArray(F32, 2, 3)}, nil)
+		_, err = it.Run(map[string]*Array{"x": NewArray(graph.F32, 2, 3)}, nil)
 		if err == nil || !strings.Contains(err.Error(), "coreai.slice: result 0 is f32[2 3], want tensor<2x1xf32>") {
 			t.Errorf("declared shape contradicted: %v", err)
 		}
 	}
 	// An op the interpreter does not know is refused at plan time, by name.
-	f.Append(NewOp("coreai.frobnicate", []*Value{x}, []Type{x.Type}, nil))
-	if _, err := NewInterpreter(m, "main"); err == nil || !strings.Contains(err.Error(), "coreai.frobnicate") {
+	f.Append(graph.NewOp("coreai.frobnicate", []*graph.Value{x}, []graph.Type{x.Type}, nil))
+	if _, err := New(m, "main"); err == nil || !strings.Contains(err.Error(), "coreai.frobnicate") {
 		t.Errorf("unknown op: %v", err)
 	}
-	if _, err := NewInterpreter(m, "nope"); err == nil || !strings.Contains(err.Error(), "@nope") {
+	if _, err := New(m, "nope"); err == nil || !strings.Contains(err.Error(), "@nope") {
 		t.Errorf("unknown function: %v", err)
 	}
 }
@@ -1223,11 +1225,11 @@ func TestInterpErrors(t *testing.T) {
 // re-read from the state before the write, or left in the state map without a write.
 func TestInterpInPlaceSafety(t *testing.T) {
 	type built struct {
-		m       *Module
+		m       *graph.Module
 		inPlace int // expected slice_updates planned in place
 	}
-	upd := func(b *Builder, x *Value, v float64) *Value {
-		return b.Op(OpSliceUpdate, x, b.Splat(F32, v, 1), b.I32s(1), b.I32s(2), b.I32s(1))
+	upd := func(b *graph.Builder, x *graph.Value, v float64) *graph.Value {
+		return b.Op(graph.OpSliceUpdate, x, b.Splat(graph.F32, v, 1), b.I32s(1), b.I32s(2), b.I32s(1))
 	}
 	cases := []struct {
 		name   string
@@ -1237,8 +1239,8 @@ func TestInterpInPlaceSafety(t *testing.T) {
 	}{
 		{"old value read after the update", func() built {
 			m, f, b := interpModule()
-			h := f.AddState("s", Tensor(F32, 3))
-			tok := b.Op(OpCreateToken)
+			h := f.AddState("s", graph.Tensor(graph.F32, 3))
+			tok := b.Op(graph.OpCreateToken)
 			cur, tok := b.ReadState(h, tok)
 			nv := upd(b, cur, 9)
 			f.AddResult("s", b.WriteState(h, nv, tok))
@@ -1247,8 +1249,8 @@ func TestInterpInPlaceSafety(t *testing.T) {
 		}, map[string][]float64{"old": {6}}, []float64{1, 9, 3}},
 		{"state re-read before the write", func() built {
 			m, f, b := interpModule()
-			h := f.AddState("s", Tensor(F32, 3))
-			tok := b.Op(OpCreateToken)
+			h := f.AddState("s", graph.Tensor(graph.F32, 3))
+			tok := b.Op(graph.OpCreateToken)
 			cur, tok := b.ReadState(h, tok)
 			nv := upd(b, cur, 9)
 			again, tok := b.ReadState(h, tok)
@@ -1258,8 +1260,8 @@ func TestInterpInPlaceSafety(t *testing.T) {
 		}, map[string][]float64{"again": {6}}, []float64{1, 9, 3}},
 		{"update never written back", func() built {
 			m, f, b := interpModule()
-			h := f.AddState("s", Tensor(F32, 3))
-			tok := b.Op(OpCreateToken)
+			h := f.AddState("s", graph.Tensor(graph.F32, 3))
+			tok := b.Op(graph.OpCreateToken)
 			cur, tok := b.ReadState(h, tok)
 			f.AddResult("s", b.WriteState(h, cur, tok))
 			f.AddResult("y", upd(b, cur, 9))
@@ -1267,33 +1269,33 @@ func TestInterpInPlaceSafety(t *testing.T) {
 		}, map[string][]float64{"y": {1, 9, 3}}, []float64{1, 2, 3}},
 		{"returned operand", func() built {
 			m, f, b := interpModule()
-			x := f.AddArg("x", Tensor(F32, 3))
-			e := b.Add(x, b.Splat(F32, 0, 3))
+			x := f.AddArg("x", graph.Tensor(graph.F32, 3))
+			e := b.Add(x, b.Splat(graph.F32, 0, 3))
 			f.AddResult("e", e)
 			f.AddResult("y", upd(b, e, 9))
 			return built{m, 0}
 		}, map[string][]float64{"e": {1, 2, 3}, "y": {1, 9, 3}}, nil},
 		{"input operand", func() built {
 			m, f, b := interpModule()
-			x := f.AddArg("x", Tensor(F32, 3))
+			x := f.AddArg("x", graph.Tensor(graph.F32, 3))
 			f.AddResult("y", upd(b, x, 9))
 			return built{m, 0}
 		}, map[string][]float64{"y": {1, 9, 3}}, nil},
 		{"dead temporary", func() built {
 			m, f, b := interpModule()
-			x := f.AddArg("x", Tensor(F32, 3))
-			e := b.Add(x, b.Splat(F32, 1, 3))
+			x := f.AddArg("x", graph.Tensor(graph.F32, 3))
+			e := b.Add(x, b.Splat(graph.F32, 1, 3))
 			f.AddResult("y", upd(b, upd(b, e, 9), 7))
 			return built{m, 2}
 		}, map[string][]float64{"y": {2, 7, 4}}, nil},
 		{"per-layer read/write chain", func() built {
 			m, f, b := interpModule()
-			h := f.AddState("s", Tensor(F32, 3))
-			tok := b.Op(OpCreateToken)
-			var cur *Value
+			h := f.AddState("s", graph.Tensor(graph.F32, 3))
+			tok := b.Op(graph.OpCreateToken)
+			var cur *graph.Value
 			for l := 0; l < 3; l++ {
 				cur, tok = b.ReadState(h, tok)
-				nv := b.Op(OpSliceUpdate, cur, b.Splat(F32, float64(10+l), 1), b.I32s(int64(l)), b.I32s(int64(l+1)), b.I32s(1))
+				nv := b.Op(graph.OpSliceUpdate, cur, b.Splat(graph.F32, float64(10+l), 1), b.I32s(int64(l)), b.I32s(int64(l+1)), b.I32s(1))
 				f.AddResult("sum"+string(rune('0'+l)), b.ReduceSum(nv, 0))
 				tok = b.WriteState(h, nv, tok)
 			}
@@ -1302,11 +1304,11 @@ func TestInterpInPlaceSafety(t *testing.T) {
 		}, map[string][]float64{"sum0": {15}, "sum1": {24}, "sum2": {33}}, []float64{10, 11, 12}},
 		{"written, then updated and written again", func() built {
 			m, f, b := interpModule()
-			x := f.AddArg("x", Tensor(F32, 3))
-			h := f.AddState("s", Tensor(F32, 3))
-			tok := b.Op(OpCreateToken)
+			x := f.AddArg("x", graph.Tensor(graph.F32, 3))
+			h := f.AddState("s", graph.Tensor(graph.F32, 3))
+			tok := b.Op(graph.OpCreateToken)
 			_, tok = b.ReadState(h, tok)
-			e := b.Add(x, b.Splat(F32, 0, 3))
+			e := b.Add(x, b.Splat(graph.F32, 0, 3))
 			tok = b.WriteState(h, e, tok)
 			tok = b.WriteState(h, upd(b, e, 9), tok)
 			f.AddResult("s", tok)
@@ -1314,11 +1316,11 @@ func TestInterpInPlaceSafety(t *testing.T) {
 		}, nil, []float64{1, 9, 3}},
 		{"written, then updated but not written", func() built {
 			m, f, b := interpModule()
-			x := f.AddArg("x", Tensor(F32, 3))
-			h := f.AddState("s", Tensor(F32, 3))
-			tok := b.Op(OpCreateToken)
+			x := f.AddArg("x", graph.Tensor(graph.F32, 3))
+			h := f.AddState("s", graph.Tensor(graph.F32, 3))
+			tok := b.Op(graph.OpCreateToken)
 			_, tok = b.ReadState(h, tok)
-			e := b.Add(x, b.Splat(F32, 0, 3))
+			e := b.Add(x, b.Splat(graph.F32, 0, 3))
 			f.AddResult("s", b.WriteState(h, e, tok))
 			f.AddResult("y", upd(b, e, 9))
 			return built{m, 0}
@@ -1326,7 +1328,7 @@ func TestInterpInPlaceSafety(t *testing.T) {
 	}
 	for _, c := range cases {
 		bt := c.build()
-		it, err := NewInterpreter(bt.m, "main")
+		it, err := New(bt.m, "main")
 		if err != nil {
 			t.Fatal(c.name, err)
 		}
@@ -1340,10 +1342,10 @@ func TestInterpInPlaceSafety(t *testing.T) {
 			t.Errorf("%s: %d updates in place, want %d\n%s", c.name, n, bt.inPlace, it.plan.describeKinds())
 		}
 		for run := 0; run < 2; run++ {
-			states := map[string]*Array{"s": farr(F32, []int64{3}, 1, 2, 3)}
+			states := map[string]*Array{"s": farr(graph.F32, []int64{3}, 1, 2, 3)}
 			inputs := map[string]*Array{}
 			if bt.m.Funcs[0].Arg("x") != nil {
-				inputs["x"] = farr(F32, []int64{3}, 1, 2, 3)
+				inputs["x"] = farr(graph.F32, []int64{3}, 1, 2, 3)
 			}
 			out, err := it.Run(inputs, states)
 			if err != nil {
@@ -1365,30 +1367,30 @@ func TestInterpSteadyStateAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	q8 := makeQWeight(rng, 64, 64, 1, 32, 127)
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F16, 1, 1, 64))
-	pos := f.AddArg("pos", Tensor(SI32, 1, Dyn))
-	h := f.AddState("s", Tensor(F16, 2, 64, Dyn))
-	tok := b.Op(OpCreateToken)
+	x := f.AddArg("x", graph.Tensor(graph.F16, 1, 1, 64))
+	pos := f.AddArg("pos", graph.Tensor(graph.SI32, 1, graph.Dyn))
+	h := f.AddState("s", graph.Tensor(graph.F16, 2, 64, graph.Dyn))
+	tok := b.Op(graph.OpCreateToken)
 	cur, tok := b.ReadState(h, tok)
-	y := b.Matmul(x, b.Transpose(q8.value(b, SI8, F16), 1, 0))
-	y = b.Op(OpSilu, y)
-	y = b.Mul(y, b.Splat(F16, 0.5, 64))
-	xf := b.Cast(y, F32)
+	y := b.Matmul(x, b.Transpose(q8.value(b, graph.SI8, graph.F16), 1, 0))
+	y = b.Op(graph.OpSilu, y)
+	y = b.Mul(y, b.Splat(graph.F16, 0.5, 64))
+	xf := b.Cast(y, graph.F32)
 	ms := b.ReduceMean(b.Mul(xf, xf), 2)
-	y = b.Cast(b.Mul(xf, b.Op(OpRsqrt, b.Add(ms, b.Scalar(F32, 1e-6)))), F16)
-	p := b.Cast(b.Typed(OpSlice, Tensor(UI32, 1), b.Op(OpGetShape, pos), b.I32s(1), b.I32s(2), b.I32s(1)), SI32)
-	cur = b.Op(OpSliceUpdate, cur, b.Reshape(y, 1, 64, 1), b.Concat(0, b.I32s(0, 0), b.Sub(p, b.I32s(1))), b.Concat(0, b.I32s(1, 64), p), b.I32s(1, 1, 1))
+	y = b.Cast(b.Mul(xf, b.Op(graph.OpRsqrt, b.Add(ms, b.Scalar(graph.F32, 1e-6)))), graph.F16)
+	p := b.Cast(b.Typed(graph.OpSlice, graph.Tensor(graph.UI32, 1), b.Op(graph.OpGetShape, pos), b.I32s(1), b.I32s(2), b.I32s(1)), graph.SI32)
+	cur = b.Op(graph.OpSliceUpdate, cur, b.Reshape(y, 1, 64, 1), b.Concat(0, b.I32s(0, 0), b.Sub(p, b.I32s(1))), b.Concat(0, b.I32s(1, 64), p), b.I32s(1, 1, 1))
 	f.AddResult("s", b.WriteState(h, cur, tok))
-	f.AddResult("y", b.Op(OpSoftmax, y, b.I32(-1)))
+	f.AddResult("y", b.Op(graph.OpSoftmax, y, b.I32(-1)))
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	it, err := NewInterpreter(m, "main")
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := map[string]*Array{"x": NewArray(F16, 1, 1, 64), "pos": NewArray(SI32, 1, 3)}
-	st := map[string]*Array{"s": NewArray(F16, 2, 64, 8)}
+	in := map[string]*Array{"x": NewArray(graph.F16, 1, 1, 64), "pos": NewArray(graph.SI32, 1, 3)}
+	st := map[string]*Array{"s": NewArray(graph.F16, 2, 64, 8)}
 	allocs := testing.AllocsPerRun(50, func() {
 		if _, err := it.Run(in, st); err != nil {
 			t.Fatal(err)
@@ -1404,18 +1406,18 @@ func TestInterpSteadyStateAllocs(t *testing.T) {
 func TestInterpSliceViews(t *testing.T) {
 	// A view of a temporary is read after the temporary is updated: no update in place.
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, 2, 3))
-	e := b.Add(x, b.Splat(F32, 0, 2, 3))
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, 3))
+	e := b.Add(x, b.Splat(graph.F32, 0, 2, 3))
 	row := b.Slice(e, []int64{1, 0}, []int64{2, 3}) // contiguous: a view
 	col := b.Slice(e, []int64{0, 1}, []int64{2, 2}) // strided: a copy
-	y := b.Op(OpSliceUpdate, e, b.Splat(F32, -1, 2, 3), b.I32s(0, 0), b.I32s(2, 3), b.I32s(1, 1))
+	y := b.Op(graph.OpSliceUpdate, e, b.Splat(graph.F32, -1, 2, 3), b.I32s(0, 0), b.I32s(2, 3), b.I32s(1, 1))
 	f.AddResult("y", y)
-	f.AddResult("row", b.Mul(row, b.Scalar(F32, 1)))
-	f.AddResult("col", b.Mul(col, b.Scalar(F32, 1)))
+	f.AddResult("row", b.Mul(row, b.Scalar(graph.F32, 1)))
+	f.AddResult("col", b.Mul(col, b.Scalar(graph.F32, 1)))
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	it, err := NewInterpreter(m, "main")
+	it, err := New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1424,7 +1426,7 @@ func TestInterpSliceViews(t *testing.T) {
 			t.Error("update in place while a view of its operand is read later")
 		}
 	}
-	out, err := it.Run(map[string]*Array{"x": farr(F32, []int64{2, 3}, 1, 2, 3, 4, 5, 6)}, nil)
+	out, err := it.Run(map[string]*Array{"x": farr(graph.F32, []int64{2, 3}, 1, 2, 3, 4, 5, 6)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1436,9 +1438,9 @@ func TestInterpSliceViews(t *testing.T) {
 	// of [[s0, s1], [x0, x1]] (a strided slice) of the state and the input.
 	for _, strided := range []bool{false, true} {
 		m, f, b := interpModule()
-		x := f.AddArg("x", Tensor(F32, 2))
-		h := f.AddState("s", Tensor(F32, 2))
-		tok := b.Op(OpCreateToken)
+		x := f.AddArg("x", graph.Tensor(graph.F32, 2))
+		h := f.AddState("s", graph.Tensor(graph.F32, 2))
+		tok := b.Op(graph.OpCreateToken)
 		cur, tok := b.ReadState(h, tok)
 		cat := b.Concat(0, cur, x) // [s0, s1, x0, x1]
 		next := b.Slice(cat, []int64{1}, []int64{3})
@@ -1450,15 +1452,15 @@ func TestInterpSliceViews(t *testing.T) {
 		if b.Err() != nil {
 			t.Fatal(b.Err())
 		}
-		it, err := NewInterpreter(m, "main")
+		it, err := New(m, "main")
 		if err != nil {
 			t.Fatal(err)
 		}
-		states := map[string]*Array{"s": farr(F32, []int64{2}, 1, 2)}
+		states := map[string]*Array{"s": farr(graph.F32, []int64{2}, 1, 2)}
 		s := []float64{1, 2}
 		for step := 0; step < 4; step++ {
 			xv := []float64{float64(10 * step), float64(10*step + 1)}
-			out, err := it.Run(map[string]*Array{"x": farr(F32, []int64{2}, xv...)}, states)
+			out, err := it.Run(map[string]*Array{"x": farr(graph.F32, []int64{2}, xv...)}, states)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1495,17 +1497,17 @@ func TestInterpEachRange(t *testing.T) {
 // A matmul by transpose(b, swap last two) reads b's rows directly; the result equals the
 // unfused (materialised transpose) form exactly and a float64 reference closely.
 func TestInterpMatmulTransposedOperand(t *testing.T) {
-	m := &Module{}
-	f := NewFunc("main")
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
 	m.Funcs = append(m.Funcs, f)
-	b := NewBuilder(m, f)
-	x := f.AddArg("x", Tensor(F32, 2, 3, 5))
-	k := f.AddArg("k", Tensor(F32, 2, 7, 5))
+	b := graph.NewBuilder(m, f)
+	x := f.AddArg("x", graph.Tensor(graph.F32, 2, 3, 5))
+	k := f.AddArg("k", graph.Tensor(graph.F32, 2, 7, 5))
 	f.AddResult("y", b.Matmul(x, b.Transpose(k, 0, 2, 1)))
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	xa, ka := NewArray(F32, 2, 3, 5), NewArray(F32, 2, 7, 5)
+	xa, ka := NewArray(graph.F32, 2, 3, 5), NewArray(graph.F32, 2, 7, 5)
 	for i := range xa.F {
 		xa.F[i] = float32(i%7) - 2.5
 	}
@@ -1522,7 +1524,7 @@ func TestInterpMatmulTransposedOperand(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, st := range it.plan.steps {
-			if st.op.Name == OpTranspose && !opt.noFuse {
+			if st.op.Name == graph.OpTranspose && !opt.noFuse {
 				t.Error("the transpose still runs")
 			}
 		}

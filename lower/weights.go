@@ -1,4 +1,4 @@
-package graph
+package lower
 
 import (
 	"encoding/binary"
@@ -7,24 +7,25 @@ import (
 
 	"github.com/x448/float16"
 
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 )
 
 // WeightSource supplies the graph form of each checkpoint tensor the lowering needs.
 type WeightSource interface {
-	Weight(spec hf.TensorSpec) (*Weight, error)
+	Weight(spec hf.TensorSpec) (*graph.Weight, error)
 }
 
 // DenseWeights serves every tensor as a dense constant of one float dtype, converted lazily
 // from the checkpoint: the unquantized form used to check lowering against the reference.
 type DenseWeights struct {
 	Checkpoint *hf.Checkpoint
-	DType      DType // F32 or F16
+	DType      graph.DType // F32 or F16
 }
 
 // Weight implements WeightSource.
-func (d DenseWeights) Weight(spec hf.TensorSpec) (*Weight, error) {
+func (d DenseWeights) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 	t, err := d.Checkpoint.Tensor(spec.Name)
 	if err != nil {
 		return nil, err
@@ -33,8 +34,8 @@ func (d DenseWeights) Weight(spec hf.TensorSpec) (*Weight, error) {
 }
 
 // DenseWeight makes a dense f32/f16 weight whose bytes are converted from t on demand.
-func DenseWeight(t *hf.Tensor, dt DType) (*Weight, error) {
-	if dt != F32 && dt != F16 {
+func DenseWeight(t *hf.Tensor, dt graph.DType) (*graph.Weight, error) {
+	if dt != graph.F32 && dt != graph.F16 {
 		return nil, fmt.Errorf("tensor %s: dense weights are f16 or f32, not %s", t.Name, dt)
 	}
 	shape := make([]int64, len(t.Shape))
@@ -42,16 +43,16 @@ func DenseWeight(t *hf.Tensor, dt DType) (*Weight, error) {
 		shape[i] = int64(d)
 	}
 	n := t.NumElements()
-	res := &Resource{
-		Key:  SanitizeKey(t.Name),
+	res := &graph.Resource{
+		Key:  graph.SanitizeKey(t.Name),
 		Size: int64(n * dt.Bits() / 8),
 		Fill: func(dst []byte) error { return fillDense(dst, t, dt) },
 	}
-	return &Weight{Name: t.Name, Format: Dense, Shape: shape, Data: res, DataType: dt, FloatType: dt}, nil
+	return &graph.Weight{Name: t.Name, Format: graph.Dense, Shape: shape, Data: res, DataType: dt, FloatType: dt}, nil
 }
 
 // fillDense converts t row by row into little-endian f32/f16 bytes.
-func fillDense(dst []byte, t *hf.Tensor, dt DType) error {
+func fillDense(dst []byte, t *hf.Tensor, dt graph.DType) error {
 	row := make([]float32, t.Cols())
 	es := dt.Bits() / 8
 	for r := 0; r < t.Rows(); r++ {
@@ -60,7 +61,7 @@ func fillDense(dst []byte, t *hf.Tensor, dt DType) error {
 		}
 		out := dst[r*len(row)*es:]
 		for i, v := range row {
-			if dt == F32 {
+			if dt == graph.F32 {
 				binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
 				continue
 			}

@@ -1,9 +1,10 @@
-package graph
+package interp
 
 import (
 	"math"
 	"testing"
 
+	"qconv/graph"
 	"qconv/internal/kernels"
 )
 
@@ -22,13 +23,13 @@ func TestInterpArgmaxIsKernelsArgmax(t *testing.T) {
 		{inf, nan, 0, 0},
 	}
 	m, f, b := interpModule()
-	x := f.AddArg("x", Tensor(F32, int64(len(rows)), 4))
-	f.AddResult("a", b.Op(OpArgmax, x, b.I32(-1)))
+	x := f.AddArg("x", graph.Tensor(graph.F32, int64(len(rows)), 4))
+	f.AddResult("a", b.Op(graph.OpArgmax, x, b.I32(-1)))
 	var flat []float64
 	for _, r := range rows {
 		flat = append(flat, r...)
 	}
-	out := mustRun(t, m, map[string]*Array{"x": farr(F32, []int64{int64(len(rows)), 4}, flat...)}, nil)
+	out := mustRun(t, m, map[string]*Array{"x": farr(graph.F32, []int64{int64(len(rows)), 4}, flat...)}, nil)
 	for i, r := range rows {
 		row := make([]float32, len(r))
 		for j, v := range r {

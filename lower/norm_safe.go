@@ -1,6 +1,10 @@
-package graph
+package lower
 
-import "math"
+import (
+	"math"
+
+	"qconv/graph"
+)
 
 // Overflow-safe normalisation statistics in fp16 (docs/numerics.md).
 //
@@ -21,18 +25,18 @@ const normFloor = 1.0 / 64
 
 // normScale returns x · rsqrt(stat(x²) + eps) over axis, in x's dtype, where stat is the mean
 // (mean=true) or the sum.
-func (l *lowering) normScale(x *Value, axis int64, eps float64, mean bool) *Value {
+func (l *lowering) normScale(x *graph.Value, axis int64, eps float64, mean bool) *graph.Value {
 	b, dt := l.b, x.Type.DType
 	reduce := b.ReduceSum
 	if mean {
 		reduce = b.ReduceMean
 	}
-	if dt != F16 || l.opt.UnscaledF16Norm {
-		return b.Mul(x, b.Op(OpRsqrt, b.Add(reduce(b.Mul(x, x), axis), b.Scalar(dt, eps))))
+	if dt != graph.F16 || l.opt.UnscaledF16Norm {
+		return b.Mul(x, b.Op(graph.OpRsqrt, b.Add(reduce(b.Mul(x, x), axis), b.Scalar(dt, eps))))
 	}
-	abs := b.Op(OpMax, x, b.Mul(x, b.Scalar(dt, -1)))
-	m := b.Op(OpMax, b.Op(OpReduceMax, abs, b.I32s(axis)), b.Scalar(dt, normFloor))
+	abs := b.Op(graph.OpMax, x, b.Mul(x, b.Scalar(dt, -1)))
+	m := b.Op(graph.OpMax, b.Op(graph.OpReduceMax, abs, b.I32s(axis)), b.Scalar(dt, normFloor))
 	xs := b.Div(x, m)
 	e := b.Div(b.Scalar(dt, math.Sqrt(eps)), m)
-	return b.Mul(xs, b.Op(OpRsqrt, b.Add(reduce(b.Mul(xs, xs), axis), b.Mul(e, e))))
+	return b.Mul(xs, b.Op(graph.OpRsqrt, b.Add(reduce(b.Mul(xs, xs), axis), b.Mul(e, e))))
 }

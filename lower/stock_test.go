@@ -1,4 +1,4 @@
-package graph
+package lower
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 )
@@ -15,7 +16,7 @@ func TestStockNeedsBothLayerTypes(t *testing.T) {
 	ck := openFixture(t, "random/tiny_tied_4L")
 	cfg := *ck.Config
 	cfg.LayerTypes = slices.Repeat([]hf.LayerType{hf.LinearAttention}, len(cfg.LayerTypes))
-	_, err := Lower(&cfg, LowerOptions{Contract: Stock, Compute: F16, StateDType: F32, Weights: DenseWeights{Checkpoint: ck, DType: F16}})
+	_, err := Lower(&cfg, Options{Contract: graph.Stock, Compute: graph.F16, StateDType: graph.F32, Weights: DenseWeights{Checkpoint: ck, DType: graph.F16}})
 	if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(fmt.Sprint(err), "layer_types") {
 		t.Fatalf("got %v (exit %d)", err, exitcode.Of(err))
 	}

@@ -1,8 +1,9 @@
-package graph
+package lower
 
 import (
 	"testing"
 
+	"qconv/graph"
 	"qconv/hf"
 )
 
@@ -14,26 +15,26 @@ func TestLoweredFixedStatesWrittenOnce(t *testing.T) {
 		ck := openFixture(t, fx)
 		cfg := ck.Config
 		Ll, Lf := int64(cfg.NumLayersOf(hf.LinearAttention)), cfg.NumLayersOf(hf.FullAttention)
-		m, err := Lower(cfg, LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}})
+		m, err := Lower(cfg, Options{Contract: graph.Pipelined, Compute: graph.F16, StateDType: graph.F16, NormDType: graph.F16, Weights: DenseWeights{ck, graph.F16}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Verify(m, VerifyOptions{Device: ANE}); err != nil {
+		if err := graph.Verify(m, graph.VerifyOptions{Device: graph.ANE}); err != nil {
 			t.Fatalf("%s: %v", fx, err)
 		}
 		f := m.Func("main")
-		for _, name := range []string{StateConv, StateRec} {
+		for _, name := range []string{graph.StateConv, graph.StateRec} {
 			h := f.Arg(name).Value
-			var read *Value
+			var read *graph.Value
 			writes := 0
 			for _, op := range f.Body {
-				if op.Name == OpReadHandle && op.Operands[0] == h {
+				if op.Name == graph.OpReadHandle && op.Operands[0] == h {
 					read = op.Results[0]
 				}
-				if op.Name == OpWriteHandle && op.Operands[0] == h {
+				if op.Name == graph.OpWriteHandle && op.Operands[0] == h {
 					writes++
 					w := op.Operands[1].Def
-					if w == nil || w.Name != OpConcat || int64(len(w.Operands)-1) != Ll {
+					if w == nil || w.Name != graph.OpConcat || int64(len(w.Operands)-1) != Ll {
 						t.Errorf("%s: %s is written from %v, want one concat of %d layer slices", fx, name, w, Ll)
 					}
 				}
@@ -47,7 +48,7 @@ func TestLoweredFixedStatesWrittenOnce(t *testing.T) {
 					if v != read {
 						continue
 					}
-					if op.Name != OpSlice || j != 0 || op.Results[0].Type.Shape[0] != 1 {
+					if op.Name != graph.OpSlice || j != 0 || op.Results[0].Type.Shape[0] != 1 {
 						t.Errorf("%s: %s's read value feeds %s (operand %d), want only narrow per-layer slices", fx, name, op.Name, j)
 					}
 					slices++
@@ -59,7 +60,7 @@ func TestLoweredFixedStatesWrittenOnce(t *testing.T) {
 		}
 		kv := 0
 		for _, op := range f.Body {
-			if op.Name == OpSliceUpdate {
+			if op.Name == graph.OpSliceUpdate {
 				kv++
 			}
 		}

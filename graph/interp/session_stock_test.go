@@ -1,10 +1,12 @@
-package graph
+package interp
 
 import (
 	"slices"
 	"testing"
 
+	"qconv/graph"
 	"qconv/internal/kernels"
+	"qconv/lower"
 	"qconv/oracle"
 )
 
@@ -20,7 +22,7 @@ func TestStockMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := lowerFor(t, ck, LowerOptions{Contract: Stock, Compute: F32, StateDType: F32, Weights: DenseWeights{Checkpoint: ck, DType: F32}})
+			m := lowerFor(t, ck, lower.Options{Contract: graph.Stock, Compute: graph.F32, StateDType: graph.F32, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F32}})
 			gf := loadGoldens(t, fx.trained)
 			worst := map[string]float64{}
 			for _, p := range gf.Models[fx.model].Prompts {
@@ -102,27 +104,27 @@ func TestStockMatchesReference(t *testing.T) {
 func TestGatedDeltaCompositeBody(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
 	cfg := ck.Config
-	m := lowerFor(t, ck, LowerOptions{Contract: Stock, Compute: F32, StateDType: F32, Weights: DenseWeights{Checkpoint: ck, DType: F32}})
+	m := lowerFor(t, ck, lower.Options{Contract: graph.Stock, Compute: graph.F32, StateDType: graph.F32, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F32}})
 	nv, dk, dv := int64(cfg.LinearNumValueHeads), int64(cfg.LinearKeyHeadDim), int64(cfg.LinearValueHeadDim)
 	// A probe graph that invokes the composite (run by its declaration).
-	probe := NewFunc("probe")
-	b := NewBuilder(m, probe)
-	var args []*Value
-	for _, a := range m.Func(GatedDeltaFunc).Args {
+	probe := graph.NewFunc("probe")
+	b := graph.NewBuilder(m, probe)
+	var args []*graph.Value
+	for _, a := range m.Func(lower.GatedDeltaFunc).Args {
 		args = append(args, probe.AddArg(a.Name, a.Value.Type))
 	}
-	outs := b.OpN(OpInvoke, map[string]Attr{"callee": SymbolRefAttr{GatedDeltaFunc}}, args...)
+	outs := b.OpN(graph.OpInvoke, map[string]graph.Attr{"callee": graph.SymbolRefAttr{Name: lower.GatedDeltaFunc}}, args...)
 	probe.AddResult("output_0", outs[0])
 	probe.AddResult("output_1", outs[1])
 	m.Funcs = append(m.Funcs, probe)
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	body, err := NewInterpreter(m, GatedDeltaFunc)
+	body, err := New(m, lower.GatedDeltaFunc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	decl, err := NewInterpreter(m, "probe")
+	decl, err := New(m, "probe")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +138,8 @@ func TestGatedDeltaCompositeBody(t *testing.T) {
 	}
 	inputs := func(S int64) map[string]*Array {
 		return map[string]*Array{
-			"query": rnd(NewArray(F32, 1, nv, S, dk), 2), "key": rnd(NewArray(F32, 1, nv, S, dk), 2), "value": rnd(NewArray(F32, 1, nv, S, dv), 2),
-			"g": rnd(NewArray(F32, 1, nv, S), 1), "beta": rnd(NewArray(F32, 1, nv, S), 1), "initial_state": rnd(NewArray(F32, 1, nv, dk, dv), 1),
+			"query": rnd(NewArray(graph.F32, 1, nv, S, dk), 2), "key": rnd(NewArray(graph.F32, 1, nv, S, dk), 2), "value": rnd(NewArray(graph.F32, 1, nv, S, dv), 2),
+			"g": rnd(NewArray(graph.F32, 1, nv, S), 1), "beta": rnd(NewArray(graph.F32, 1, nv, S), 1), "initial_state": rnd(NewArray(graph.F32, 1, nv, dk, dv), 1),
 		}
 	}
 	in := inputs(1)
@@ -149,7 +151,7 @@ func TestGatedDeltaCompositeBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]float32{"output_0": slices.Clone(a["output_0"].F), "output_1": slices.Clone(a["output_1"].F)}
-	c := map[string]*Array{"output_0": NewArray(F32, 1, 1, nv, dv), "output_1": NewArray(F32, 1, nv, dk, dv)}
+	c := map[string]*Array{"output_0": NewArray(graph.F32, 1, 1, nv, dv), "output_1": NewArray(graph.F32, 1, nv, dk, dv)}
 	gatedDeltaDeclared(in["query"], in["key"], in["value"], in["g"], in["beta"], in["initial_state"], c["output_0"], c["output_1"])
 	for k, w := range want {
 		if d := maxAbsDiff(c[k].F, w); d > 1e-6 {
@@ -175,7 +177,7 @@ func TestGatedDeltaCompositeBody(t *testing.T) {
 			}
 			shape := slices.Clone(src.Shape)
 			shape[2] = 1
-			dst := NewArray(F32, shape...)
+			dst := NewArray(graph.F32, shape...)
 			for h := int64(0); h < nv; h++ {
 				copy(dst.F[h*inner:(h+1)*inner], src.F[(h*3+s)*inner:(h*3+s+1)*inner])
 			}
@@ -188,7 +190,7 @@ func TestGatedDeltaCompositeBody(t *testing.T) {
 		if d := maxAbsDiff(r["output_0"].F, allOut[s*nv*dv:(s+1)*nv*dv]); d > 1e-6 {
 			t.Errorf("token %d: output differs by %.3g between one call over 3 tokens and 3 calls", s, d)
 		}
-		state = &Array{DType: F32, Shape: []int64{1, nv, dk, dv}, F: slices.Clone(r["output_1"].F)}
+		state = &Array{DType: graph.F32, Shape: []int64{1, nv, dk, dv}, F: slices.Clone(r["output_1"].F)}
 	}
 	if d := maxAbsDiff(state.F, allState); d > 1e-6 {
 		t.Errorf("final state differs by %.3g between one call over 3 tokens and 3 calls", d)

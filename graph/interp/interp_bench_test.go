@@ -1,4 +1,4 @@
-package graph
+package interp
 
 import (
 	"encoding/binary"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"qconv/graph"
 	"qconv/internal/kernels"
 )
 
@@ -81,9 +82,9 @@ func benchWeights(withHead bool) map[string]*benchWeight {
 }
 
 // benchBlockGraph is x -> (qkv, z -> out) + x -> MLP -> [head]: every matrix in fp16 compute.
-func benchBlockGraph(ws map[string]*benchWeight, withHead bool) *Module {
+func benchBlockGraph(ws map[string]*benchWeight, withHead bool) *graph.Module {
 	m, f, b := interpModule()
-	linear := func(x *Value, name string) *Value {
+	linear := func(x *graph.Value, name string) *graph.Value {
 		var l benchLinear
 		for _, c := range benchLayers {
 			if c.name == name {
@@ -92,24 +93,24 @@ func benchBlockGraph(ws map[string]*benchWeight, withHead bool) *Module {
 		}
 		w := ws[name]
 		R, C := int64(l.rows), int64(l.cols)
-		var wv *Value
+		var wv *graph.Value
 		if l.f16 {
-			r, _ := m.AddResource(&Resource{Key: name, Size: int64(len(w.data)), Data: w.data})
-			wv = b.Resource(Tensor(F16, R, C), r)
+			r, _ := m.AddResource(&graph.Resource{Key: name, Size: int64(len(w.data)), Data: w.data})
+			wv = b.Resource(graph.Tensor(graph.F16, R, C), r)
 		} else {
-			rd, _ := m.AddResource(&Resource{Key: name + ".q", Size: int64(len(w.data)), Data: w.data})
-			rs, _ := m.AddResource(&Resource{Key: name + ".s", Size: int64(len(w.scales)), Data: w.scales})
-			data := b.Resource(Tensor(SI8, R, C), rd)
-			scale := b.Resource(Tensor(F16, R, C/32), rs)
-			wv = b.Op(OpBlockwise, data, scale, b.SplatInt(SI8, 0, R, C/32), b.Splat(F16, 0, R, C/32))
+			rd, _ := m.AddResource(&graph.Resource{Key: name + ".q", Size: int64(len(w.data)), Data: w.data})
+			rs, _ := m.AddResource(&graph.Resource{Key: name + ".s", Size: int64(len(w.scales)), Data: w.scales})
+			data := b.Resource(graph.Tensor(graph.SI8, R, C), rd)
+			scale := b.Resource(graph.Tensor(graph.F16, R, C/32), rs)
+			wv = b.Op(graph.OpBlockwise, data, scale, b.SplatInt(graph.SI8, 0, R, C/32), b.Splat(graph.F16, 0, R, C/32))
 		}
 		return b.Matmul(x, b.Transpose(wv, 1, 0))
 	}
-	x := f.AddArg("x", Tensor(F16, 1, 1, 1024))
+	x := f.AddArg("x", graph.Tensor(graph.F16, 1, 1, 1024))
 	qkv := linear(x, "qkv")
 	o := linear(linear(x, "z"), "out")
 	h := b.Add(o, x)
-	mlp := linear(b.Mul(b.Op(OpSilu, linear(h, "gate")), linear(h, "up")), "down")
+	mlp := linear(b.Mul(b.Op(graph.OpSilu, linear(h, "gate")), linear(h, "up")), "down")
 	h = b.Add(h, mlp)
 	f.AddResult("qkv", b.ReduceSum(qkv, 2))
 	if withHead {
@@ -134,11 +135,11 @@ func BenchmarkInterpOverhead(b *testing.B) {
 				b.Skip("the head needs 0.5 GB")
 			}
 			ws := benchWeights(withHead)
-			it, err := NewInterpreter(benchBlockGraph(ws, withHead), "main")
+			it, err := New(benchBlockGraph(ws, withHead), "main")
 			if err != nil {
 				b.Fatal(err)
 			}
-			x := NewArray(F16, 1, 1, 1024)
+			x := NewArray(graph.F16, 1, 1, 1024)
 			for i := range x.F {
 				x.F[i] = float32(i%7-3) / 64
 			}

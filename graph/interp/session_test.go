@@ -1,13 +1,15 @@
-package graph
+package interp
 
 import (
 	"fmt"
 	"math"
 	"testing"
 
+	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/golden"
 	"qconv/internal/kernels"
+	"qconv/lower"
 	"qconv/oracle"
 )
 
@@ -67,17 +69,17 @@ func decodeTrajectory(t testing.TB, s *Session, ids []int) [][]float32 {
 	return rows
 }
 
-func lowerFor(t testing.TB, ck *hf.Checkpoint, opt LowerOptions) *Module {
+func lowerFor(t testing.TB, ck *hf.Checkpoint, opt lower.Options) *graph.Module {
 	t.Helper()
-	m, err := Lower(ck.Config, opt)
+	m, err := lower.Lower(ck.Config, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := GPU
-	if opt.StateDType == F16 {
-		dev = ANE
+	dev := graph.GPU
+	if opt.StateDType == graph.F16 {
+		dev = graph.ANE
 	}
-	if err := Verify(m, VerifyOptions{Device: dev}); err != nil {
+	if err := graph.Verify(m, graph.VerifyOptions{Device: dev}); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -94,17 +96,17 @@ func TestGraphsMatchReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			gf := loadGoldens(t, fx.trained)
-			w := DenseWeights{Checkpoint: ck, DType: F32}
+			w := lower.DenseWeights{Checkpoint: ck, DType: graph.F32}
 			longest := 0
 			for _, p := range gf.Models[fx.model].Prompts {
 				longest = max(longest, len(p.IDs)+len(p.GenIDs))
 			}
 			contracts := []struct {
 				name string
-				opt  LowerOptions
+				opt  lower.Options
 			}{
-				{"pipelined", LowerOptions{Contract: Pipelined, Compute: F32, StateDType: F32, Weights: w}},
-				{"host-decode", LowerOptions{Contract: HostDecode, Compute: F32, StateDType: F32, Context: longest, GreedyHead: true, Weights: w}},
+				{"pipelined", lower.Options{Contract: graph.Pipelined, Compute: graph.F32, StateDType: graph.F32, Weights: w}},
+				{"host-decode", lower.Options{Contract: graph.HostDecode, Compute: graph.F32, StateDType: graph.F32, Context: longest, GreedyHead: true, Weights: w}},
 			}
 			for _, c := range contracts {
 				m := lowerFor(t, ck, c.opt)
@@ -155,10 +157,10 @@ func TestPrefillCompanionMatchesDecode(t *testing.T) {
 	ck := openFixture(t, "tinyqwen35-code")
 	gf := loadGoldens(t, true)
 	p, _ := gf.Models["tinyqwen35-code"].Prompt("h1") // 40 tokens: two blocks of 16, then 8 decode steps
-	w := DenseWeights{Checkpoint: ck, DType: F32}
+	w := lower.DenseWeights{Checkpoint: ck, DType: graph.F32}
 	ctx := 64
-	dec := lowerFor(t, ck, LowerOptions{Contract: HostDecode, Compute: F32, StateDType: F32, Context: ctx, GreedyHead: true, Weights: w})
-	pre := lowerFor(t, ck, LowerOptions{Contract: HostPrefill, Compute: F32, StateDType: F32, Context: ctx, PrefillTokens: 16, GreedyHead: true, Weights: w})
+	dec := lowerFor(t, ck, lower.Options{Contract: graph.HostDecode, Compute: graph.F32, StateDType: graph.F32, Context: ctx, GreedyHead: true, Weights: w})
+	pre := lowerFor(t, ck, lower.Options{Contract: graph.HostPrefill, Compute: graph.F32, StateDType: graph.F32, Context: ctx, PrefillTokens: 16, GreedyHead: true, Weights: w})
 
 	plain, _ := NewSession(dec, nil)
 	withPre, err := NewSession(dec, pre)
@@ -214,10 +216,10 @@ func TestDeviceFormsDrift(t *testing.T) {
 	gf := loadGoldens(t, true)
 	for _, c := range []struct {
 		name string
-		opt  LowerOptions
+		opt  lower.Options
 	}{
-		{"gpu fp16 + fp32 recurrence", LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F32, Weights: DenseWeights{ck, F16}}},
-		{"ane fp16 throughout", LowerOptions{Contract: Pipelined, Compute: F16, StateDType: F16, NormDType: F16, Weights: DenseWeights{ck, F16}}},
+		{"gpu fp16 + fp32 recurrence", lower.Options{Contract: graph.Pipelined, Compute: graph.F16, StateDType: graph.F32, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F16}}},
+		{"ane fp16 throughout", lower.Options{Contract: graph.Pipelined, Compute: graph.F16, StateDType: graph.F16, NormDType: graph.F16, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F16}}},
 	} {
 		m := lowerFor(t, ck, c.opt)
 		worst, match, total := 0.0, 0, 0

@@ -1,4 +1,4 @@
-package graph
+package interp
 
 // The CPU interpreter: it runs a lowered function on the exact bytes a bundle holds, so the gate
 // judges the numbers the device computes.
@@ -23,19 +23,21 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"qconv/graph"
 )
 
 // Array is a runtime tensor value: float elements in F (an f16 array holds fp16-representable
 // values), integer elements (si*/ui*/i1) in I, row-major.
 type Array struct {
-	DType DType
+	DType graph.DType
 	Shape []int64
 	F     []float32
 	I     []int64
 }
 
 // NewArray returns a zero-filled array.
-func NewArray(dt DType, shape ...int64) *Array {
+func NewArray(dt graph.DType, shape ...int64) *Array {
 	a := &Array{DType: dt, Shape: slices.Clone(shape)}
 	n := shapeElems(shape)
 	if dt.IsFloat() {
@@ -55,7 +57,7 @@ func (a *Array) String() string {
 }
 
 // check reports whether a is a well-formed array of type t (dynamic dims match any size).
-func (a *Array) check(t Type) error {
+func (a *Array) check(t graph.Type) error {
 	if a == nil {
 		return fmt.Errorf("missing (nil)")
 	}
@@ -63,7 +65,7 @@ func (a *Array) check(t Type) error {
 		return fmt.Errorf("is %s, want %s", a, t.TensorType())
 	}
 	for i, d := range t.Shape {
-		if a.Shape[i] < 0 || (d != Dyn && a.Shape[i] != d) {
+		if a.Shape[i] < 0 || (d != graph.Dyn && a.Shape[i] != d) {
 			return fmt.Errorf("is %s, want %s", a, t.TensorType())
 		}
 	}
@@ -102,18 +104,18 @@ type interpOptions struct {
 	f16Acc bool // fp16 matmuls accumulate in fp16 (numerics.go)
 }
 
-// NewInterpreter plans function fn of m.
-func NewInterpreter(m *Module, fn string) (*Interpreter, error) {
+// New plans function fn of m.
+func New(m *graph.Module, fn string) (*Interpreter, error) {
 	return newInterpreter(m, fn, interpOptions{})
 }
 
-func newInterpreter(m *Module, fn string, opt interpOptions) (*Interpreter, error) {
+func newInterpreter(m *graph.Module, fn string, opt interpOptions) (*Interpreter, error) {
 	f := m.Func(fn)
 	if f == nil {
 		return nil, fmt.Errorf("interpreter: no function @%s in the module", fn)
 	}
-	pl := &planner{mod: m, opt: opt, plans: map[*Func]*interpPlan{}, weights: map[*Value]*fusedWeight{},
-		resBytes: map[*Resource][]byte{}, busy: map[*Func]bool{}}
+	pl := &planner{mod: m, opt: opt, plans: map[*graph.Func]*interpPlan{}, weights: map[*graph.Value]*fusedWeight{},
+		resBytes: map[*graph.Resource][]byte{}, busy: map[*graph.Func]bool{}}
 	p, err := pl.planFunc(f)
 	if err != nil {
 		return nil, err
@@ -140,7 +142,7 @@ func (it *Interpreter) Run(inputs map[string]*Array, states map[string]*Array) (
 	pre := fr.preStates[:0]
 	for i, a := range f.Args {
 		switch a.Value.Type.Kind {
-		case HandleKind:
+		case graph.HandleKind:
 			t, ok := states[a.Name]
 			if !ok || t == nil {
 				return nil, fmt.Errorf("@%s: state %q is missing", f.Name, a.Name)
@@ -149,7 +151,7 @@ func (it *Interpreter) Run(inputs map[string]*Array, states map[string]*Array) (
 				return nil, fmt.Errorf("@%s: state %q %v", f.Name, a.Name, err)
 			}
 			pre = append(pre, t)
-		case TensorKind:
+		case graph.TensorKind:
 			t, ok := inputs[a.Name]
 			if !ok || t == nil {
 				return nil, fmt.Errorf("@%s: input %q is missing", f.Name, a.Name)
@@ -164,7 +166,7 @@ func (it *Interpreter) Run(inputs map[string]*Array, states map[string]*Array) (
 	}
 	fr.preStates = pre
 	for name := range inputs {
-		if a := f.Arg(name); a == nil || a.Value.Type.Kind != TensorKind {
+		if a := f.Arg(name); a == nil || a.Value.Type.Kind != graph.TensorKind {
 			return nil, fmt.Errorf("@%s: unknown input %q", f.Name, name)
 		}
 	}
@@ -177,7 +179,7 @@ func (it *Interpreter) Run(inputs map[string]*Array, states map[string]*Array) (
 	it.finishStates(states)
 	clear(it.out)
 	for _, r := range f.Results {
-		if r.Value.Type.Kind == TokenKind {
+		if r.Value.Type.Kind == graph.TokenKind {
 			continue
 		}
 		it.out[r.Name] = fr.vals[p.index[r.Value]]
@@ -281,8 +283,8 @@ const (
 )
 
 type interpPlan struct {
-	fn       *Func
-	index    map[*Value]int
+	fn       *graph.Func
+	index    map[*graph.Value]int
 	kind     []valKind
 	root     []int  // value owning the storage a value's elements live in
 	exact    []bool // the elements are exactly the root's storage (a slice may be a copy)
@@ -301,7 +303,7 @@ type handleInfo struct {
 
 // interpStep is one executed op.
 type interpStep struct {
-	op      *Op
+	op      *graph.Op
 	pos     int // index in the function body, for messages
 	in, out []int
 	exec    opExec
@@ -316,11 +318,11 @@ type opExec func(fr *interpFrame, st *interpStep) error
 
 // transposedLastTwo returns x when v = transpose(x, perm) with perm swapping the last two axes
 // and keeping the others in place; else nil.
-func transposedLastTwo(v *Value) *Value {
-	if v.Def == nil || v.Def.Name != OpTranspose {
+func transposedLastTwo(v *graph.Value) *graph.Value {
+	if v.Def == nil || v.Def.Name != graph.OpTranspose {
 		return nil
 	}
-	perm, ok := ConstInts(v.Def.Operands[1])
+	perm, ok := graph.ConstInts(v.Def.Operands[1])
 	r := len(perm)
 	if !ok || r < 2 || perm[r-1] != int64(r-2) || perm[r-2] != int64(r-1) {
 		return nil
@@ -338,37 +340,37 @@ func (st *interpStep) errorf(format string, args ...any) error {
 }
 
 type planner struct {
-	mod      *Module
+	mod      *graph.Module
 	opt      interpOptions
-	plans    map[*Func]*interpPlan
-	busy     map[*Func]bool
-	weights  map[*Value]*fusedWeight
-	resBytes map[*Resource][]byte
+	plans    map[*graph.Func]*interpPlan
+	busy     map[*graph.Func]bool
+	weights  map[*graph.Value]*fusedWeight
+	resBytes map[*graph.Resource][]byte
 }
 
 var opExecs map[string]opExec
 
 func init() {
 	opExecs = map[string]opExec{
-		OpConstant: nil, OpCreateToken: execNop,
-		OpExp: execUnary, OpLog: execUnary, OpSqrt: execUnary, OpRsqrt: execUnary, OpSigmoid: execUnary,
-		OpSilu: execUnary, OpSin: execUnary, OpCos: execUnary,
-		OpAdd: execBinary, OpSub: execBinary, OpMul: execBinary, OpDiv: execBinary, OpMax: execBinary,
-		OpMatmul: execMatmul, OpTranspose: execTranspose, OpReshape: execReshape,
-		OpExpandDims: execExpandDims, OpShrinkDims: execShrinkDims, OpConcat: execConcat,
-		OpSlice: execSlice, OpSliceUpdate: execSliceUpdate, OpGatherND: execGather,
-		OpSoftmax: execSoftmax, OpReduceSum: execReduce, OpReduceMean: execReduce, OpReduceMax: execReduce,
-		OpArgmax: execArgmax, OpCast: execCast, OpGetShape: execGetShape, OpBlockwise: execBlockwise,
-		OpLUTToDense: execLUTToDense, OpReadHandle: execReadHandle, OpWriteHandle: execWriteHandle,
-		OpInvoke: execInvoke,
+		graph.OpConstant: nil, graph.OpCreateToken: execNop,
+		graph.OpExp: execUnary, graph.OpLog: execUnary, graph.OpSqrt: execUnary, graph.OpRsqrt: execUnary, graph.OpSigmoid: execUnary,
+		graph.OpSilu: execUnary, graph.OpSin: execUnary, graph.OpCos: execUnary,
+		graph.OpAdd: execBinary, graph.OpSub: execBinary, graph.OpMul: execBinary, graph.OpDiv: execBinary, graph.OpMax: execBinary,
+		graph.OpMatmul: execMatmul, graph.OpTranspose: execTranspose, graph.OpReshape: execReshape,
+		graph.OpExpandDims: execExpandDims, graph.OpShrinkDims: execShrinkDims, graph.OpConcat: execConcat,
+		graph.OpSlice: execSlice, graph.OpSliceUpdate: execSliceUpdate, graph.OpGatherND: execGather,
+		graph.OpSoftmax: execSoftmax, graph.OpReduceSum: execReduce, graph.OpReduceMean: execReduce, graph.OpReduceMax: execReduce,
+		graph.OpArgmax: execArgmax, graph.OpCast: execCast, graph.OpGetShape: execGetShape, graph.OpBlockwise: execBlockwise,
+		graph.OpLUTToDense: execLUTToDense, graph.OpReadHandle: execReadHandle, graph.OpWriteHandle: execWriteHandle,
+		graph.OpInvoke: execInvoke,
 	}
 }
 
 func isView(name string) bool {
-	return name == OpReshape || name == OpExpandDims || name == OpShrinkDims
+	return name == graph.OpReshape || name == graph.OpExpandDims || name == graph.OpShrinkDims
 }
 
-func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
+func (pl *planner) planFunc(f *graph.Func) (*interpPlan, error) {
 	if p, ok := pl.plans[f]; ok {
 		return p, nil
 	}
@@ -378,9 +380,9 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 	pl.busy[f] = true
 	defer delete(pl.busy, f)
 
-	p := &interpPlan{fn: f, index: map[*Value]int{}, outRoots: map[int]bool{}}
+	p := &interpPlan{fn: f, index: map[*graph.Value]int{}, outRoots: map[int]bool{}}
 	n := 0
-	add := func(v *Value) {
+	add := func(v *graph.Value) {
 		p.index[v] = n
 		n++
 	}
@@ -399,7 +401,7 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 	for i := range p.root {
 		p.root[i], p.exact[i] = i, true
 	}
-	fail := func(i int, op *Op, format string, args ...any) error {
+	fail := func(i int, op *graph.Op, format string, args ...any) error {
 		return fmt.Errorf("interpreter: @%s op #%d %s: %s", f.Name, i, op.Name, fmt.Sprintf(format, args...))
 	}
 
@@ -439,7 +441,7 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 			if err := pl.fuse(st); err != nil {
 				return nil, fmt.Errorf("interpreter: @%s op #%d %s: %w", f.Name, st.pos, st.op.Name, err)
 			}
-			if st.op.Name == OpMatmul && st.w == nil {
+			if st.op.Name == graph.OpMatmul && st.w == nil {
 				if src := transposedLastTwo(st.op.Operands[1]); src != nil {
 					st.in[1], st.transB = p.index[src], true
 				}
@@ -459,7 +461,7 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 	live := make([]bool, len(steps))
 	for i := len(steps) - 1; i >= 0; i-- {
 		st := steps[i]
-		use := st.op.Name == OpWriteHandle
+		use := st.op.Name == graph.OpWriteHandle
 		for _, o := range st.out {
 			use = use || needed[o]
 		}
@@ -478,10 +480,10 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 	// Kinds, constants and folding, in program order.
 	for i, a := range f.Args {
 		switch a.Value.Type.Kind {
-		case HandleKind:
+		case graph.HandleKind:
 			p.kind[i] = vHandle
 			p.handles = append(p.handles, handleInfo{arg: i, lastWrite: -1})
-		case TokenKind:
+		case graph.TokenKind:
 			p.kind[i] = vToken
 		default:
 			p.kind[i] = vInput
@@ -494,12 +496,12 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 		}
 		op := st.op
 		for k, o := range st.out {
-			if op.Results[k].Type.Kind == TokenKind {
+			if op.Results[k].Type.Kind == graph.TokenKind {
 				p.kind[o] = vToken
 			}
 		}
 		switch {
-		case op.Name == OpConstant:
+		case op.Name == graph.OpConstant:
 			a, err := pl.constArray(op)
 			if err != nil {
 				return nil, fail(i, op, "%v", err)
@@ -521,30 +523,30 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 		}
 		p.steps = append(p.steps, st)
 		switch {
-		case op.Name == OpInvoke:
-			callee := pl.mod.Func(op.Attrs["callee"].(SymbolRefAttr).Name)
+		case op.Name == graph.OpInvoke:
+			callee := pl.mod.Func(op.Attrs["callee"].(graph.SymbolRefAttr).Name)
 			cp, err := pl.planFunc(callee)
 			if err != nil {
 				return nil, err
 			}
 			st.callee = cp
-			if CompositeName(callee.Composite) == CompositeGatedDelta {
+			if graph.CompositeName(callee.Composite) == graph.CompositeGatedDelta {
 				st.exec = execGatedDelta // run by its declaration (interp_composite.go)
 			}
 			for _, o := range st.out {
 				p.kind[o] = vSlot
 			}
-		case isView(op.Name) || op.Name == OpSlice:
+		case isView(op.Name) || op.Name == graph.OpSlice:
 			// A slice is a view when its region is contiguous at run time, else a copy: count
 			// it as aliasing its operand, but not as exactly sharing its storage.
 			o := st.out[0]
 			p.kind[o], p.root[o] = vView, p.root[st.in[0]]
-			p.exact[o] = p.exact[st.in[0]] && op.Name != OpSlice
-		case op.Name == OpReadHandle || op.Name == OpWriteHandle:
+			p.exact[o] = p.exact[st.in[0]] && op.Name != graph.OpSlice
+		case op.Name == graph.OpReadHandle || op.Name == graph.OpWriteHandle:
 			h := st.in[0]
 			st.handle = f.Args[h].Name
 			hi := slices.IndexFunc(p.handles, func(x handleInfo) bool { return x.arg == h })
-			if op.Name == OpReadHandle {
+			if op.Name == graph.OpReadHandle {
 				o := st.out[0]
 				p.kind[o] = vRead
 				if w := p.handles[hi].lastWrite; w >= 0 {
@@ -555,7 +557,7 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 			} else {
 				p.handles[hi].lastWrite = st.in[1]
 			}
-		case op.Name == OpCreateToken:
+		case op.Name == graph.OpCreateToken:
 		default:
 			for _, o := range st.out {
 				p.kind[o] = vSlot
@@ -571,18 +573,18 @@ func (pl *planner) planFunc(f *Func) (*interpPlan, error) {
 
 // activationOperand is the operand a fused product still reads at run time.
 func activationOperand(name string) int {
-	if name == OpGatherND {
+	if name == graph.OpGatherND {
 		return 1
 	}
 	return 0
 }
 
 // checkStep checks what the executors rely on beyond the type rules.
-func (pl *planner) checkStep(f *Func, st *interpStep) error {
+func (pl *planner) checkStep(f *graph.Func, st *interpStep) error {
 	op := st.op
 	switch op.Name {
-	case OpInvoke:
-		ref, ok := op.Attrs["callee"].(SymbolRefAttr)
+	case graph.OpInvoke:
+		ref, ok := op.Attrs["callee"].(graph.SymbolRefAttr)
 		if !ok {
 			return fmt.Errorf("invoke without a callee")
 		}
@@ -595,30 +597,30 @@ func (pl *planner) checkStep(f *Func, st *interpStep) error {
 				ref.Name, len(op.Operands), len(op.Results), len(callee.Args), len(callee.Results))
 		}
 		for _, a := range callee.Args {
-			if a.Value.Type.Kind != TensorKind {
+			if a.Value.Type.Kind != graph.TensorKind {
 				return fmt.Errorf("invoke of @%s: argument %q is %s; the interpreter passes tensors only", ref.Name, a.Name, a.Value.Type)
 			}
 		}
 		for _, r := range callee.Results {
-			if r.Value.Type.Kind != TensorKind {
+			if r.Value.Type.Kind != graph.TensorKind {
 				return fmt.Errorf("invoke of @%s: result %q is %s; the interpreter returns tensors only", ref.Name, r.Name, r.Value.Type)
 			}
 		}
-	case OpReadHandle, OpWriteHandle:
+	case graph.OpReadHandle, graph.OpWriteHandle:
 		h := op.Operands[0]
-		if h.Def != nil || h.Type.Kind != HandleKind || st.in[0] >= len(f.Args) {
+		if h.Def != nil || h.Type.Kind != graph.HandleKind || st.in[0] >= len(f.Args) {
 			return fmt.Errorf("handle operand must be a state argument of @%s", f.Name)
 		}
-	case OpConstant:
+	case graph.OpConstant:
 		if len(op.Results) != 1 {
 			return fmt.Errorf("constant with %d results", len(op.Results))
 		}
 	}
-	if op.Name != OpInvoke && op.Name != OpReadHandle && len(op.Results) != 1 {
+	if op.Name != graph.OpInvoke && op.Name != graph.OpReadHandle && len(op.Results) != 1 {
 		return fmt.Errorf("%d results, want 1", len(op.Results))
 	}
 	for i, v := range op.Operands {
-		if v.Type.Kind != TensorKind && op.Name != OpReadHandle && op.Name != OpWriteHandle {
+		if v.Type.Kind != graph.TensorKind && op.Name != graph.OpReadHandle && op.Name != graph.OpWriteHandle {
 			return fmt.Errorf("operand %d is %s, not a tensor", i, v.Type)
 		}
 	}
@@ -628,7 +630,7 @@ func (pl *planner) checkStep(f *Func, st *interpStep) error {
 // foldable: a pure op whose operands are all constants runs once, at plan time.
 func (pl *planner) foldable(p *interpPlan, st *interpStep) bool {
 	switch st.op.Name {
-	case OpReadHandle, OpWriteHandle, OpCreateToken, OpInvoke:
+	case graph.OpReadHandle, graph.OpWriteHandle, graph.OpCreateToken, graph.OpInvoke:
 		return false
 	}
 	if st.w != nil || len(st.in) == 0 {
@@ -675,11 +677,11 @@ func (p *interpPlan) usage() *usage {
 			u.stepOf[o] = si
 		}
 		for k, j := range st.in {
-			if st.op.Name == OpWriteHandle && k == 1 {
+			if st.op.Name == graph.OpWriteHandle && k == 1 {
 				u.writes[j] = append(u.writes[j], si)
 				continue
 			}
-			if (st.op.Name == OpWriteHandle || st.op.Name == OpReadHandle) && k == 0 {
+			if (st.op.Name == graph.OpWriteHandle || st.op.Name == graph.OpReadHandle) && k == 0 {
 				continue
 			}
 			if st.w != nil && k != activationOperand(st.op.Name) {
@@ -688,9 +690,9 @@ func (p *interpPlan) usage() *usage {
 			u.lastUse[j] = si
 		}
 		switch st.op.Name {
-		case OpReadHandle:
+		case graph.OpReadHandle:
 			u.hAccess[st.in[0]] = append(u.hAccess[st.in[0]], handleAccess{si, 0})
-		case OpWriteHandle:
+		case graph.OpWriteHandle:
 			u.hAccess[st.in[0]] = append(u.hAccess[st.in[0]], handleAccess{si, 1})
 		}
 	}
@@ -740,7 +742,7 @@ func (p *interpPlan) planInPlace(u *usage) {
 		}
 	}
 	for si, st := range p.steps {
-		if st.op.Name != OpSliceUpdate {
+		if st.op.Name != graph.OpSliceUpdate {
 			continue
 		}
 		x := st.in[0]
@@ -886,7 +888,7 @@ func (fr *interpFrame) run() error {
 		}
 		for k, o := range st.out {
 			t := st.op.Results[k].Type
-			if t.Kind != TensorKind {
+			if t.Kind != graph.TensorKind {
 				continue
 			}
 			if err := fr.vals[o].check(t); err != nil {
@@ -899,7 +901,7 @@ func (fr *interpFrame) run() error {
 
 // alloc returns value o's own buffer shaped dt[shape], reusing its storage from earlier runs.
 // The elements are not cleared.
-func (fr *interpFrame) alloc(o int, dt DType, shape []int64) *Array {
+func (fr *interpFrame) alloc(o int, dt graph.DType, shape []int64) *Array {
 	t := fr.slots[o]
 	if t == nil {
 		t = &Array{}

@@ -1,8 +1,10 @@
-package graph
+package interp
 
 import (
 	"fmt"
 	"slices"
+
+	"qconv/graph"
 )
 
 // Session runs a lowered module token by token the way its engine does: for the pipelined
@@ -12,9 +14,9 @@ import (
 // one is given. It is what `qconv run --target` and the gate drive.
 type Session struct {
 	vocab    int
-	contract Contract
-	dec      *Module
-	pre      *Module // HostPrefill companion, or nil
+	contract graph.Contract
+	dec      *graph.Module
+	pre      *graph.Module // HostPrefill companion, or nil
 	decIt    *Interpreter
 	preIt    *Interpreter
 	pos      int // tokens fed so far
@@ -27,66 +29,66 @@ type Session struct {
 	// host cache
 	ctx, block              int
 	pastK, pastV, conv, rec *Array
-	cd                      DType
+	cd                      graph.DType
 }
 
 // NewSession prepares a session on dec (a Pipelined or HostDecode module); pre, if non-nil, is the
 // HostPrefill companion used for whole blocks of prompt tokens.
-func NewSession(dec, pre *Module) (*Session, error) { return NewSessionNumerics(dec, pre, Exact) }
+func NewSession(dec, pre *graph.Module) (*Session, error) { return NewSessionNumerics(dec, pre, Exact) }
 
 // NewSessionNumerics is NewSession with the interpreter numerics n (numerics.go).
-func NewSessionNumerics(dec, pre *Module, n Numerics) (*Session, error) {
+func NewSessionNumerics(dec, pre *graph.Module, n Numerics) (*Session, error) {
 	f := dec.Func("main")
 	if f == nil {
 		return nil, fmt.Errorf("session: module has no @main")
 	}
-	logits := f.Result(OutLogits)
+	logits := f.Result(graph.OutLogits)
 	if logits == nil || logits.Value.Type.Rank() != 3 || logits.Value.Type.Shape[2] <= 0 {
 		return nil, fmt.Errorf("session: @main has no logits [1, q, V] result")
 	}
 	s := &Session{vocab: int(logits.Value.Type.Shape[2]), dec: dec, pre: pre, numerics: n}
-	it, err := NewInterpreterNumerics(dec, "main", n)
+	it, err := NewNumerics(dec, "main", n)
 	if err != nil {
 		return nil, err
 	}
 	s.decIt = it
 	switch {
-	case f.Arg(StateKey) != nil:
-		s.contract = Pipelined
+	case f.Arg(graph.StateKey) != nil:
+		s.contract = graph.Pipelined
 		if pre != nil {
 			return nil, fmt.Errorf("session: a prefill companion goes with the host-cache contract, not the pipelined one")
 		}
 		s.states = map[string]*Array{}
 		s.kvCap = 64
 		for _, a := range f.Args {
-			if a.Value.Type.Kind != HandleKind {
+			if a.Value.Type.Kind != graph.HandleKind {
 				continue
 			}
 			shape := slices.Clone(a.Value.Type.Shape)
 			for i, d := range shape {
-				if d == Dyn {
+				if d == graph.Dyn {
 					shape[i] = s.kvCap
 				}
 			}
 			s.states[a.Name] = NewArray(a.Value.Type.DType, shape...)
 		}
-	case f.Arg(InPastK) != nil:
-		s.contract = HostDecode
-		pk := f.Arg(InPastK).Value.Type
+	case f.Arg(graph.InPastK) != nil:
+		s.contract = graph.HostDecode
+		pk := f.Arg(graph.InPastK).Value.Type
 		s.ctx = int(pk.Shape[3])
 		s.cd = pk.DType
 		s.pastK = NewArray(pk.DType, pk.Shape...)
 		s.pastV = NewArray(pk.DType, pk.Shape...)
-		ct, rt := f.Arg(InConvState).Value.Type, f.Arg(InRecState).Value.Type
+		ct, rt := f.Arg(graph.InConvState).Value.Type, f.Arg(graph.InRecState).Value.Type
 		s.conv = NewArray(ct.DType, ct.Shape...)
 		s.rec = NewArray(rt.DType, rt.Shape...)
 		if pre != nil {
 			pf := pre.Func("main")
-			if pf == nil || pf.Arg(InPastK) == nil || !pf.Arg(InPastK).Value.Type.Equal(pk) {
+			if pf == nil || pf.Arg(graph.InPastK) == nil || !pf.Arg(graph.InPastK).Value.Type.Equal(pk) {
 				return nil, fmt.Errorf("session: the prefill companion's past_k does not match the decode graph's %s", pk)
 			}
-			s.block = int(pf.Arg(InInputIDs).Value.Type.Shape[1])
-			if s.preIt, err = NewInterpreterNumerics(pre, "main", n); err != nil {
+			s.block = int(pf.Arg(graph.InInputIDs).Value.Type.Shape[1])
+			if s.preIt, err = NewNumerics(pre, "main", n); err != nil {
 				return nil, err
 			}
 		}
@@ -112,7 +114,7 @@ func (s *Session) Fork() (*Session, error) {
 	for k, v := range s.states {
 		n.states[k] = cloneArray(v)
 	}
-	if s.contract != Pipelined {
+	if s.contract != graph.Pipelined {
 		n.pastK, n.pastV, n.conv, n.rec = cloneArray(s.pastK), cloneArray(s.pastV), cloneArray(s.conv), cloneArray(s.rec)
 	}
 	return n, nil
@@ -123,7 +125,7 @@ func cloneArray(a *Array) *Array {
 }
 
 func ids2D(ids []int) *Array {
-	a := NewArray(SI32, 1, int64(len(ids)))
+	a := NewArray(graph.SI32, 1, int64(len(ids)))
 	for i, id := range ids {
 		a.I[i] = int64(id)
 	}
@@ -136,7 +138,7 @@ func (s *Session) Step(id int) ([]float32, error) {
 		return nil, fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
 	}
 	switch s.contract {
-	case Pipelined:
+	case graph.Pipelined:
 		return s.stepPipelined(id)
 	default:
 		return s.stepHost(id)
@@ -151,17 +153,17 @@ func (s *Session) stepPipelined(id int) ([]float32, error) {
 	for i := range positions {
 		positions[i] = i
 	}
-	out, err := s.decIt.Run(map[string]*Array{InInputIDs: ids2D([]int{id}), InPositionIDs: ids2D(positions)}, s.states)
+	out, err := s.decIt.Run(map[string]*Array{graph.InInputIDs: ids2D([]int{id}), graph.InPositionIDs: ids2D(positions)}, s.states)
 	if err != nil {
 		return nil, err
 	}
 	s.pos++
-	return slices.Clone(out[OutLogits].F), nil
+	return slices.Clone(out[graph.OutLogits].F), nil
 }
 
 // growKV enlarges the dynamic sequence dim of the KV states (the engine reallocates too).
 func (s *Session) growKV(capacity int64) {
-	for _, name := range []string{StateKey, StateValue} {
+	for _, name := range []string{graph.StateKey, graph.StateValue} {
 		old := s.states[name]
 		shape := slices.Clone(old.Shape)
 		shape[3] = capacity
@@ -190,11 +192,11 @@ func (s *Session) hostMask(q int) *Array {
 			case j < s.pos:
 				row[j] = 0
 			case j < s.ctx:
-				row[j] = MaskedScore
+				row[j] = graph.MaskedScore
 			case j-s.ctx <= i:
 				row[j] = 0
 			default:
-				row[j] = MaskedScore
+				row[j] = graph.MaskedScore
 			}
 		}
 	}
@@ -211,15 +213,15 @@ func (s *Session) runHost(it *Interpreter, ids []int) (map[string]*Array, error)
 		positions[i] = s.pos + i
 	}
 	in := map[string]*Array{
-		InInputIDs: ids2D(ids), InPositionIDs: ids2D(positions), InCausalMask: s.hostMask(q),
-		InPastK: s.pastK, InPastV: s.pastV, InConvState: s.conv, InRecState: s.rec,
+		graph.InInputIDs: ids2D(ids), graph.InPositionIDs: ids2D(positions), graph.InCausalMask: s.hostMask(q),
+		graph.InPastK: s.pastK, graph.InPastV: s.pastV, graph.InConvState: s.conv, graph.InRecState: s.rec,
 	}
 	out, err := it.Run(in, nil)
 	if err != nil {
 		return nil, err
 	}
 	// The host writes the returned K/V columns into its caches at their positions.
-	for _, p := range [][2]*Array{{out[OutKCur], s.pastK}, {out[OutVCur], s.pastV}} {
+	for _, p := range [][2]*Array{{out[graph.OutKCur], s.pastK}, {out[graph.OutVCur], s.pastV}} {
 		cur, past := p[0], p[1]
 		L, H, D := past.Shape[0]*past.Shape[1], past.Shape[2], past.Shape[4]
 		ctx := past.Shape[3]
@@ -233,8 +235,8 @@ func (s *Session) runHost(it *Interpreter, ids []int) (map[string]*Array, error)
 		}
 	}
 	// The outputs alias interpreter buffers the next run reuses: copy them into the session's own.
-	copy(s.conv.F, out[OutConvCur].F)
-	copy(s.rec.F, out[OutRecCur].F)
+	copy(s.conv.F, out[graph.OutConvCur].F)
+	copy(s.rec.F, out[graph.OutRecCur].F)
 	s.pos += q
 	return out, nil
 }
@@ -244,7 +246,7 @@ func (s *Session) stepHost(id int) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(out[OutLogits].F), nil
+	return slices.Clone(out[graph.OutLogits].F), nil
 }
 
 // Prefill feeds ids and returns the logits after the last one. With a prefill companion, whole
@@ -267,7 +269,7 @@ func (s *Session) Prefill(ids []int) ([]float32, error) {
 			if err != nil {
 				return nil, err
 			}
-			logits = slices.Clone(out[OutLogits].F)
+			logits = slices.Clone(out[graph.OutLogits].F)
 		}
 	}
 	for ; i < len(ids); i++ {
@@ -281,8 +283,8 @@ func (s *Session) Prefill(ids []int) ([]float32, error) {
 
 // SSMState returns a copy of the conv and recurrent states (for tests comparing contracts).
 func (s *Session) SSMState() (conv, rec []float32) {
-	if s.contract == Pipelined {
-		return slices.Clone(s.states[StateConv].F), slices.Clone(s.states[StateRec].F)
+	if s.contract == graph.Pipelined {
+		return slices.Clone(s.states[graph.StateConv].F), slices.Clone(s.states[graph.StateRec].F)
 	}
 	return slices.Clone(s.conv.F), slices.Clone(s.rec.F)
 }

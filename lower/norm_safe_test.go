@@ -1,17 +1,20 @@
-package graph
+package lower
 
 import (
 	"math"
 	"testing"
+
+	"qconv/graph"
+	"qconv/graph/interp"
 )
 
 // normGraph is y = normScale(x) over the last axis of x [1, n] in dtype dt.
-func normGraph(dt DType, n int64, unscaled, mean bool) *Module {
-	m := &Module{}
-	f := NewFunc("main")
+func normGraph(dt graph.DType, n int64, unscaled, mean bool) *graph.Module {
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
 	m.Funcs = append(m.Funcs, f)
-	l := &lowering{b: NewBuilder(m, f), m: m, opt: LowerOptions{UnscaledF16Norm: unscaled}}
-	x := f.AddArg("x", Tensor(dt, 1, n))
+	l := &lowering{b: graph.NewBuilder(m, f), m: m, opt: Options{UnscaledF16Norm: unscaled}}
+	x := f.AddArg("x", graph.Tensor(dt, 1, n))
 	f.AddResult("y", l.normScale(x, 1, 1e-6, mean))
 	if l.b.Err() != nil {
 		panic(l.b.Err())
@@ -47,15 +50,15 @@ func TestNormScaleF16Overflow(t *testing.T) {
 			want[i] = v / math.Sqrt(ss+1e-6)
 		}
 		for _, unscaled := range []bool{false, true} {
-			it, err := NewInterpreter(normGraph(F16, n, unscaled, c.mean), "main")
+			it, err := interp.New(normGraph(graph.F16, n, unscaled, c.mean), "main")
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := NewArray(F16, 1, n)
+			in := interp.NewArray(graph.F16, 1, n)
 			for i, v := range c.x {
 				in.F[i] = float32(f16round(v))
 			}
-			out, err := it.Run(map[string]*Array{"x": in}, nil)
+			out, err := it.Run(map[string]*interp.Array{"x": in}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

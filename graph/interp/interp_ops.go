@@ -1,8 +1,9 @@
-package graph
+package interp
 
 import (
 	"math"
 
+	"qconv/graph"
 	"qconv/internal/kernels"
 )
 
@@ -14,7 +15,7 @@ import (
 const interpMaxRank = 16
 
 func roundResult(a *Array) {
-	if a.DType == F16 {
+	if a.DType == graph.F16 {
 		kernels.RoundF16(a.F)
 	}
 }
@@ -47,7 +48,7 @@ func execUnary(fr *interpFrame, st *interpStep) error {
 		return st.errorf("operand is %s, want a float tensor", x)
 	}
 	switch st.op.Name {
-	case OpExp, OpLog, OpSqrt, OpRsqrt, OpSigmoid, OpSilu, OpSin, OpCos:
+	case graph.OpExp, graph.OpLog, graph.OpSqrt, graph.OpRsqrt, graph.OpSigmoid, graph.OpSilu, graph.OpSin, graph.OpCos:
 	default:
 		return st.errorf("not a unary op")
 	}
@@ -60,35 +61,35 @@ func execUnary(fr *interpFrame, st *interpStep) error {
 func unaryF32(name string, dst, src []float32) {
 	dst = dst[:len(src)]
 	switch name {
-	case OpExp:
+	case graph.OpExp:
 		for i, v := range src {
 			dst[i] = float32(math.Exp(float64(v)))
 		}
-	case OpLog:
+	case graph.OpLog:
 		for i, v := range src {
 			dst[i] = float32(math.Log(float64(v)))
 		}
-	case OpSqrt:
+	case graph.OpSqrt:
 		for i, v := range src {
 			dst[i] = float32(math.Sqrt(float64(v)))
 		}
-	case OpRsqrt:
+	case graph.OpRsqrt:
 		for i, v := range src {
 			dst[i] = float32(1 / math.Sqrt(float64(v)))
 		}
-	case OpSigmoid:
+	case graph.OpSigmoid:
 		for i, v := range src {
 			dst[i] = float32(1 / (1 + math.Exp(-float64(v))))
 		}
-	case OpSilu:
+	case graph.OpSilu:
 		for i, v := range src {
 			dst[i] = float32(float64(v) / (1 + math.Exp(-float64(v))))
 		}
-	case OpSin:
+	case graph.OpSin:
 		for i, v := range src {
 			dst[i] = float32(math.Sin(float64(v)))
 		}
-	case OpCos:
+	case graph.OpCos:
 		for i, v := range src {
 			dst[i] = float32(math.Cos(float64(v)))
 		}
@@ -206,15 +207,15 @@ func (bc *bcast) eachRange(start, end int, fn func(o, ao, bo, n, sa, sb int)) {
 
 func binOpCode(name string) byte {
 	switch name {
-	case OpAdd:
+	case graph.OpAdd:
 		return '+'
-	case OpSub:
+	case graph.OpSub:
 		return '-'
-	case OpMul:
+	case graph.OpMul:
 		return '*'
-	case OpDiv:
+	case graph.OpDiv:
 		return '/'
-	case OpMax:
+	case graph.OpMax:
 		return 'M'
 	}
 	return 0
@@ -273,7 +274,7 @@ func binaryRange(bc *bcast, op byte, out, a, b *Array, lo, hi int) {
 	bc.eachRange(lo, hi, func(o, ao, bo, n, sa, sb int) {
 		binF32(op, dst[o:o+n], af[ao:], bf[bo:], sa, sb)
 	})
-	if out.DType == F16 {
+	if out.DType == graph.F16 {
 		kernels.RoundF16(dst[lo:hi])
 	}
 }
@@ -374,23 +375,23 @@ func binF32(op byte, dst, a, b []float32, sa, sb int) {
 }
 
 // wrapInt reduces v to the range of integer dtype dt (two's complement wrap-around).
-func wrapInt(dt DType, v int64) int64 {
+func wrapInt(dt graph.DType, v int64) int64 {
 	switch dt {
-	case SI32:
+	case graph.SI32:
 		return int64(int32(v))
-	case UI32:
+	case graph.UI32:
 		return int64(uint32(v))
-	case SI16:
+	case graph.SI16:
 		return int64(int16(v))
-	case SI8:
+	case graph.SI8:
 		return int64(int8(v))
-	case UI8:
+	case graph.UI8:
 		return int64(uint8(v))
-	case SI4:
+	case graph.SI4:
 		return int64(int8(uint8(v)<<4) >> 4)
-	case UI4:
+	case graph.UI4:
 		return v & 0xf
-	case I1:
+	case graph.I1:
 		if v != 0 {
 			return 1
 		}
@@ -400,21 +401,21 @@ func wrapInt(dt DType, v int64) int64 {
 }
 
 // intRange is the value range of integer dtype dt.
-func intRange(dt DType) (int64, int64) {
+func intRange(dt graph.DType) (int64, int64) {
 	switch dt {
-	case SI32:
+	case graph.SI32:
 		return math.MinInt32, math.MaxInt32
-	case UI32:
+	case graph.UI32:
 		return 0, math.MaxUint32
-	case SI16:
+	case graph.SI16:
 		return math.MinInt16, math.MaxInt16
-	case SI8:
+	case graph.SI8:
 		return math.MinInt8, math.MaxInt8
-	case UI8:
+	case graph.UI8:
 		return 0, math.MaxUint8
-	case SI4:
+	case graph.SI4:
 		return -8, 7
-	case UI4:
+	case graph.UI4:
 		return 0, 15
 	}
 	return 0, 1
@@ -677,7 +678,7 @@ func execExpandDims(fr *interpFrame, st *interpStep) error {
 	}
 	var ins [interpMaxRank]bool
 	for _, a := range axes {
-		ax, err := normAxis(a, r)
+		ax, err := graph.NormAxis(a, r)
 		if err != nil || ins[ax] {
 			return st.errorf("axes %v invalid for %s", axes, x)
 		}
@@ -709,7 +710,7 @@ func execShrinkDims(fr *interpFrame, st *interpStep) error {
 	}
 	var drop [interpMaxRank]bool
 	for _, a := range axes {
-		ax, err := normAxis(a, r)
+		ax, err := graph.NormAxis(a, r)
 		if err != nil || drop[ax] {
 			return st.errorf("axes %v invalid for %s", axes, x)
 		}
@@ -740,7 +741,7 @@ func execConcat(fr *interpFrame, st *interpStep) error {
 	}
 	first := fr.vals[st.in[1]]
 	r := len(first.Shape)
-	ax, err := normAxis(axv[0], r)
+	ax, err := graph.NormAxis(axv[0], r)
 	if err != nil || r > interpMaxRank {
 		return st.errorf("axis %d invalid for %s", axv[0], first)
 	}
@@ -799,7 +800,7 @@ func (fr *interpFrame) sliceRegion(st *interpStep, k int, shape []int64, dims []
 	off := 0
 	for d := 0; d < r; d++ {
 		b, e, s := begin[d], end[d], step[d]
-		if e == SliceEnd {
+		if e == graph.SliceEnd {
 			e = shape[d]
 		}
 		if s < 1 {
@@ -969,7 +970,7 @@ func (fr *interpFrame) scalarAxis(st *interpStep, x *Array) (int, error) {
 	if len(v) != 1 {
 		return 0, st.errorf("axis operand holds %d values, want 1", len(v))
 	}
-	ax, err := normAxis(v[0], len(x.Shape))
+	ax, err := graph.NormAxis(v[0], len(x.Shape))
 	if err != nil {
 		return 0, st.errorf("%v (operand %s)", err, x)
 	}
@@ -1028,7 +1029,7 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 	copy(shape[:], x.Shape)
 	count := 1
 	for _, a := range axes {
-		ax, err := normAxis(a, r)
+		ax, err := graph.NormAxis(a, r)
 		if err != nil || red[ax] {
 			return st.errorf("axes %v invalid for %s", axes, x)
 		}
@@ -1037,7 +1038,7 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 		shape[ax] = 1
 	}
 	out := fr.alloc(st.out[0], x.DType, shape[:r])
-	isMax := st.op.Name == OpReduceMax
+	isMax := st.op.Name == graph.OpReduceMax
 	init := float32(0)
 	if isMax {
 		init = float32(math.Inf(-1))
@@ -1073,7 +1074,7 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 		sumWalk64(acc, os[:n], x.F, xs[:n], dims[:n], 0, 0)
 	}
 	div := 1.0
-	if st.op.Name == OpReduceMean && count > 0 {
+	if st.op.Name == graph.OpReduceMean && count > 0 {
 		div = float64(count)
 	}
 	for i, v := range acc {
@@ -1151,7 +1152,7 @@ func execArgmax(fr *interpFrame, st *interpStep) error {
 	}
 	copy(shape[:], x.Shape)
 	shape[ax] = 1
-	out := fr.alloc(st.out[0], UI32, shape[:len(x.Shape)])
+	out := fr.alloc(st.out[0], graph.UI32, shape[:len(x.Shape)])
 	outer, n, inner := axisParts(x.Shape, ax)
 	if n == 0 {
 		return st.errorf("argmax over an empty axis of %s", x)
@@ -1196,7 +1197,7 @@ func execCast(fr *interpFrame, st *interpStep) error {
 		lo, hi := intRange(dt)
 		for i, v := range x.F {
 			switch {
-			case dt == I1:
+			case dt == graph.I1:
 				out.I[i] = 0
 				if v != 0 {
 					out.I[i] = 1
@@ -1223,7 +1224,7 @@ func execCast(fr *interpFrame, st *interpStep) error {
 
 func execGetShape(fr *interpFrame, st *interpStep) error {
 	x := fr.vals[st.in[0]]
-	out := fr.alloc(st.out[0], UI32, []int64{int64(len(x.Shape))})
+	out := fr.alloc(st.out[0], graph.UI32, []int64{int64(len(x.Shape))})
 	copy(out.I, x.Shape)
 	return nil
 }

@@ -1,18 +1,22 @@
-package graph
+package interp
 
-import "testing"
+import (
+	"testing"
+
+	"qconv/graph"
+)
 
 // The fused write computes what the chain computes (the interpreter runs both).
 func TestFusedStateWriteSameValues(t *testing.T) {
 	var got [2][]float32
 	for i, chained := range []bool{true, false} {
-		it, err := NewInterpreter(chainedStateGraph([]int64{3, 3}, chained), "main")
+		it, err := New(chainedStateGraph([]int64{3, 3}, chained), "main")
 		if err != nil {
 			t.Fatal(err)
 		}
-		states := map[string]*Array{StateConv: NewArray(F32, 3, 3)}
+		states := map[string]*Array{graph.StateConv: NewArray(graph.F32, 3, 3)}
 		for step := 0; step < 2; step++ {
-			out, err := it.Run(map[string]*Array{"x": farr(F32, []int64{1, 3}, 1, -2, 0.5)}, states)
+			out, err := it.Run(map[string]*Array{"x": farr(graph.F32, []int64{1, 3}, 1, -2, 0.5)}, states)
 			if err != nil {
 				t.Fatal(err)
 			}

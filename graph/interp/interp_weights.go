@@ -1,4 +1,4 @@
-package graph
+package interp
 
 import (
 	"encoding/binary"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/x448/float16"
 
+	"qconv/graph"
 	"qconv/internal/kernels"
 )
 
@@ -14,24 +15,24 @@ import (
 
 // constBytes returns the little-endian element bytes of a constant op's value (a splat dense
 // value is expanded), with its type. Resource bytes are read once and may alias a mapping.
-func (pl *planner) constBytes(op *Op) ([]byte, Type, error) {
+func (pl *planner) constBytes(op *graph.Op) ([]byte, graph.Type, error) {
 	switch a := op.Attrs["value"].(type) {
-	case DenseAttr:
+	case graph.DenseAttr:
 		n := a.Type.NumElements()
 		if n < 0 {
 			return nil, a.Type, fmt.Errorf("dense value of dynamic type %s", a.Type)
 		}
 		if !a.Splat() {
-			if len(a.Data) != BytesFor(a.Type.DType, int(n)) {
+			if len(a.Data) != graph.BytesFor(a.Type.DType, int(n)) {
 				return nil, a.Type, fmt.Errorf("dense value of %d bytes does not fit %s", len(a.Data), a.Type)
 			}
 			return a.Data, a.Type, nil
 		}
 		if a.Type.DType.Bits() < 8 {
-			out := make([]byte, BytesFor(a.Type.DType, int(n)))
+			out := make([]byte, graph.BytesFor(a.Type.DType, int(n)))
 			v := a.Int(0)
 			for i := 0; i < int(n); i++ {
-				putInt(a.Type.DType, out, i, v)
+				graph.PutInt(a.Type.DType, out, i, v)
 			}
 			return out, a.Type, nil
 		}
@@ -40,7 +41,7 @@ func (pl *planner) constBytes(op *Op) ([]byte, Type, error) {
 			out = append(out, a.Data...)
 		}
 		return out, a.Type, nil
-	case ResourceAttr:
+	case graph.ResourceAttr:
 		if a.Res == nil {
 			return nil, a.Type, fmt.Errorf("dense_resource without a blob")
 		}
@@ -53,21 +54,21 @@ func (pl *planner) constBytes(op *Op) ([]byte, Type, error) {
 			pl.resBytes[a.Res] = b
 		}
 		n := a.Type.NumElements()
-		if n < 0 || len(b) != BytesFor(a.Type.DType, int(n)) {
-			return nil, a.Type, fmt.Errorf("resource %s holds %d bytes, %s needs %d", a.Res.Key, len(b), a.Type, BytesFor(a.Type.DType, int(max(n, 0))))
+		if n < 0 || len(b) != graph.BytesFor(a.Type.DType, int(n)) {
+			return nil, a.Type, fmt.Errorf("resource %s holds %d bytes, %s needs %d", a.Res.Key, len(b), a.Type, graph.BytesFor(a.Type.DType, int(max(n, 0))))
 		}
 		return b, a.Type, nil
 	}
-	return nil, Type{}, fmt.Errorf("constant without a dense or dense_resource value")
+	return nil, graph.Type{}, fmt.Errorf("constant without a dense or dense_resource value")
 }
 
 // constArray decodes a constant op's value.
-func (pl *planner) constArray(op *Op) (*Array, error) {
+func (pl *planner) constArray(op *graph.Op) (*Array, error) {
 	b, t, err := pl.constBytes(op)
 	if err != nil {
 		return nil, err
 	}
-	if t.Kind != TensorKind || !t.DType.valid() {
+	if t.Kind != graph.TensorKind || !t.DType.Valid() {
 		return nil, fmt.Errorf("constant of type %s", t)
 	}
 	return decodeArray(t, b), nil
@@ -75,22 +76,22 @@ func (pl *planner) constArray(op *Op) (*Array, error) {
 
 // decodeArray converts little-endian element bytes (sub-byte types packed low bits first, si4
 // two's complement) of static type t.
-func decodeArray(t Type, b []byte) *Array {
+func decodeArray(t graph.Type, b []byte) *Array {
 	n := int(t.NumElements())
 	a := &Array{DType: t.DType, Shape: append([]int64{}, t.Shape...)}
 	switch t.DType {
-	case F32:
+	case graph.F32:
 		a.F = make([]float32, n)
 		for i := range a.F {
 			a.F[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
-	case F16:
+	case graph.F16:
 		a.F = make([]float32, n)
 		kernels.F16ToF32(a.F, b[:2*n])
 	default:
 		a.I = make([]int64, n)
 		for i := range a.I {
-			a.I[i] = elemInt(t.DType, b, i)
+			a.I[i] = graph.ElemInt(t.DType, b, i)
 		}
 	}
 	return a
@@ -100,26 +101,26 @@ func decodeArray(t Type, b []byte) *Array {
 type fusedWeight struct {
 	m          kernels.Matrix
 	rows, cols int
-	dtype      DType // the float dtype the graph gives the weight
+	dtype      graph.DType // the float dtype the graph gives the weight
 }
 
 // fuse recognises matmul(x, transpose(W, [1,0])) and gather_nd(W, idx[..., 1]) with a constant
 // weight W and attaches its matrix to the step.
 func (pl *planner) fuse(st *interpStep) error {
 	op := st.op
-	var w *Value
+	var w *graph.Value
 	switch op.Name {
-	case OpMatmul:
+	case graph.OpMatmul:
 		t := op.Operands[1]
-		if t.Def == nil || t.Def.Name != OpTranspose || t.Type.Rank() != 2 {
+		if t.Def == nil || t.Def.Name != graph.OpTranspose || t.Type.Rank() != 2 {
 			return nil
 		}
-		perm, ok := ConstInts(t.Def.Operands[1])
+		perm, ok := graph.ConstInts(t.Def.Operands[1])
 		if !ok || len(perm) != 2 || perm[0] != 1 || perm[1] != 0 {
 			return nil
 		}
 		w = t.Def.Operands[0]
-	case OpGatherND:
+	case graph.OpGatherND:
 		idx := op.Operands[1].Type
 		if idx.Rank() < 1 || idx.Shape[idx.Rank()-1] != 1 || op.Operands[0].Type.Rank() != 2 {
 			return nil
@@ -137,7 +138,7 @@ func (pl *planner) fuse(st *interpStep) error {
 }
 
 // weight returns the matrix of a constant [out, in] weight value, or nil when v is not one.
-func (pl *planner) weight(v *Value) (*fusedWeight, error) {
+func (pl *planner) weight(v *graph.Value) (*fusedWeight, error) {
 	if fw, ok := pl.weights[v]; ok {
 		return fw, nil
 	}
@@ -149,9 +150,9 @@ func (pl *planner) weight(v *Value) (*fusedWeight, error) {
 	return fw, nil
 }
 
-func isConst(v *Value) bool { return v != nil && v.Def != nil && v.Def.Name == OpConstant }
+func isConst(v *graph.Value) bool { return v != nil && v.Def != nil && v.Def.Name == graph.OpConstant }
 
-func (pl *planner) matchWeight(v *Value) (*fusedWeight, error) {
+func (pl *planner) matchWeight(v *graph.Value) (*fusedWeight, error) {
 	if v.Def == nil || v.Type.Rank() != 2 || !v.Type.Static() || !v.Type.DType.IsFloat() {
 		return nil, nil
 	}
@@ -163,21 +164,21 @@ func (pl *planner) matchWeight(v *Value) (*fusedWeight, error) {
 	op := v.Def
 	var err error
 	switch op.Name {
-	case OpConstant:
+	case graph.OpConstant:
 		b, t, e := pl.constBytes(op)
 		if e != nil {
 			return nil, e
 		}
 		switch t.DType {
-		case F16:
+		case graph.F16:
 			fw.m, err = kernels.NewF16Matrix(b, rows, cols)
-		case F32:
+		case graph.F32:
 			fw.m, err = kernels.NewF32Matrix(b, rows, cols)
 		}
-	case OpCast:
+	case graph.OpCast:
 		// A widening f16 -> f32 cast of a weight is exact.
 		src := op.Operands[0]
-		if src.Type.DType != F16 || v.Type.DType != F32 {
+		if src.Type.DType != graph.F16 || v.Type.DType != graph.F32 {
 			return nil, nil
 		}
 		inner, e := pl.weight(src)
@@ -185,9 +186,9 @@ func (pl *planner) matchWeight(v *Value) (*fusedWeight, error) {
 			return nil, e
 		}
 		fw.m = inner.m
-	case OpBlockwise:
+	case graph.OpBlockwise:
 		fw.m, err = pl.blockwiseMatrix(op, rows, cols)
-	case OpLUTToDense:
+	case graph.OpLUTToDense:
 		fw.m, err = pl.lutMatrix(op, rows, cols)
 	}
 	if err != nil {
@@ -201,8 +202,8 @@ func (pl *planner) matchWeight(v *Value) (*fusedWeight, error) {
 
 // f16Bytes returns a float constant's elements as fp16 bytes when every one is exactly
 // representable (so an f32 table or scale can use the fp16 kernels), else nil.
-func f16Bytes(b []byte, t Type) []byte {
-	if t.DType == F16 {
+func f16Bytes(b []byte, t graph.Type) []byte {
+	if t.DType == graph.F16 {
 		return b
 	}
 	n := int(t.NumElements())
@@ -235,14 +236,14 @@ func allZero(a *Array) bool {
 // blockwiseMatrix builds the matrix of blockwise_shift_scale(data, scale, off1, off2) with
 // constant operands: Q8Matrix/Q4Matrix when the offsets are zero and the scales fp16-exact,
 // else a row-decoding matrix with the same formula.
-func (pl *planner) blockwiseMatrix(op *Op, rows, cols int) (kernels.Matrix, error) {
+func (pl *planner) blockwiseMatrix(op *graph.Op, rows, cols int) (kernels.Matrix, error) {
 	for _, o := range op.Operands {
 		if !isConst(o) || o.Type.Rank() != 2 {
 			return nil, nil
 		}
 	}
 	data, scale := op.Operands[0], op.Operands[1]
-	if data.Type.DType != SI8 && data.Type.DType != SI4 {
+	if data.Type.DType != graph.SI8 && data.Type.DType != graph.SI4 {
 		return nil, nil
 	}
 	sr, sc := int(scale.Type.Shape[0]), int(scale.Type.Shape[1])
@@ -266,7 +267,7 @@ func (pl *planner) blockwiseMatrix(op *Op, rows, cols int) (kernels.Matrix, erro
 		return nil, err
 	}
 	if h := f16Bytes(sb, st); h != nil && allZero(off1) && allZero(off2) {
-		if data.Type.DType == SI8 {
+		if data.Type.DType == graph.SI8 {
 			return kernels.NewQ8Matrix(db, h, rows, cols, rows/sr, cols/sc)
 		}
 		return kernels.NewQ4Matrix(db, h, rows, cols, rows/sr, cols/sc)
@@ -277,7 +278,7 @@ func (pl *planner) blockwiseMatrix(op *Op, rows, cols int) (kernels.Matrix, erro
 	return &rowMatrix{r: rows, c: cols, row: func(r int, dst []float32) {
 		for c := range dst[:cols] {
 			s := (r/br)*sc + c/bc
-			q := elemInt(dt, db, r*cols+c)
+			q := graph.ElemInt(dt, db, r*cols+c)
 			dst[c] = float32(q-off1.I[s])*scales[s] + off2.F[s]
 		}
 	}}, nil
@@ -286,13 +287,13 @@ func (pl *planner) blockwiseMatrix(op *Op, rows, cols int) (kernels.Matrix, erro
 // lutMatrix builds the matrix of lut_to_dense(indices, lut [g0, g1, 2^n, 1], axis) with
 // constant operands: LUTMatrix for fp16-exact tables grouped along rows only, else a
 // row-decoding matrix.
-func (pl *planner) lutMatrix(op *Op, rows, cols int) (kernels.Matrix, error) {
+func (pl *planner) lutMatrix(op *graph.Op, rows, cols int) (kernels.Matrix, error) {
 	idx, lut := op.Operands[0], op.Operands[1]
 	if !isConst(idx) || !isConst(lut) || idx.Type.Rank() != 2 || lut.Type.Rank() != 4 {
 		return nil, nil
 	}
 	bits := idx.Type.DType.Bits()
-	if (idx.Type.DType != UI8 && idx.Type.DType != UI4) || lut.Type.Shape[2] != 1<<bits || lut.Type.Shape[3] != 1 {
+	if (idx.Type.DType != graph.UI8 && idx.Type.DType != graph.UI4) || lut.Type.Shape[2] != 1<<bits || lut.Type.Shape[3] != 1 {
 		return nil, nil
 	}
 	g0, g1 := int(lut.Type.Shape[0]), int(lut.Type.Shape[1])
@@ -316,7 +317,7 @@ func (pl *planner) lutMatrix(op *Op, rows, cols int) (kernels.Matrix, error) {
 	return &rowMatrix{r: rows, c: cols, row: func(r int, dst []float32) {
 		for c := range dst[:cols] {
 			g := (r/gr)*g1 + c/gc
-			dst[c] = table[g*k+int(elemInt(dt, ib, r*cols+c))]
+			dst[c] = table[g*k+int(graph.ElemInt(dt, ib, r*cols+c))]
 		}
 	}}, nil
 }

@@ -1,8 +1,9 @@
-package graph
+package interp
 
 import (
 	"fmt"
 
+	"qconv/graph"
 	"qconv/internal/kernels"
 )
 
@@ -31,9 +32,9 @@ func (n Numerics) String() string {
 	return fmt.Sprintf("Numerics(%d)", uint8(n))
 }
 
-// NewInterpreterNumerics plans fn of m under numerics n. F16Accumulate applies only when m is
+// NewNumerics plans fn of m under numerics n. F16Accumulate applies only when m is
 // dynamic; on a static graph it is Exact.
-func NewInterpreterNumerics(m *Module, fn string, n Numerics) (*Interpreter, error) {
+func NewNumerics(m *graph.Module, fn string, n Numerics) (*Interpreter, error) {
 	return newInterpreter(m, fn, interpOptions{f16Acc: n == F16Accumulate && m.Dynamic()})
 }
 
@@ -41,7 +42,7 @@ func NewInterpreterNumerics(m *Module, fn string, n Numerics) (*Interpreter, err
 // fp16-accumulating kernels.
 func markF16Accumulate(steps []*interpStep) {
 	for _, st := range steps {
-		if st.op.Name != OpMatmul || st.op.Results[0].Type.DType != F16 {
+		if st.op.Name != graph.OpMatmul || st.op.Results[0].Type.DType != graph.F16 {
 			continue
 		}
 		if st.w != nil {
@@ -147,7 +148,7 @@ func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 // product and sum in float32, then rounded to fp16).
 func execMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 	a, b := fr.vals[st.in[0]], fr.vals[st.in[1]]
-	if a.DType != F16 || b.DType != F16 {
+	if a.DType != graph.F16 || b.DType != graph.F16 {
 		return st.errorf("operands %s and %s: the fp16-accumulate mode runs fp16 matmuls only", a, b)
 	}
 	ra, rb := len(a.Shape), len(b.Shape)
@@ -167,7 +168,7 @@ func execMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 		return st.errorf("batch dims of %s and %s do not broadcast", a, b)
 	}
 	shape := append(bc.outShape[:bc.outRank:bc.outRank], int64(M), int64(N))
-	out := fr.alloc(st.out[0], F16, shape)
+	out := fr.alloc(st.out[0], graph.F16, shape)
 	dst, af, bf := out.F, a.F, b.F
 	mk, kn, mn := M*K, K*N, M*N
 	var bt []float32

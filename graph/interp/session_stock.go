@@ -1,8 +1,10 @@
-package graph
+package interp
 
 import (
 	"fmt"
 	"slices"
+
+	"qconv/graph"
 )
 
 // StockSession runs a Stock module the way Apple's runner does: it keeps the four states, feeds
@@ -10,7 +12,7 @@ import (
 // the module has @prefill, may fill the states with all prompt tokens but the last through it and
 // hold the last back for @main, whose logits seed decoding.
 type StockSession struct {
-	mod        *Module
+	mod        *graph.Module
 	main, fill *Interpreter
 	states     map[string]*Array
 	kvCap      int64
@@ -19,27 +21,27 @@ type StockSession struct {
 }
 
 // IsStock reports whether m's @main follows the Stock contract (its states are Apple's four).
-func IsStock(m *Module) bool {
-	f := m.Func(FuncMain)
-	return f != nil && f.Arg(StateConvStates) != nil && f.Arg(StateRecurrentStates) != nil && f.Arg(StateKey) != nil
+func IsStock(m *graph.Module) bool {
+	f := m.Func(graph.FuncMain)
+	return f != nil && f.Arg(graph.StateConvStates) != nil && f.Arg(graph.StateRecurrentStates) != nil && f.Arg(graph.StateKey) != nil
 }
 
 // NewStockSession prepares a session on m.
-func NewStockSession(m *Module) (*StockSession, error) {
+func NewStockSession(m *graph.Module) (*StockSession, error) {
 	if !IsStock(m) {
-		return nil, fmt.Errorf("session: @main does not carry the stock contract's states %s, %s, %s, %s", StateKey, StateValue, StateConvStates, StateRecurrentStates)
+		return nil, fmt.Errorf("session: @main does not carry the stock contract's states %s, %s, %s, %s", graph.StateKey, graph.StateValue, graph.StateConvStates, graph.StateRecurrentStates)
 	}
-	f := m.Func(FuncMain)
-	logits := f.Result(OutLogits)
+	f := m.Func(graph.FuncMain)
+	logits := f.Result(graph.OutLogits)
 	if logits == nil || logits.Value.Type.Rank() != 3 || logits.Value.Type.Shape[2] <= 0 {
 		return nil, fmt.Errorf("session: @main has no logits [1, q, V] result")
 	}
 	s := &StockSession{mod: m, vocab: int(logits.Value.Type.Shape[2]), states: map[string]*Array{}, kvCap: 64}
 	var err error
-	if s.main, err = NewInterpreter(m, FuncMain); err != nil {
+	if s.main, err = New(m, graph.FuncMain); err != nil {
 		return nil, err
 	}
-	if pf := m.Func(FuncPrefill); pf != nil {
+	if pf := m.Func(graph.FuncPrefill); pf != nil {
 		for _, a := range f.Args {
 			pa := pf.Arg(a.Name)
 			if pa == nil || !pa.Value.Type.Equal(a.Value.Type) {
@@ -49,17 +51,17 @@ func NewStockSession(m *Module) (*StockSession, error) {
 		if len(pf.Args) != len(f.Args) {
 			return nil, fmt.Errorf("session: @prefill takes %d arguments, @main %d", len(pf.Args), len(f.Args))
 		}
-		if s.fill, err = NewInterpreter(m, FuncPrefill); err != nil {
+		if s.fill, err = New(m, graph.FuncPrefill); err != nil {
 			return nil, err
 		}
 	}
 	for _, a := range f.Args {
-		if a.Value.Type.Kind != HandleKind {
+		if a.Value.Type.Kind != graph.HandleKind {
 			continue
 		}
 		shape := slices.Clone(a.Value.Type.Shape)
 		for i, d := range shape {
-			if d == Dyn {
+			if d == graph.Dyn {
 				shape[i] = s.kvCap
 			}
 		}
@@ -104,7 +106,7 @@ func (s *StockSession) run(it *Interpreter, ids []int) (map[string]*Array, error
 	for i := range positions {
 		positions[i] = i
 	}
-	out, err := it.Run(map[string]*Array{InInputIDs: ids2D(ids), InPositionIDs: ids2D(positions)}, s.states)
+	out, err := it.Run(map[string]*Array{graph.InInputIDs: ids2D(ids), graph.InPositionIDs: ids2D(positions)}, s.states)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +115,7 @@ func (s *StockSession) run(it *Interpreter, ids []int) (map[string]*Array, error
 }
 
 func (s *StockSession) growKV(capacity int64) {
-	for _, name := range []string{StateKey, StateValue} {
+	for _, name := range []string{graph.StateKey, graph.StateValue} {
 		old := s.states[name]
 		shape := slices.Clone(old.Shape)
 		shape[3] = capacity
@@ -143,7 +145,7 @@ func (s *StockSession) Main(ids []int) ([][]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := out[OutLogits]
+	l := out[graph.OutLogits]
 	if want := len(ids) * s.vocab; len(l.F) != want {
 		return nil, fmt.Errorf("@main returned %d logits for %d tokens, want %d", len(l.F), len(ids), want)
 	}

@@ -1,21 +1,22 @@
-package graph
+package lower
 
 import (
 	"fmt"
 	"math"
 
+	"qconv/graph"
 	"qconv/hf"
 )
 
-// LowerOptions choose the contract and the numerics of a lowering.
-type LowerOptions struct {
-	Contract      Contract
-	Compute       DType // activation dtype: F16 on device, F32 for the validation form
-	StateDType    DType // gated-delta recurrence and recState: F32 on GPU targets, F16 on the ANE
-	NormDType     DType // dtype RMSNorm statistics are computed in
-	Context       int   // static context of the host-cache contracts
-	PrefillTokens int   // tokens per HostPrefill pass (16)
-	GreedyHead    bool  // also output next_token = argmax(logits) (host-cache contracts)
+// Options choose the contract and the numerics of a lowering.
+type Options struct {
+	Contract      graph.Contract
+	Compute       graph.DType // activation dtype: F16 on device, F32 for the validation form
+	StateDType    graph.DType // gated-delta recurrence and recState: F32 on GPU targets, F16 on the ANE
+	NormDType     graph.DType // dtype RMSNorm statistics are computed in
+	Context       int         // static context of the host-cache contracts
+	PrefillTokens int         // tokens per HostPrefill pass (16)
+	GreedyHead    bool        // also output next_token = argmax(logits) (host-cache contracts)
 	// UntieHead projects with "lm_head.weight" even when the checkpoint ties it to the embedding
 	// (the weight source then serves a separately quantized copy of the embedding).
 	UntieHead bool
@@ -27,37 +28,37 @@ type LowerOptions struct {
 
 // Lower builds the module holding @main for one contract. Weights come from opt.Weights; their
 // resources are registered in the module in first-use order.
-func Lower(cfg *hf.Config, opt LowerOptions) (*Module, error) {
-	if opt.Compute != F16 && opt.Compute != F32 {
+func Lower(cfg *hf.Config, opt Options) (*graph.Module, error) {
+	if opt.Compute != graph.F16 && opt.Compute != graph.F32 {
 		return nil, fmt.Errorf("lowering: compute dtype must be f16 or f32, not %s", opt.Compute)
 	}
-	if opt.StateDType != F16 && opt.StateDType != F32 {
+	if opt.StateDType != graph.F16 && opt.StateDType != graph.F32 {
 		return nil, fmt.Errorf("lowering: state dtype must be f16 or f32, not %s", opt.StateDType)
 	}
 	if opt.NormDType == 0 {
-		opt.NormDType = F32
+		opt.NormDType = graph.F32
 	}
 	if opt.Weights == nil {
 		return nil, fmt.Errorf("lowering: no weight source")
 	}
 	switch opt.Contract {
-	case Pipelined:
-	case Stock:
+	case graph.Pipelined:
+	case graph.Stock:
 		return lowerStock(cfg, opt)
-	case HostDecode, HostPrefill:
+	case graph.HostDecode, graph.HostPrefill:
 		if opt.Context <= 0 {
 			return nil, fmt.Errorf("lowering: the %s contract needs a positive static context, got %d", opt.Contract, opt.Context)
 		}
-		if opt.Contract == HostPrefill && opt.PrefillTokens <= 0 {
+		if opt.Contract == graph.HostPrefill && opt.PrefillTokens <= 0 {
 			return nil, fmt.Errorf("lowering: the prefill contract needs a positive token count, got %d", opt.PrefillTokens)
 		}
 	default:
 		return nil, fmt.Errorf("lowering: unknown contract %d", opt.Contract)
 	}
-	m := &Module{}
-	f := NewFunc("main")
+	m := &graph.Module{}
+	f := graph.NewFunc("main")
 	m.Funcs = append(m.Funcs, f)
-	l := &lowering{cfg: cfg, opt: opt, b: NewBuilder(m, f), m: m, weights: map[string]*Value{}, specs: map[string]hf.TensorSpec{}}
+	l := &lowering{cfg: cfg, opt: opt, b: graph.NewBuilder(m, f), m: m, weights: map[string]*graph.Value{}, specs: map[string]hf.TensorSpec{}}
 	for _, s := range cfg.ExpectedTensors() {
 		l.specs[s.Name] = s
 	}
@@ -75,17 +76,17 @@ func Lower(cfg *hf.Config, opt LowerOptions) (*Module, error) {
 
 type lowering struct {
 	cfg     *hf.Config
-	opt     LowerOptions
-	b       *Builder
-	m       *Module
+	opt     Options
+	b       *graph.Builder
+	m       *graph.Module
 	err     error
-	weights map[string]*Value // dequantized weight value per canonical name
+	weights map[string]*graph.Value // dequantized weight value per canonical name
 	specs   map[string]hf.TensorSpec
 
 	q int // tokens per call (1, or PrefillTokens)
 
 	// per call
-	cos, sin *Value // [q, 1, r] rotary tables in compute dtype
+	cos, sin *graph.Value // [q, 1, r] rotary tables in compute dtype
 }
 
 func (l *lowering) fail(err error) {
@@ -96,22 +97,22 @@ func (l *lowering) fail(err error) {
 
 // weight returns the named tensor as a graph value of its float dtype ([out,in] for a Linear):
 // a dense constant, or the dequantizing op over the quantized constants.
-func (l *lowering) weight(name string) *Value {
+func (l *lowering) weight(name string) *graph.Value {
 	if v, ok := l.weights[name]; ok {
 		return v
 	}
 	spec, ok := l.specs[name]
 	if !ok {
 		l.fail(fmt.Errorf("lowering: no tensor %s in this config", name))
-		return l.b.placeholder(Type{})
+		return l.b.Placeholder(graph.Type{})
 	}
 	w, err := l.opt.Weights.Weight(spec)
 	if err != nil {
 		l.fail(fmt.Errorf("lowering: %w", err))
-		return l.b.placeholder(Type{})
+		return l.b.Placeholder(graph.Type{})
 	}
 	b := l.b
-	add := func(r *Resource) *Resource {
+	add := func(r *graph.Resource) *graph.Resource {
 		if r == nil {
 			l.fail(fmt.Errorf("lowering: tensor %s has no resource", name))
 			return nil
@@ -124,36 +125,36 @@ func (l *lowering) weight(name string) *Value {
 		}
 		return r
 	}
-	var v *Value
+	var v *graph.Value
 	switch w.Format {
-	case Dense:
-		v = b.Resource(Tensor(w.DataType, w.Shape...), add(w.Data))
-	case Blockwise:
-		data := b.Resource(Tensor(w.DataType, w.Shape...), add(w.Data))
-		scale := b.Resource(Tensor(w.FloatType, w.ScaleShape...), add(w.Scale))
+	case graph.Dense:
+		v = b.Resource(graph.Tensor(w.DataType, w.Shape...), add(w.Data))
+	case graph.Blockwise:
+		data := b.Resource(graph.Tensor(w.DataType, w.Shape...), add(w.Data))
+		scale := b.Resource(graph.Tensor(w.FloatType, w.ScaleShape...), add(w.Scale))
 		// Zero offsets: backends fuse the dequantization into the matmul only when both are zero.
 		off1 := b.SplatInt(w.DataType, 0, w.ScaleShape...)
 		off2 := b.Splat(w.FloatType, 0, w.ScaleShape...)
-		v = b.Op(OpBlockwise, data, scale, off1, off2)
-	case Palette:
-		idx := b.Resource(Tensor(w.DataType, w.Shape...), add(w.Data))
-		lut := b.Resource(Tensor(w.FloatType, w.LUTShape...), add(w.LUT))
-		v = b.Op(OpLUTToDense, idx, lut, b.Const(DenseInts(SI16, nil, []int64{0})))
+		v = b.Op(graph.OpBlockwise, data, scale, off1, off2)
+	case graph.Palette:
+		idx := b.Resource(graph.Tensor(w.DataType, w.Shape...), add(w.Data))
+		lut := b.Resource(graph.Tensor(w.FloatType, w.LUTShape...), add(w.LUT))
+		v = b.Op(graph.OpLUTToDense, idx, lut, b.Const(graph.DenseInts(graph.SI16, nil, []int64{0})))
 	default:
 		l.fail(fmt.Errorf("lowering: tensor %s has unknown format %s", name, w.Format))
-		return b.placeholder(Type{})
+		return b.Placeholder(graph.Type{})
 	}
 	l.weights[name] = v
 	return v
 }
 
 // param returns a small parameter (norm weight, conv kernel, A_log, dt_bias) in dtype dt.
-func (l *lowering) param(name string, dt DType) *Value {
+func (l *lowering) param(name string, dt graph.DType) *graph.Value {
 	return l.b.Cast(l.weight(name), dt)
 }
 
 // linear is x [..., in] times the weight [out, in] transposed: matmul(x, transpose(W)).
-func (l *lowering) linear(x *Value, name string) *Value {
+func (l *lowering) linear(x *graph.Value, name string) *graph.Value {
 	w := l.weight(name)
 	if w.Type.DType != l.opt.Compute {
 		l.fail(fmt.Errorf("lowering: weight %s dequantizes to %s but the graph computes in %s", name, w.Type.DType, l.opt.Compute))
@@ -164,7 +165,7 @@ func (l *lowering) linear(x *Value, name string) *Value {
 
 // rmsnorm is the zero-centred RMSNorm over the last axis: x/rms(x) * (1+w), with the statistics in
 // NormDType and the result in x's dtype (docs/model-math.md#3-norms).
-func (l *lowering) rmsnorm(x *Value, name string) *Value {
+func (l *lowering) rmsnorm(x *graph.Value, name string) *graph.Value {
 	b, nd := l.b, l.opt.NormDType
 	xf := b.Cast(x, nd)
 	last := int64(x.Type.Rank() - 1)
@@ -182,97 +183,97 @@ func (l *lowering) build() error {
 	Hkv, D := int64(cfg.NumKVHeads), int64(cfg.HeadDim)
 	convDim := int64(cfg.ConvDim())
 	nv, dk, dv := int64(cfg.LinearNumValueHeads), int64(cfg.LinearKeyHeadDim), int64(cfg.LinearValueHeadDim)
-	convT := Tensor(cd, Ll, 1, convDim, K-1)
-	recT := Tensor(dt, Ll, 1, nv, dk, dv)
+	convT := graph.Tensor(cd, Ll, 1, convDim, K-1)
+	recT := graph.Tensor(dt, Ll, 1, nv, dk, dv)
 
 	l.q = 1
-	if opt.Contract == HostPrefill {
+	if opt.Contract == graph.HostPrefill {
 		l.q = opt.PrefillTokens
 	}
 	q := int64(l.q)
 
 	st := &layerState{}
 	switch opt.Contract {
-	case Pipelined:
-		ids := f.AddArg(InInputIDs, Tensor(SI32, 1, 1))
-		pos := f.AddArg(InPositionIDs, Tensor(SI32, 1, Dyn))
-		kh := f.AddState(StateKey, Tensor(cd, Lf, 1, Hkv, Dyn, D))
-		vh := f.AddState(StateValue, Tensor(cd, Lf, 1, Hkv, Dyn, D))
-		ch := f.AddState(StateConv, convT)
-		rh := f.AddState(StateRec, recT)
-		tok := b.Op(OpCreateToken)
+	case graph.Pipelined:
+		ids := f.AddArg(graph.InInputIDs, graph.Tensor(graph.SI32, 1, 1))
+		pos := f.AddArg(graph.InPositionIDs, graph.Tensor(graph.SI32, 1, graph.Dyn))
+		kh := f.AddState(graph.StateKey, graph.Tensor(cd, Lf, 1, Hkv, graph.Dyn, D))
+		vh := f.AddState(graph.StateValue, graph.Tensor(cd, Lf, 1, Hkv, graph.Dyn, D))
+		ch := f.AddState(graph.StateConv, convT)
+		rh := f.AddState(graph.StateRec, recT)
+		tok := b.Op(graph.OpCreateToken)
 		st.kAll, tok = b.ReadState(kh, tok)
 		st.vAll, tok = b.ReadState(vh, tok)
 		st.conv, tok = b.ReadState(ch, tok)
 		st.rec, tok = b.ReadState(rh, tok)
 		// The KV write index comes from position_ids' SHAPE, never its values (docs/constraints.md, constraint 2).
-		shape := b.Op(OpGetShape, pos)
+		shape := b.Op(graph.OpGetShape, pos)
 		st.seqU = b.Slice(shape, []int64{1}, []int64{2}) // ui32[1] = P
 		l.pipelined(ids, st)
 		logits := l.head(st.x)
 		tok = b.WriteState(kh, st.kAll, tok)
-		f.AddResult(StateKey, tok)
+		f.AddResult(graph.StateKey, tok)
 		tok = b.WriteState(vh, st.vAll, tok)
-		f.AddResult(StateValue, tok)
+		f.AddResult(graph.StateValue, tok)
 		// One fused full-state write per fixed-shape state (fuse_states.go); the KV pair keeps its
 		// per-layer shape-derived slice_updates.
-		tok = b.WriteState(ch, fuseLayerSlices(b, st.convCur, st.conv), tok)
-		f.AddResult(StateConv, tok)
-		tok = b.WriteState(rh, fuseLayerSlices(b, st.recCur, st.rec), tok)
-		f.AddResult(StateRec, tok)
-		f.AddResult(OutLogits, logits)
-	case HostDecode, HostPrefill:
+		tok = b.WriteState(ch, graph.FuseLayerSlices(b, st.convCur, st.conv), tok)
+		f.AddResult(graph.StateConv, tok)
+		tok = b.WriteState(rh, graph.FuseLayerSlices(b, st.recCur, st.rec), tok)
+		f.AddResult(graph.StateRec, tok)
+		f.AddResult(graph.OutLogits, logits)
+	case graph.HostDecode, graph.HostPrefill:
 		ctx := int64(opt.Context)
-		ids := f.AddArg(InInputIDs, Tensor(SI32, 1, q))
-		pos := f.AddArg(InPositionIDs, Tensor(SI32, 1, q))
-		mask := f.AddArg(InCausalMask, Tensor(cd, 1, 1, q, ctx+q))
-		st.pastK = f.AddArg(InPastK, Tensor(cd, Lf, 1, Hkv, ctx, D))
-		st.pastV = f.AddArg(InPastV, Tensor(cd, Lf, 1, Hkv, ctx, D))
-		st.conv = f.AddArg(InConvState, convT)
-		st.rec = f.AddArg(InRecState, recT)
+		ids := f.AddArg(graph.InInputIDs, graph.Tensor(graph.SI32, 1, q))
+		pos := f.AddArg(graph.InPositionIDs, graph.Tensor(graph.SI32, 1, q))
+		mask := f.AddArg(graph.InCausalMask, graph.Tensor(cd, 1, 1, q, ctx+q))
+		st.pastK = f.AddArg(graph.InPastK, graph.Tensor(cd, Lf, 1, Hkv, ctx, D))
+		st.pastV = f.AddArg(graph.InPastV, graph.Tensor(cd, Lf, 1, Hkv, ctx, D))
+		st.conv = f.AddArg(graph.InConvState, convT)
+		st.rec = f.AddArg(graph.InRecState, recT)
 		st.mask = mask
 		l.hostCache(ids, pos, st)
 		logits := l.head(l.lastRow(st.x))
-		f.AddResult(OutLogits, logits)
+		f.AddResult(graph.OutLogits, logits)
 		if opt.GreedyHead {
-			am := b.Op(OpArgmax, logits, b.I32(2))    // ui32 [1,1,1]
-			next := b.Cast(b.Reshape(am, 1, 1), SI32) // si32 [1,1]
-			f.AddResult(OutNextToken, next)
+			am := b.Op(graph.OpArgmax, logits, b.I32(2))    // ui32 [1,1,1]
+			next := b.Cast(b.Reshape(am, 1, 1), graph.SI32) // si32 [1,1]
+			f.AddResult(graph.OutNextToken, next)
 		}
-		f.AddResult(OutKCur, b.Concat(0, st.kCur...))
-		f.AddResult(OutVCur, b.Concat(0, st.vCur...))
-		f.AddResult(OutConvCur, fuseLayerSlices(b, st.convCur, st.conv))
-		f.AddResult(OutRecCur, fuseLayerSlices(b, st.recCur, st.rec))
+		f.AddResult(graph.OutKCur, b.Concat(0, st.kCur...))
+		f.AddResult(graph.OutVCur, b.Concat(0, st.vCur...))
+		f.AddResult(graph.OutConvCur, graph.FuseLayerSlices(b, st.convCur, st.conv))
+		f.AddResult(graph.OutRecCur, graph.FuseLayerSlices(b, st.recCur, st.rec))
 	}
 	return l.err
 }
 
 // layerState carries what the layers read and update.
 type layerState struct {
-	x *Value // residual stream [1, q, h]
+	x *graph.Value // residual stream [1, q, h]
 
 	// pipelined: whole state tensors as read; the KV pair is updated in place with slice_update,
 	// conv and rec are written whole from convCur/recCur
-	kAll, vAll, conv, rec *Value
-	seqU                  *Value // ui32[1]: P, the number of positions including this one
+	kAll, vAll, conv, rec *graph.Value
+	seqU                  *graph.Value // ui32[1]: P, the number of positions including this one
 
 	// host cache
-	pastK, pastV, mask *Value
-	kCur, vCur         []*Value // per full layer [1,1,Hkv,q,D]
-	convCur, recCur    []*Value // per linear layer [1,1,...]: the new conv/rec slices (both contracts)
+	pastK, pastV, mask *graph.Value
+	kCur, vCur         []*graph.Value // per full layer [1,1,Hkv,q,D]
+	convCur, recCur    []*graph.Value // per linear layer [1,1,...]: the new conv/rec slices (both contracts)
 }
 
 // embed gathers the token embeddings: ids si32 [1,q] -> [1,q,h] in compute dtype.
-func (l *lowering) embed(ids *Value) *Value {
+func (l *lowering) embed(ids *graph.Value) *graph.Value {
 	b := l.b
 	q := int64(l.q)
 	table := l.weight("embed_tokens.weight")
-	x := b.Op(OpGatherND, table, b.Reshape(ids, 1, q, 1))
+	x := b.Op(graph.OpGatherND, table, b.Reshape(ids, 1, q, 1))
 	return b.Cast(x, l.opt.Compute)
 }
 
 // head is the final norm and the output projection: x [1,1,h] -> logits [1,1,V].
-func (l *lowering) head(x *Value) *Value {
+func (l *lowering) head(x *graph.Value) *graph.Value {
 	name := "lm_head.weight"
 	if l.cfg.TieWordEmbeddings && !l.opt.UntieHead {
 		name = "embed_tokens.weight"
@@ -281,7 +282,7 @@ func (l *lowering) head(x *Value) *Value {
 }
 
 // lastRow is x[:, q-1:q, :].
-func (l *lowering) lastRow(x *Value) *Value {
+func (l *lowering) lastRow(x *graph.Value) *graph.Value {
 	if l.q == 1 {
 		return x
 	}
@@ -291,7 +292,7 @@ func (l *lowering) lastRow(x *Value) *Value {
 
 // rotary computes the cos/sin tables [q, 1, r] for positions pos (f32 [q, 1]), in fp32 as
 // transformers does, then casts them to the compute dtype.
-func (l *lowering) rotary(pos *Value) {
+func (l *lowering) rotary(pos *graph.Value) {
 	b, cfg := l.b, l.cfg
 	r := cfg.RotaryDim()
 	half := r / 2
@@ -300,16 +301,16 @@ func (l *lowering) rotary(pos *Value) {
 		// inv_freq_j = theta^(-2j/r), computed in fp32 like transformers' float tensor ops.
 		inv[j] = float64(float32(1.0 / math.Pow(cfg.RopeTheta, float64(2*j)/float64(r))))
 	}
-	invC := b.Const(DenseFloats(F32, []int64{1, int64(half)}, inv))
+	invC := b.Const(graph.DenseFloats(graph.F32, []int64{1, int64(half)}, inv))
 	freqs := b.Mul(pos, invC)                     // [q, half]
 	emb := b.Concat(1, freqs, freqs)              // [q, r]
 	emb = b.Reshape(emb, int64(l.q), 1, int64(r)) // [q, 1, r]
-	l.cos = b.Cast(b.Op(OpCos, emb), l.opt.Compute)
-	l.sin = b.Cast(b.Op(OpSin, emb), l.opt.Compute)
+	l.cos = b.Cast(b.Op(graph.OpCos, emb), l.opt.Compute)
+	l.sin = b.Cast(b.Op(graph.OpSin, emb), l.opt.Compute)
 }
 
 // rope applies partial NeoX RoPE to x [q, heads, D] on the first r dims.
-func (l *lowering) rope(x *Value) *Value {
+func (l *lowering) rope(x *graph.Value) *graph.Value {
 	b := l.b
 	q, H, D := x.Type.Shape[0], x.Type.Shape[1], x.Type.Shape[2]
 	r := int64(l.cfg.RotaryDim())
@@ -327,12 +328,12 @@ func (l *lowering) rope(x *Value) *Value {
 }
 
 // pipelined builds the one-token body of the Pipelined contract.
-func (l *lowering) pipelined(ids *Value, st *layerState) {
+func (l *lowering) pipelined(ids *graph.Value, st *layerState) {
 	b := l.b
 	// P-1, the position of this token, as si32[1] (for the KV write) and f32 [1,1] (for RoPE).
-	seq := b.Cast(st.seqU, SI32)
+	seq := b.Cast(st.seqU, graph.SI32)
 	posI := b.Sub(seq, b.I32s(1))
-	l.rotary(b.Reshape(b.Cast(posI, F32), 1, 1))
+	l.rotary(b.Reshape(b.Cast(posI, graph.F32), 1, 1))
 	st.x = l.embed(ids)
 	fi, li := 0, 0
 	for i, lt := range l.cfg.LayerTypes {
@@ -348,12 +349,12 @@ func (l *lowering) pipelined(ids *Value, st *layerState) {
 }
 
 // hostCache builds the body of the host-cache contracts.
-func (l *lowering) hostCache(ids, pos *Value, st *layerState) {
+func (l *lowering) hostCache(ids, pos *graph.Value, st *layerState) {
 	b := l.b
 	q := int64(l.q)
 	// RoPE positions come from position_ids' values: a static graph cannot carry them in a shape.
 	// They feed only cos/sin, never a write index.
-	l.rotary(b.Reshape(b.Cast(pos, F32), q, 1))
+	l.rotary(b.Reshape(b.Cast(pos, graph.F32), q, 1))
 	st.x = l.embed(ids)
 	fi, li := 0, 0
 	for i, lt := range l.cfg.LayerTypes {
@@ -375,12 +376,12 @@ func (l *lowering) mlp(i int, st *layerState) {
 	xn := l.rmsnorm(st.x, lname(i, "post_attention_layernorm.weight"))
 	g := l.linear(xn, lname(i, "mlp.gate_proj.weight"))
 	u := l.linear(xn, lname(i, "mlp.up_proj.weight"))
-	st.x = b.Add(st.x, l.linear(b.Mul(b.Op(OpSilu, g), u), lname(i, "mlp.down_proj.weight")))
+	st.x = b.Add(st.x, l.linear(b.Mul(b.Op(graph.OpSilu, g), u), lname(i, "mlp.down_proj.weight")))
 }
 
 // qkvAttention projects and normalises q, gate, k, v for a full-attention layer with q tokens:
 // q, gate [q, H, D] (q rotated), k [q, Hkv, D] (rotated), v [q, Hkv, D].
-func (l *lowering) qkvAttention(i int, xn *Value) (qh, gate, k, v *Value) {
+func (l *lowering) qkvAttention(i int, xn *graph.Value) (qh, gate, k, v *graph.Value) {
 	b, cfg := l.b, l.cfg
 	q := int64(l.q)
 	H, Hkv, D := int64(cfg.NumHeads), int64(cfg.NumKVHeads), int64(cfg.HeadDim)
@@ -397,7 +398,7 @@ func (l *lowering) qkvAttention(i int, xn *Value) (qh, gate, k, v *Value) {
 
 // attend computes softmax(q kᵀ/√D + mask) v for q [q, H, D] against keys/values [Hkv, T, D],
 // returning [1, q, H*D]. mask is nil or broadcastable to [Hkv, g, q, T].
-func (l *lowering) attend(qh, keys, vals, mask *Value) *Value {
+func (l *lowering) attend(qh, keys, vals, mask *graph.Value) *graph.Value {
 	b, cfg := l.b, l.cfg
 	q := int64(l.q)
 	H, Hkv, D := int64(cfg.NumHeads), int64(cfg.NumKVHeads), int64(cfg.HeadDim)
@@ -409,26 +410,26 @@ func (l *lowering) attend(qh, keys, vals, mask *Value) *Value {
 	s := b.Mul(b.Matmul(qt, kt), b.Scalar(cd, 1/math.Sqrt(float64(D))))
 	T := keys.Type.Shape[1]
 	if mask != nil {
-		s = b.Add(b.Typed(OpReshape, Tensor(cd, Hkv, g, q, T), s, b.U32s(Hkv, g, q, T)), mask)
-		s = b.Typed(OpReshape, Tensor(cd, Hkv, g*q, T), s, b.U32s(Hkv, g*q, T))
+		s = b.Add(b.Typed(graph.OpReshape, graph.Tensor(cd, Hkv, g, q, T), s, b.U32s(Hkv, g, q, T)), mask)
+		s = b.Typed(graph.OpReshape, graph.Tensor(cd, Hkv, g*q, T), s, b.U32s(Hkv, g*q, T))
 	}
 	// Eager attention runs the softmax in fp32 and casts back.
-	p := b.Cast(b.Op(OpSoftmax, b.Cast(s, F32), b.I32(2)), cd)
+	p := b.Cast(b.Op(graph.OpSoftmax, b.Cast(s, graph.F32), b.I32(2)), cd)
 	o := b.Matmul(p, vals)                          // [Hkv, g*q, D]
 	o = b.Transpose(b.Reshape(o, H, q, D), 1, 0, 2) // [q, H, D]
 	return b.Reshape(o, 1, q, H*D)
 }
 
 // gatedOut applies the sigmoid output gate and o_proj: o [1,q,H*D], gate [q,H,D].
-func (l *lowering) gatedOut(i int, o, gate *Value) *Value {
+func (l *lowering) gatedOut(i int, o, gate *graph.Value) *graph.Value {
 	b := l.b
 	q := int64(l.q)
 	hd := int64(l.cfg.NumHeads * l.cfg.HeadDim)
-	o = b.Mul(o, b.Op(OpSigmoid, b.Reshape(gate, 1, q, hd)))
+	o = b.Mul(o, b.Op(graph.OpSigmoid, b.Reshape(gate, 1, q, hd)))
 	return l.linear(o, lname(i, "self_attn.o_proj.weight"))
 }
 
-func (l *lowering) fullLayerPipelined(i, fi int, st *layerState, posI, seq *Value) {
+func (l *lowering) fullLayerPipelined(i, fi int, st *layerState, posI, seq *graph.Value) {
 	b, cfg := l.b, l.cfg
 	Hkv, D := int64(cfg.NumKVHeads), int64(cfg.HeadDim)
 	fl := int64(fi)
@@ -440,15 +441,15 @@ func (l *lowering) fullLayerPipelined(i, fi int, st *layerState, posI, seq *Valu
 	ones := b.I32s(1, 1, 1, 1, 1)
 	k5 := b.Reshape(b.Transpose(k, 1, 0, 2), 1, 1, Hkv, 1, D)
 	v5 := b.Reshape(b.Transpose(v, 1, 0, 2), 1, 1, Hkv, 1, D)
-	st.kAll = b.Op(OpSliceUpdate, st.kAll, k5, begin, end, ones)
-	st.vAll = b.Op(OpSliceUpdate, st.vAll, v5, begin, end, ones)
+	st.kAll = b.Op(graph.OpSliceUpdate, st.kAll, k5, begin, end, ones)
+	st.vAll = b.Op(graph.OpSliceUpdate, st.vAll, v5, begin, end, ones)
 	// Attend over positions [0, P) of this layer.
 	rb := b.I32s(fl, 0, 0, 0, 0)
 	re := b.Concat(0, b.I32s(fl+1, 1, Hkv), seq, b.I32s(D))
-	kl := b.Typed(OpSlice, Tensor(l.opt.Compute, 1, 1, Hkv, Dyn, D), st.kAll, rb, re, ones)
-	vl := b.Typed(OpSlice, Tensor(l.opt.Compute, 1, 1, Hkv, Dyn, D), st.vAll, rb, re, ones)
-	kl = b.Op(OpShrinkDims, kl, b.I32s(0, 1)) // [Hkv, P, D]
-	vl = b.Op(OpShrinkDims, vl, b.I32s(0, 1))
+	kl := b.Typed(graph.OpSlice, graph.Tensor(l.opt.Compute, 1, 1, Hkv, graph.Dyn, D), st.kAll, rb, re, ones)
+	vl := b.Typed(graph.OpSlice, graph.Tensor(l.opt.Compute, 1, 1, Hkv, graph.Dyn, D), st.vAll, rb, re, ones)
+	kl = b.Op(graph.OpShrinkDims, kl, b.I32s(0, 1)) // [Hkv, P, D]
+	vl = b.Op(graph.OpShrinkDims, vl, b.I32s(0, 1))
 	o := l.attend(qh, kl, vl, nil)
 	st.x = b.Add(st.x, l.gatedOut(i, o, gate))
 }
@@ -475,7 +476,7 @@ func (l *lowering) fullLayerHost(i, fi int, st *layerState) {
 
 // deltaInputs computes, for q tokens, the conv input qkv [convDim, q] and z [q, nv, dv],
 // beta and the log-decay g (both [q, nv] in the state dtype).
-func (l *lowering) deltaInputs(i int, xn *Value) (qkv, z, beta, g *Value) {
+func (l *lowering) deltaInputs(i int, xn *graph.Value) (qkv, z, beta, g *graph.Value) {
 	b, cfg := l.b, l.cfg
 	q := int64(l.q)
 	nv, dv := int64(cfg.LinearNumValueHeads), int64(cfg.LinearValueHeadDim)
@@ -485,29 +486,29 @@ func (l *lowering) deltaInputs(i int, xn *Value) (qkv, z, beta, g *Value) {
 	z = b.Reshape(l.linear(xn, lname(i, "linear_attn.in_proj_z.weight")), q, nv, dv) // [q,nv,dv]
 	bb := b.Reshape(l.linear(xn, lname(i, "linear_attn.in_proj_b.weight")), q, nv)   // [q,nv]
 	a := b.Reshape(l.linear(xn, lname(i, "linear_attn.in_proj_a.weight")), q, nv)
-	beta = b.Cast(b.Op(OpSigmoid, bb), dt)
+	beta = b.Cast(b.Op(graph.OpSigmoid, bb), dt)
 	// g = -exp(A_log) * softplus(a + dt_bias), in fp32 as transformers computes it (also on the
 	// ANE: the decay is a handful of scalars). softplus(x) = max(x,0) + log(1 + exp(-|x|)) is
 	// exact algebra, overflow-free, and equals torch's threshold-20 branch to within rounding.
-	af := b.Add(b.Cast(a, F32), l.param(lname(i, "linear_attn.dt_bias"), F32))
-	negAbs := b.Mul(b.Op(OpMax, af, b.Mul(af, b.Scalar(F32, -1))), b.Scalar(F32, -1))
-	sp := b.Add(b.Op(OpMax, af, b.Scalar(F32, 0)), b.Op(OpLog, b.Add(b.Scalar(F32, 1), b.Op(OpExp, negAbs))))
-	decayRate := b.Mul(b.Op(OpExp, l.param(lname(i, "linear_attn.A_log"), F32)), b.Scalar(F32, -1))
+	af := b.Add(b.Cast(a, graph.F32), l.param(lname(i, "linear_attn.dt_bias"), graph.F32))
+	negAbs := b.Mul(b.Op(graph.OpMax, af, b.Mul(af, b.Scalar(graph.F32, -1))), b.Scalar(graph.F32, -1))
+	sp := b.Add(b.Op(graph.OpMax, af, b.Scalar(graph.F32, 0)), b.Op(graph.OpLog, b.Add(b.Scalar(graph.F32, 1), b.Op(graph.OpExp, negAbs))))
+	decayRate := b.Mul(b.Op(graph.OpExp, l.param(lname(i, "linear_attn.A_log"), graph.F32)), b.Scalar(graph.F32, -1))
 	g = b.Cast(b.Mul(sp, decayRate), dt) // [q, nv]
 	return qkv, z, beta, g
 }
 
 // convolve runs the causal depthwise conv + SiLU over window [convDim, K-1+q]; output [convDim, q].
-func (l *lowering) convolve(i int, window *Value) *Value {
+func (l *lowering) convolve(i int, window *graph.Value) *graph.Value {
 	b := l.b
 	K := int64(l.cfg.ConvKernel)
 	C := int64(l.cfg.ConvDim())
 	q := int64(l.q)
 	w := b.Reshape(l.param(lname(i, "linear_attn.conv1d.weight"), l.opt.Compute), C, K) // tap K-1 = newest
 	if q == 1 {
-		return b.Op(OpSilu, b.ReduceSum(b.Mul(window, w), 1))
+		return b.Op(graph.OpSilu, b.ReduceSum(b.Mul(window, w), 1))
 	}
-	var acc *Value
+	var acc *graph.Value
 	for k := int64(0); k < K; k++ {
 		term := b.Mul(b.Slice(window, []int64{0, k}, []int64{C, k + q}), b.Slice(w, []int64{0, k}, []int64{C, k + 1}))
 		if acc == nil {
@@ -516,15 +517,15 @@ func (l *lowering) convolve(i int, window *Value) *Value {
 			acc = b.Add(acc, term)
 		}
 	}
-	return b.Op(OpSilu, acc)
+	return b.Op(graph.OpSilu, acc)
 }
 
 // deltaStep is one explicit gated-delta step (no loop): for token t of the block, with state S
 // [nv, dk, dv] in the state dtype, returns the new state and the output [nv, dv].
-func (l *lowering) deltaStep(S, qt, kt, vt, betat, gt *Value) (*Value, *Value) {
+func (l *lowering) deltaStep(S, qt, kt, vt, betat, gt *graph.Value) (*graph.Value, *graph.Value) {
 	b, cfg := l.b, l.cfg
 	nv, dk, dv := int64(cfg.LinearNumValueHeads), int64(cfg.LinearKeyHeadDim), int64(cfg.LinearValueHeadDim)
-	S = b.Mul(S, b.Reshape(b.Op(OpExp, gt), nv, 1, 1))
+	S = b.Mul(S, b.Reshape(b.Op(graph.OpExp, gt), nv, 1, 1))
 	k3 := b.Reshape(kt, nv, dk, 1)
 	m := b.ReduceSum(b.Mul(S, k3), 1)                                              // [nv,1,dv] = Sᵀk
 	delta := b.Mul(b.Sub(b.Reshape(vt, nv, 1, dv), m), b.Reshape(betat, nv, 1, 1)) // β(v − Sᵀk)
@@ -535,7 +536,7 @@ func (l *lowering) deltaStep(S, qt, kt, vt, betat, gt *Value) (*Value, *Value) {
 
 // deltaHeads splits the conv output [convDim, q] into per-token q̂, k̂ [q, nv, dk] (l2-normalised,
 // q scaled by dk^-1/2, key heads repeated onto value heads) and v [q, nv, dv], in the state dtype.
-func (l *lowering) deltaHeads(u *Value) (qh, kh, vh *Value) {
+func (l *lowering) deltaHeads(u *graph.Value) (qh, kh, vh *graph.Value) {
 	b, cfg := l.b, l.cfg
 	q := int64(l.q)
 	nk, nv := int64(cfg.LinearNumKeyHeads), int64(cfg.LinearNumValueHeads)
@@ -546,7 +547,7 @@ func (l *lowering) deltaHeads(u *Value) (qh, kh, vh *Value) {
 	qh = b.Reshape(b.Slice(ut, []int64{0, 0}, []int64{q, kd}), q, nk, dk)
 	kh = b.Reshape(b.Slice(ut, []int64{0, kd}, []int64{q, 2 * kd}), q, nk, dk)
 	vh = b.Reshape(b.Slice(ut, []int64{0, 2 * kd}, []int64{q, 2*kd + nv*dv}), q, nv, dv)
-	l2 := func(x *Value) *Value { return l.normScale(x, 2, 1e-6, false) }
+	l2 := func(x *graph.Value) *graph.Value { return l.normScale(x, 2, 1e-6, false) }
 	qh = b.Mul(l2(qh), b.Scalar(dt, 1/math.Sqrt(float64(dk))))
 	kh = l2(kh)
 	if r := nv / nk; r > 1 {
@@ -560,7 +561,7 @@ func (l *lowering) deltaHeads(u *Value) (qh, kh, vh *Value) {
 
 // deltaOutput applies the gated RMSNorm (per value head, norm in fp32 before the gate, weight
 // as is) and out_proj: o [q, nv, dv] in the state dtype, z [q, nv, dv].
-func (l *lowering) deltaOutput(i int, o, z *Value) *Value {
+func (l *lowering) deltaOutput(i int, o, z *graph.Value) *graph.Value {
 	b, cfg := l.b, l.cfg
 	q := int64(l.q)
 	cd := l.opt.Compute
@@ -569,25 +570,25 @@ func (l *lowering) deltaOutput(i int, o, z *Value) *Value {
 	of := b.Cast(b.Cast(o, cd), nd)
 	n := l.normScale(of, 2, cfg.RMSNormEps, true)
 	n = b.Mul(b.Cast(n, cd), l.param(lname(i, "linear_attn.norm.weight"), cd))
-	y := b.Cast(b.Mul(b.Cast(n, nd), b.Op(OpSilu, b.Cast(z, nd))), cd)
+	y := b.Cast(b.Mul(b.Cast(n, nd), b.Op(graph.OpSilu, b.Cast(z, nd))), cd)
 	return l.linear(b.Reshape(y, 1, q, int64(cfg.ValueDim())), lname(i, "linear_attn.out_proj.weight"))
 }
 
 // deltaScan runs the q explicit steps from state S0 [nv,dk,dv]; returns the final state and the
 // outputs [q, nv, dv].
-func (l *lowering) deltaScan(S, qh, kh, vh, beta, g *Value) (*Value, *Value) {
+func (l *lowering) deltaScan(S, qh, kh, vh, beta, g *graph.Value) (*graph.Value, *graph.Value) {
 	b, cfg := l.b, l.cfg
 	q := int64(l.q)
 	nv, dk, dv := int64(cfg.LinearNumValueHeads), int64(cfg.LinearKeyHeadDim), int64(cfg.LinearValueHeadDim)
-	row := func(x *Value, t int64, inner ...int64) *Value {
+	row := func(x *graph.Value, t int64, inner ...int64) *graph.Value {
 		begin := make([]int64, len(inner)+1)
 		end := append([]int64{t + 1}, inner...)
 		begin[0] = t
 		return b.Reshape(b.Slice(x, begin, end), inner...)
 	}
-	var outs []*Value
+	var outs []*graph.Value
 	for t := int64(0); t < q; t++ {
-		var o *Value
+		var o *graph.Value
 		S, o = l.deltaStep(S, row(qh, t, nv, dk), row(kh, t, nv, dk), row(vh, t, nv, dv), row(beta, t, nv), row(g, t, nv))
 		outs = append(outs, b.Reshape(o, 1, nv, dv))
 	}
