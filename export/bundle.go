@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qconv/graph"
+	"qconv/oracle"
 )
 
 // BundleMetadata is a LanguageBundle's metadata.json (schema 0.2, as Apple's runtime reads it)
@@ -91,6 +92,8 @@ type GateSummary struct {
 	Greedy           string  `json:"greedy"`         // e.g. "64/64"
 	MinPrefillCosine float64 `json:"min_prefill_cosine"`
 	FirstFailure     string  `json:"first_failure,omitempty"`
+	// Stats are the distribution figures over every teacher-forced position (docs/gate.md).
+	Stats *oracle.GateStats `json:"stats,omitempty"`
 
 	GateRecord // weakened thresholds (gaterecord.go)
 }

@@ -158,6 +158,8 @@ type CardPrompt struct {
 	DivergenceMargin  float64  `json:"divergence_margin,omitempty"`
 	DivergenceVerdict string   `json:"divergence_verdict,omitempty"`
 	Failures          []string `json:"failures,omitempty"`
+	// Stats are the prompt's distribution figures (nil in reports made before they existed).
+	Stats *oracle.GateStats `json:"stats,omitempty"`
 }
 
 const (
@@ -597,7 +599,7 @@ func embeddedGate(q *QConvBlock) (CardGate, error) {
 		return CardGate{}, fmt.Errorf("metadata.json: the embedded gate report's totals disagree with its prompts: %v", err)
 	}
 	want := gateSummaryOf(rep, cc)
-	if *q.Gate != want {
+	if !q.Gate.Equal(want) {
 		return CardGate{}, fmt.Errorf("metadata.json: the gate summary (passed %v, %d prompts, teacher-forced %s, greedy %s, min cosine %v) is not the embedded report's (passed %v, %d prompts, teacher-forced %s, greedy %s, min cosine %v)",
 			q.Gate.Passed, q.Gate.Prompts, q.Gate.TeacherForced, q.Gate.Greedy, q.Gate.MinPrefillCosine,
 			want.Passed, want.Prompts, want.TeacherForced, want.Greedy, want.MinPrefillCosine)
@@ -664,6 +666,10 @@ func checkTotals(r *oracle.GateReport) error {
 			want.MinPrefillCosine = p.PrefillCosine
 		}
 	}
+	want.Stats = r.Totals.Stats // recomputed from the prompts by checkStatsTotals
+	if err := checkStatsTotals(r, &want, &passed); err != nil {
+		return err
+	}
 	if want != r.Totals {
 		return fmt.Errorf("totals %+v, the prompts add up to %+v", r.Totals, want)
 	}
@@ -690,6 +696,7 @@ func cardGate(rep *oracle.GateReport, cc *CompanionCheck, rerun bool) CardGate {
 			Passed:          p.Passed,
 			FirstDivergence: p.FirstDivergence,
 			Failures:        p.Failures,
+			Stats:           p.Stats,
 		}
 		if p.FirstDivergence >= 0 {
 			pos := len(p.Prompt.IDs) - 1 + p.FirstDivergence
@@ -829,7 +836,7 @@ func (c *Card) reverify(outDir string, ck *hf.Checkpoint, log io.Writer) error {
 		b.Gate = cardGate(res.rep, res.cc, true)
 		b.Gate.Stress = stress
 		if embedded != nil {
-			same := *embedded == b.Gate.Summary
+			same := embedded.Equal(b.Gate.Summary)
 			b.Gate.MatchesEmbedded = &same
 		}
 	}
@@ -1380,6 +1387,7 @@ func (c *Card) writeParity(w io.Writer) {
 		s := g.Summary
 		p(": %d prompts, %d greedy tokens each; teacher-forced top-1 %s confident steps (margin ≥ %g; %d of %d steps were low-margin ties); greedy %s; min prefill cosine %.6f (floor %g).\n\n",
 			s.Prompts, o.Tokens, s.TeacherForced, o.MinMargin, g.LowMarginSteps, g.TeacherForcedSteps, s.Greedy, s.MinPrefillCosine, o.MinCosine)
+		writeCardStats(w, s.Stats)
 		if st := g.Stress; st != nil {
 			p("Delegate-numerics stress (matmuls accumulated in fp16, as the dynamic-shape graph's delegate was measured to do): %s.\n\n", st.stressLine())
 		}
@@ -1420,9 +1428,9 @@ func (c *Card) writeParity(w io.Writer) {
 			if !cp.Passed {
 				verdict = "**failed**: " + strings.Join(cp.Failures, "; ")
 			}
-			rows = append(rows, []string{cp.Name, strconv.Itoa(cp.Tokens), cp.TeacherForced, cp.Greedy, div, fmt.Sprintf("%.6f", cp.PrefillCosine), verdict})
+			rows = append(rows, append([]string{cp.Name, strconv.Itoa(cp.Tokens), cp.TeacherForced, cp.Greedy, div, fmt.Sprintf("%.6f", cp.PrefillCosine)}, append(cardStatsCells(cp.Stats), verdict)...))
 		}
-		writeMDTable(w, []string{"prompt", "tokens", "teacher-forced top-1", "greedy", "first divergence", "prefill cosine", "verdict"}, rows)
+		writeMDTable(w, append([]string{"prompt", "tokens", "teacher-forced top-1", "greedy", "first divergence", "prefill cosine"}, append(cardStatsHeader, "verdict")...), rows)
 	}
 }
 

@@ -82,6 +82,8 @@ type runContract struct {
 	// prefill marks a host-cache prefill companion: its snippet runs whole blocks through it
 	// and the rest through its decode graph.
 	prefill bool
+	// stock marks Apple's own contract: Apple's runner and Foundation Models load it unpatched.
+	stock bool
 }
 
 // coreAIFloor is what the Core AI runtime and apple/coreai-models' Swift package need.
@@ -100,6 +102,13 @@ var runContracts = map[string]runContract{
 		platforms:   coreAIFloor,
 		position:    "`position_ids` holds the token's 0-based position; the host writes `k_cur`/`v_cur` into `past_k`/`past_v` at that position and replaces `conv_state`/`rec_state` with `conv_cur`/`rec_cur`",
 		pyPositions: "np.arange(pos, pos + q, dtype=np.int32)[None]",
+	},
+	graph.Stock.String(): {
+		driver:      driverEngine,
+		platforms:   "macOS 27.2+ (Apple's Qwen3.5 export contract, apple/coreai-models models/qwen3_5/README.md; iOS is not supported there)",
+		position:    "`input_ids` holds the q new tokens (q dynamic: Apple's runner sends the prompt through `@prefill`, then one token per `@main` call); `position_ids` holds P positions 0..P-1, P the number of tokens so far including these q (the graph writes K/V at `P - q`, from the shapes)",
+		pyPositions: "np.arange(p, dtype=np.int32)[None]",
+		stock:       true,
 	},
 	graph.HostPrefill.String(): {
 		driver:      driverHost,
@@ -120,6 +129,7 @@ var targetPlatforms = map[string]struct {
 	"ios-gpu":       {"iOS 27.0+, GPU (the Python snippet runs it on a Mac)", true},
 	"ios-ane":       {"iOS 27.0+, Neural Engine (the Python snippet runs it on a Mac)", true},
 	"macos":         {"macOS 27.0+, Neural Engine", false},
+	"macos-stock":   {"macOS 27.2+, GPU (Apple's stock `llm-runner`, `llm-benchmark` and Foundation Models' `CoreAILanguageModel`)", false},
 }
 
 // Public references the needs cite.
@@ -130,6 +140,7 @@ const (
 	refStates          = "apple/coreai-models#132"
 	refStatesPatch     = "john-rocky/coreai-model-zoo apps/coreai-pipelined-extra-states.patch"
 	refChunkThreshold  = "apple/coreai-models swift/Sources/CoreAILanguageModels/InferenceEngines/ModelConfig.swift (COREAI_CHUNK_THRESHOLD)"
+	refStockContract   = "apple/coreai-models models/qwen3_5/README.md and python/src/coreai_models/models/macos/qwen3_5.py"
 	refEngineInputs    = "apple/coreai-models swift/Sources/CoreAILanguageModels/InferenceEngines/CoreAIPipelinedEngine.swift (2 inputs, 2-4 states)"
 )
 
@@ -243,6 +254,10 @@ func buildRun(outDir string, b *CardBundle, md *BundleMetadata, companionAsset s
 	case driverEngine:
 		run.Driver = "apple/coreai-models' engine: `LanguageBundle` + `EngineFactory.createEngine`, which picks the pipelined engine for this dynamic-shape graph and carries its states"
 		run.Needs = engineNeeds(f)
+		if rc.stock {
+			run.Driver = "Apple's stock runtime: `llm-runner`/`llm-benchmark` or Foundation Models' `CoreAILanguageModel` (`LanguageBundle` + `EngineFactory.createEngine` underneath), which feeds the prompt through `@prefill` and decodes with `@main`"
+			run.Needs = stockNeeds()
+		}
 		run.Snippets = []CardSnippet{
 			{Title: "Benchmark (macOS, apple/coreai-models' `llm-benchmark`, Release build)", Lang: "sh", Code: benchCommand(f)},
 			{Title: "In an app (Swift, `CoreAILanguageModels`)", Lang: "swift", Code: swiftEngine(f)},
@@ -301,6 +316,14 @@ func engineNeeds(f *runFacts) []CardRunNeed {
 		out = append(out, CardRunNeed{Need: "The static-logits guard: `logits` is a static [1, 1, vocab], and a pipelined engine that sizes its logits buffer for 256 tokens fails at `EngineFactory.createEngine` with \"Shape at dimension 1 of 256 is not a valid substitution for source shape 1\". Reported upstream as #212 and fixed by #227 (merged 2026-09-04, which also sets the chunk threshold from the fixed query length); an older checkout needs the five-line guard of the community fork.", Refs: []string{refStaticLogits, refStaticLogitsFix, refForkGuard}})
 	}
 	return out
+}
+
+// stockNeeds is what Apple's own contract needs: nothing beyond Apple's runtime.
+func stockNeeds() []CardRunNeed {
+	return []CardRunNeed{
+		{Need: "A full bundle directory (`metadata.json` with kind `llm`, the `.aimodel`, `tokenizer/`): `LanguageBundle` does not load a bare `.aimodel`."},
+		{Need: "Nothing else: this is the contract Apple's own Qwen3.5 exporter writes (four states `keyCache`, `valueCache`, `convStates`, `recurrentStates`; dynamic query; `@main` and `@prefill`), so the stock engine loads it unpatched. No `COREAI_CHUNK_THRESHOLD` and no warm-up rule apply.", Refs: []string{refStockContract}},
+	}
 }
 
 // hostNeeds is what a host-cache bundle needs.

@@ -732,7 +732,7 @@ func TestCardReverify(t *testing.T) {
 				t.Errorf("%s: fresh %+v, embedded totals %+v", b.Name, s, rep.Totals)
 			}
 		case "tinyqwen35_code_decode_int8hu_block32_sym":
-			if b.Gate.MatchesEmbedded != nil || b.Gate.Options == nil || b.Gate.Options.Tokens != 16 || len(b.Gate.Prompts) != 5 {
+			if b.Gate.MatchesEmbedded != nil || b.Gate.Options == nil || b.Gate.Options.Tokens != 16 || len(b.Gate.Prompts) != 6 {
 				t.Errorf("%s: fresh gate on a --no-gate bundle: %+v", b.Name, b.Gate)
 			}
 		}

@@ -654,7 +654,7 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 			return ctxCandidate{ctx, sessionCandidate{s}}, nil
 		}, fitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate)
 		if err != nil {
-			return fmt.Errorf("gating %s: %w", j.name, err)
+			return gateError(fmt.Errorf("gating %s: %w", j.name, err))
 		}
 		j.report = rep
 		j.result.Gate = summarize(rep)
@@ -840,7 +840,7 @@ func summarize(r *oracle.GateReport) GateSummary {
 		Passed: r.Passed, Prompts: t.Prompts,
 		TeacherForced:    fmt.Sprintf("%d/%d", t.TeacherForcedMatched, t.TeacherForcedConfident),
 		Greedy:           fmt.Sprintf("%d/%d", t.GreedyMatch, t.GreedySteps),
-		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure,
+		MinPrefillCosine: t.MinPrefillCosine, FirstFailure: t.FirstFailure, Stats: t.Stats,
 		GateRecord: GateRecord{Weakened: WeakenedGate(r.Options)},
 	}
 }

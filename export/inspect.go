@@ -496,6 +496,9 @@ func (in *Inspection) WriteText(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "gate        not gated (published with --no-gate: not checked against the fp32 reference)\n")
 		}
+		if g := q.Gate; g != nil && g.Stats != nil {
+			fmt.Fprintf(w, "            %s\n", g.Stats.StatsLine())
+		}
 		if q.GateStress != nil {
 			fmt.Fprintf(w, "gate        %s\n", q.GateStress.stressLine())
 		}

@@ -180,7 +180,7 @@ func Verify(b *Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, opt oracl
 		return sessionCandidate{s}, nil
 	}, prompts, opt)
 	if err != nil || b.Companion == nil {
-		return rep, nil, err
+		return rep, nil, gateError(err)
 	}
 	cc, err := CheckCompanion(dec.Module, b.Module, prompts, opt.Tokens, opt.MinMargin, rep)
 	if err != nil {

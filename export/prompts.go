@@ -23,10 +23,11 @@ var defaultTexts = []struct{ name, text string }{
 	{"code-class", "class Queue:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.items."},
 	{"code-import", "import os\nimport sys\n\n\ndef main(argv):\n    if len(argv) < 2:\n        "},
 	{"english", "The capital of France is Paris. The capital of Germany is"},
+	{"code-long", longCodeText},
 }
 
 // defaultIDPrompts are used when a checkpoint has no tokenizer: deterministic ids of the goldens'
-// prompt lengths.
+// prompt lengths, and a long one (repeatIDPrompt).
 func defaultIDPrompts(vocab int) []oracle.GatePrompt {
 	var out []oracle.GatePrompt
 	state := uint64(0x9e3779b97f4a7c15)
@@ -38,7 +39,7 @@ func defaultIDPrompts(vocab int) []oracle.GatePrompt {
 		}
 		out = append(out, p)
 	}
-	return out
+	return append(out, repeatIDPrompt(vocab, LongIDPromptBlock, LongIDPromptTokens))
 }
 
 // DefaultPrompts is the built-in prompt set for ck: text prompts through its tokenizer when it
@@ -54,6 +55,11 @@ func DefaultPrompts(ck *hf.Checkpoint) ([]oracle.GatePrompt, error) {
 	}
 	var out []oracle.GatePrompt
 	for _, d := range defaultTexts {
+		if d.text == longCodeText {
+			if d.text, err = longPrefix(tok, d.text, LongPromptTokens); err != nil {
+				return nil, exitcode.Badf("%s: encoding the built-in gate prompt %s: %w", tokPath, d.name, err)
+			}
+		}
 		ids, err := tok.Encode(d.text)
 		if err != nil {
 			return nil, exitcode.Badf("%s: encoding the built-in gate prompt %s: %w", tokPath, d.name, err)

@@ -118,6 +118,11 @@ var Targets = []*Target{
 		About:   "one dynamic graph, 4 states, fp16 recurrence; iPhone Neural Engine",
 	},
 	{
+		Name: "macos", Device: graph.ANE, Contract: graph.Pipelined, SameBytesAs: "ios-ane",
+		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		About:   "the ios-ane bundle for macOS (identical bytes)",
+	},
+	{
 		// Apple's own Qwen3.5 contract (docs/apple-qwen35-contract.md): the stock llm-runner and
 		// Foundation Models load it unpatched. int8 per-block-32 with the untied int8 per-block-32
 		// absmax head, the published ship configuration the gate passes (Apple's default, uint4
@@ -125,11 +130,6 @@ var Targets = []*Target{
 		Name: "macos-stock", Device: graph.GPU, Contract: graph.Stock, ByNameOnly: true,
 		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
 		About:   "Apple's stock Qwen3.5 contract: main + prefill entrypoints, dynamic query, keyCache/valueCache/convStates/recurrentStates; macOS",
-	},
-	{
-		Name: "macos", Device: graph.ANE, Contract: graph.Pipelined, SameBytesAs: "ios-ane",
-		Default: Recipe{Weights: Int8LUT, Head: "tied", BodyScheme: quant.Absmax, HeadScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
-		About:   "the ios-ane bundle for macOS (identical bytes)",
 	},
 }
 

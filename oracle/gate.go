@@ -23,6 +23,14 @@ type GateOptions struct {
 	Tokens    int     `json:"tokens"`     // greedy tokens decoded per prompt (16)
 	MinMargin float64 `json:"min_margin"` // steps whose reference top-2 probability margin is below this are ties (0.1)
 	MinCosine float64 `json:"min_cosine"` // prefill logit cosine floor (0.9999)
+	// MinConfident is the fewest confident teacher-forced positions over all prompts that make a
+	// verdict (DefaultMinConfident); fewer is a *WeakPromptsError. 0 measures without a minimum.
+	MinConfident int `json:"min_confident"`
+	// Optional thresholds on the overall distribution figures (GateStats); 0 is not set.
+	MaxKLD       float64 `json:"max_kld_mean,omitempty"`
+	MaxKLDP99    float64 `json:"max_kld_p99,omitempty"`
+	MinSameTop1  float64 `json:"min_same_top1_pct,omitempty"`
+	MaxDeltaPRMS float64 `json:"max_delta_p_rms,omitempty"`
 	// Progress, when set, is told after each prompt how many candidate steps are done of the
 	// total (for a progress bar; not part of the report).
 	Progress func(done, total int) `json:"-"`
@@ -30,7 +38,7 @@ type GateOptions struct {
 
 // DefaultGateOptions are the published thresholds.
 func DefaultGateOptions() GateOptions {
-	return GateOptions{Tokens: 16, MinMargin: 0.1, MinCosine: 0.9999}
+	return GateOptions{Tokens: 16, MinMargin: 0.1, MinCosine: 0.9999, MinConfident: DefaultMinConfident}
 }
 
 // GatePrompt is one prompt: token ids, and the text they came from when there is one.
@@ -57,6 +65,8 @@ type GateStep struct {
 	// CandMargin is the candidate's own top-2 probability margin.
 	CandMargin float64 `json:"cand_margin"`
 	Verdict    string  `json:"verdict"`
+	// KLD is KL(P_ref || P_cand) at a teacher-forced position (nats; GateStats).
+	KLD float64 `json:"kld,omitempty"`
 }
 
 // GatePromptReport is the gate's judgement of one prompt.
@@ -84,6 +94,12 @@ type GatePromptReport struct {
 	Failures        []string   `json:"failures,omitempty"`
 	LowMarginSteps  int        `json:"low_margin_steps"`
 	Steps           []GateStep `json:"steps"`
+	// Length is the prompt's token count; Stats the distribution figures over its teacher-forced
+	// positions.
+	Length int        `json:"length"`
+	Stats  *GateStats `json:"stats,omitempty"`
+
+	acc *statsAcc
 }
 
 // GateReport is the whole gate's verdict.
@@ -92,6 +108,10 @@ type GateReport struct {
 	Options GateOptions        `json:"options"`
 	Prompts []GatePromptReport `json:"prompts"`
 	Totals  GateTotals         `json:"totals"`
+	// Failures are the overall figures' threshold failures (--gate-max-kld, ...).
+	Failures []string `json:"failures,omitempty"`
+
+	acc *statsAcc
 }
 
 // GateTotals summarise the prompts.
@@ -106,6 +126,8 @@ type GateTotals struct {
 	LowMarginSteps         int     `json:"low_margin_steps"`
 	MinPrefillCosine       float64 `json:"min_prefill_cosine"`
 	FirstFailure           string  `json:"first_failure,omitempty"`
+	// Stats are the distribution figures over every prompt's teacher-forced positions.
+	Stats *GateStats `json:"stats,omitempty"`
 }
 
 // refTrajectory is the reference's side of one prompt.
@@ -115,16 +137,24 @@ type refTrajectory struct {
 	margins []float64
 }
 
-func (m *Model) trajectory(ids []int, n int) (*refTrajectory, error) {
+// trajectory runs the reference on one prompt; prefilled, when set, receives the prompt
+// positions' rows as soon as they exist (nil if the prefill fails), exactly once.
+func (m *Model) trajectory(ids []int, n int, prefilled chan<- [][]float32) (*refTrajectory, error) {
 	st := m.NewState()
 	all, err := m.PrefillAll(st, ids)
 	if err != nil {
+		if prefilled != nil {
+			prefilled <- nil
+		}
 		return nil, err
 	}
 	V := m.VocabSize()
 	tr := &refTrajectory{}
 	for i := range ids {
 		tr.rows = append(tr.rows, all[i*V:(i+1)*V])
+	}
+	if prefilled != nil {
+		prefilled <- tr.rows[:len(ids):len(ids)]
 	}
 	last := tr.rows[len(tr.rows)-1]
 	for k := 0; k < n; k++ {
@@ -143,10 +173,11 @@ func (m *Model) trajectory(ids []int, n int) (*refTrajectory, error) {
 
 // candPass is the candidate's side of one prompt.
 type candPass struct {
-	promptRows [][]float32
+	prompt     promptJudge // the prompt positions, judged as the reference's rows allow
 	greedy     []int
 	greedyRows [][]float32
 	decodeRows [][]float32 // teacher-forced on the reference continuation
+	free       Candidate   // the free rollout's candidate, fed greedy[:len(greedy)-1]
 }
 
 // Gate runs every prompt through the reference and a fresh candidate from newCand and judges:
@@ -175,10 +206,11 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 		}
 		var tr *refTrajectory
 		var refErr, candErr error
-		cp := &candPass{}
+		refRows := make(chan [][]float32, 1)
+		cp := &candPass{prompt: promptJudge{ref: refRows}}
 		var cand Candidate
 		var wg sync.WaitGroup
-		wg.Go(func() { tr, refErr = ref.trajectory(p.IDs, opt.Tokens) })
+		wg.Go(func() { tr, refErr = ref.trajectory(p.IDs, opt.Tokens, refRows) })
 		wg.Go(func() {
 			// The candidate's prompt pass and free rollout need nothing from the reference.
 			if cand, candErr = newCand(); candErr != nil {
@@ -190,14 +222,18 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 					candErr = err
 					return
 				}
-				cp.promptRows = append(cp.promptRows, row)
+				cp.prompt.add(row)
+			}
+			if !cp.prompt.finish() {
+				return // the reference failed; Gate reports its error
 			}
 			free, err := cand.Fork()
 			if err != nil {
 				candErr = err
 				return
 			}
-			last := cp.promptRows[len(cp.promptRows)-1]
+			cp.free = free
+			last := cp.prompt.last
 			for k := 0; k < opt.Tokens; k++ {
 				id := kernels.Argmax(last)
 				cp.greedy = append(cp.greedy, id)
@@ -219,12 +255,8 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, candErr)
 		}
 		// Teacher forcing on the reference's continuation.
-		for _, id := range tr.gen {
-			row, err := cand.Step(id)
-			if err != nil {
-				return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
-			}
-			cp.decodeRows = append(cp.decodeRows, row)
+		if err := cp.teacherForce(cand, tr.gen); err != nil {
+			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
 		}
 		pr := judge(p, tr, cp, opt)
 		rep.add(pr)
@@ -233,25 +265,33 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			opt.Progress(done, total)
 		}
 	}
-	return rep, nil
+	return rep.finish(opt)
 }
 
 func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GatePromptReport {
 	L := len(p.IDs)
-	pr := GatePromptReport{Prompt: p, RefGen: tr.gen, CandGen: cp.greedy, FirstDivergence: -1, Passed: true}
+	pr := GatePromptReport{Prompt: p, RefGen: tr.gen, CandGen: cp.greedy, FirstDivergence: -1, Passed: true, Length: L, acc: &statsAcc{}}
+	more := 0
 	fail := func(format string, args ...any) {
 		pr.Passed = false
+		if len(pr.Failures) >= maxFailureMessages {
+			more++ // a long prompt can fail at hundreds of positions; the report stays small
+			return
+		}
 		pr.Failures = append(pr.Failures, fmt.Sprintf(format, args...))
 	}
-	cand := append(append([][]float32{}, cp.promptRows...), cp.decodeRows...)
-	for pos, row := range cand {
-		refID, candID := kernels.Argmax(tr.rows[pos]), kernels.Argmax(row)
+	for pos := range L + len(cp.decodeRows) {
+		var j rowJudgement
 		phase := "prompt"
-		if pos >= L {
+		if pos < L {
+			j = cp.prompt.rows[pos]
+		} else {
 			phase = "decode"
+			j = judgeRow(tr.rows[pos], cp.decodeRows[pos-L])
 		}
-		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: Margin(row)}
-		st.Verdict = verdict(refID, candID, st.RefMargin, opt.MinMargin, row)
+		refID, candID := kernels.Argmax(tr.rows[pos]), j.candID
+		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: j.candMargin}
+		st.Verdict = verdict(refID, candID, st.RefMargin, opt.MinMargin, j.nan)
 		pr.TeacherForcedSteps++
 		if st.RefMargin < opt.MinMargin {
 			pr.LowMarginSteps++
@@ -273,8 +313,10 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		if st.Verdict == VerdictMismatch {
 			fail("teacher-forced %s position %d: candidate top-1 %d, reference %d at margin %.3f", phase, pos, candID, refID, st.RefMargin)
 		}
+		st.KLD = pr.acc.add(pos, refID, j)
 		pr.Steps = append(pr.Steps, st)
 	}
+	pr.Stats = pr.acc.stats()
 	for k, id := range cp.greedy {
 		pos := L - 1 + k
 		refMargin := tr.margins[pos]
@@ -298,7 +340,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		}
 		pr.Steps = append(pr.Steps, st)
 	}
-	pr.PrefillCosine = cosine(tr.rows[:L], cp.promptRows)
+	pr.PrefillCosine = cp.prompt.cosine()
 	switch {
 	case math.IsNaN(pr.PrefillCosine):
 		// NaN or all-zero candidate logits; the report must stay valid JSON.
@@ -306,6 +348,9 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		fail("prefill logits are NaN or all zero: cosine undefined")
 	case !(pr.PrefillCosine >= opt.MinCosine):
 		fail("prefill logit cosine %.6f < %.6f", pr.PrefillCosine, opt.MinCosine)
+	}
+	if more > 0 {
+		pr.Failures = append(pr.Failures, fmt.Sprintf("and %d more failures", more))
 	}
 	for i := range pr.Steps {
 		pr.Steps[i].RefMargin, pr.Steps[i].CandMargin = finite(pr.Steps[i].RefMargin), finite(pr.Steps[i].CandMargin)
@@ -321,11 +366,9 @@ func finite(x float64) float64 {
 	return x
 }
 
-func verdict(refID, candID int, refMargin, minMargin float64, row []float32) string {
-	for _, v := range row {
-		if v != v {
-			return VerdictMismatch // NaN logits are never a tie
-		}
+func verdict(refID, candID int, refMargin, minMargin float64, nan bool) string {
+	if nan {
+		return VerdictMismatch // NaN logits are never a tie
 	}
 	switch {
 	case refID == candID:
@@ -334,20 +377,6 @@ func verdict(refID, candID int, refMargin, minMargin float64, row []float32) str
 		return VerdictTie
 	}
 	return VerdictMismatch
-}
-
-// cosine of the flattened rows (float64 sums); NaN when either side is all zero.
-func cosine(a, b [][]float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		for j := range a[i] {
-			x, y := float64(a[i][j]), float64(b[i][j])
-			ab += x * y
-			aa += x * x
-			bb += y * y
-		}
-	}
-	return ab / math.Sqrt(aa*bb)
 }
 
 func (r *GateReport) add(pr GatePromptReport) {
@@ -370,6 +399,12 @@ func (r *GateReport) add(pr GatePromptReport) {
 	if !(pr.PrefillCosine >= t.MinPrefillCosine) {
 		t.MinPrefillCosine = pr.PrefillCosine
 	}
+	if r.acc == nil {
+		r.acc = &statsAcc{}
+	}
+	if pr.acc != nil {
+		r.acc.merge(pr.acc)
+	}
 	r.Prompts = append(r.Prompts, pr)
 }
 
@@ -382,6 +417,9 @@ func (r *GateReport) Summary() string {
 	}
 	s := fmt.Sprintf("gate %s: %d/%d prompts; teacher-forced top-1 %d/%d confident steps (%d low-margin ties); greedy %d/%d; min prefill cosine %.6f",
 		verdict, t.PromptsPassed, t.Prompts, t.TeacherForcedMatched, t.TeacherForcedConfident, t.LowMarginSteps, t.GreedyMatch, t.GreedySteps, t.MinPrefillCosine)
+	if t.Stats != nil {
+		s += "\n  " + t.Stats.StatsLine()
+	}
 	if t.FirstFailure != "" {
 		s += "\n  first failure: " + t.FirstFailure
 	}

@@ -99,9 +99,11 @@ func TestGateReferencePassesItself(t *testing.T) {
 func TestGateCatchesConfidentFlip(t *testing.T) {
 	m, prompts, _ := gateFixture(t)
 	p := prompts[1] // h0: confident steps
+	one := DefaultGateOptions()
+	one.MinConfident = 0 // one short prompt: fewer confident positions than a whole set must give
 	// Find a confident and a tied decode step of the reference.
 	conf, tie := -1, -1
-	rep0, _ := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState()}, nil }, []GatePrompt{p}, DefaultGateOptions())
+	rep0, _ := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState()}, nil }, []GatePrompt{p}, one)
 	for _, s := range rep0.Prompts[0].Steps {
 		if s.Phase != "decode" {
 			continue
@@ -128,19 +130,19 @@ func TestGateCatchesConfidentFlip(t *testing.T) {
 			l[a], l[b] = l[b], l[a]
 		}
 	}
-	rep, err := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: swapAt(conf)}, nil }, []GatePrompt{p}, DefaultGateOptions())
+	rep, err := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: swapAt(conf)}, nil }, []GatePrompt{p}, one)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Passed || !strings.Contains(rep.Totals.FirstFailure, "prompt h0") {
 		t.Fatalf("confident flip at %d passed: %s", conf, rep.Summary())
 	}
-	rep, _ = Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: swapAt(tie)}, nil }, []GatePrompt{p}, DefaultGateOptions())
+	rep, _ = Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: swapAt(tie)}, nil }, []GatePrompt{p}, one)
 	if !rep.Passed {
 		t.Fatalf("flip at the tied step %d failed: %s", tie, rep.Summary())
 	}
 	// A cosine floor of 1 fails any candidate that is not bit-identical on the prompt.
-	opt := DefaultGateOptions()
+	opt := one
 	opt.MinCosine = 1.0000001
 	rep, _ = Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState()}, nil }, []GatePrompt{p}, opt)
 	if rep.Passed || !strings.Contains(rep.Totals.FirstFailure, "cosine") {
@@ -156,7 +158,9 @@ func TestGateNaNCandidate(t *testing.T) {
 			l[i] = float32(math.NaN())
 		}
 	}
-	rep, err := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: nan}, nil }, prompts[:1], DefaultGateOptions())
+	opt := DefaultGateOptions()
+	opt.MinConfident = 0
+	rep, err := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState(), damage: nan}, nil }, prompts[:1], opt)
 	if err != nil {
 		t.Fatal(err)
 	}

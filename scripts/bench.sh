@@ -18,14 +18,15 @@
 #              and ~30 minutes on 2 cores; run it through flock /tmp/qconv-heavy.lock on a
 #              shared machine.
 #
-# Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 9-11 minutes on 2 cores, ~7 GB of
+# Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 12-15 minutes on 2 cores, ~7 GB of
 # disk at its peak (checkpoint, bundles and the bytecode benchmark's file), ~8 GB of RAM.
 #
 # Gated runs use a view of the checkpoint without its tokenizer files (symlinks to config and
-# shards), so the gate uses the built-in id prompts (lengths 1, 7, 33, 70): the synthetic
-# tokenizer.json is a toy that the BPE loader rejects, and id prompts keep the figure comparable
-# across runs. On random weights the gate is expected to fail (exit 3, nothing published): only
-# its cost is measured here; its verdict is printed, not judged.
+# shards), so the gate uses the built-in id prompts (lengths 1, 7, 33, 70 and the 512-id repeated
+# block): the synthetic tokenizer.json is a toy that the BPE loader rejects, and id prompts keep the
+# figure comparable across runs. Random weights give the reference no confident position, so the
+# gate would refuse the prompts (exit 2); gated runs pass --gate-min-confident 0 to measure its cost
+# anyway, and the verdict (usually exit 3, nothing published) is printed, not judged.
 set -euo pipefail
 
 keep=0
@@ -350,7 +351,7 @@ row "ios-gpu prompt: 16-token companion block" "$(metric "$y" $n companion-tok/s
 
 # --- gate ----------------------------------------------------------------------------------------
 say "gate: qconv verify on the gpu-pipelined bundle (default id prompts)"
-measure verify "$root" "$qconv" verify "$bundle" --reference "$view" --json
+measure verify "$root" "$qconv" verify "$bundle" --reference "$view" --json --gate-min-confident 0
 [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || must verify
 v=$logs/verify.out
 verify_wall=$M_WALL
@@ -376,12 +377,12 @@ row "bytecode read+touch MB/s" "$(bm read+touch)" "$(bm touch) (touch every page
 
 # --- export --target all -------------------------------------------------------------------------
 say "export --target all (gated, default id prompts)"
-measure export-all "$root" "$qconv" export "$view" --target all -o "$work/out/all" --json
+measure export-all "$root" "$qconv" export "$view" --target all -o "$work/out/all" --json --gate-min-confident 0
 [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || must export-all
 a=$logs/export-all.out
 all_wall=$M_WALL
 phase_sum=$(jq '[.bundles[].phase_seconds // {} | to_entries[].value] | add | round' "$a")
-row "export --target all wall" "${all_wall} s (passed=$(jq .passed "$a"), exit $M_RC)" "${nogate_wall} s (gpu-pipelined --no-gate)" "$(div "$all_wall" "$nogate_wall")" "phases sum to ${phase_sum} s; the rest is open, lowering, hashing, the reference build"
+row "export --target all wall" "${all_wall} s (passed=$(jq .passed "$a"), exit $M_RC)" "${nogate_wall} s (gpu-pipelined --no-gate)" "$(div "$all_wall" "$nogate_wall")" "goal <= 120 s on 2 cores; phases sum to ${phase_sum} s; the rest is open, lowering, hashing, the reference build"
 row "  peak RSS" "$M_RSS MiB (anon $M_ANON, file $M_FILE)" "$(gib "$ck_bytes") checkpoint" "$(div "$((M_RSS * 1048576))" "$ck_bytes")" "file-backed: checkpoint + every staged bundle stays mapped until publish"
 while IFS=$'\t' read -r name phase secs; do
 	row "  $name $phase" "$secs s" "$all_wall s (whole run)" "$(div "$secs" "$all_wall")" "share of the run"
@@ -394,7 +395,15 @@ must export-headsym
 h=$logs/export-headsym.out
 headsym_bytes=$(jq '.bundles[0].bytes' "$h")
 hqw=$(jq '.bundles[0].phase_seconds.quantize_write * 100 | round / 100' "$h")
+headsym_nogate_wall=$M_WALL
 row "  head-sym quantize_write" "$hqw s (peak RSS $M_RSS MiB, anon $M_ANON)" "$qw s (tied fp16 head)" "$(div "$hqw" "$qw")" "int8 head (254M weights quantized) instead of an fp16 copy of the embedding"
+
+say "export --head-sym --target gpu-pipelined, gated (default id prompts, --gate-min-confident 0)"
+measure export-headsym-gated "$root" "$qconv" export "$view" --head-sym --target gpu-pipelined -o "$work/out/headsym-gated" --json --gate-min-confident 0
+[ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || must export-headsym-gated
+hg=$logs/export-headsym-gated.out
+row "export --head-sym gpu-pipelined gated wall" "${M_WALL} s (exit $M_RC; gate $(jq '.bundles[0].phase_seconds.gate // 0 | round' "$hg") s)" "${headsym_nogate_wall} s (same, --no-gate)" "$(div "$M_WALL" "$headsym_nogate_wall")" "goal <= 45 s on 2 cores; the gate's share is the difference"
+row "  peak RSS" "$M_RSS MiB (anon $M_ANON, file $M_FILE)" "$(gib "$ck_bytes") checkpoint" "$(div "$((M_RSS * 1048576))" "$ck_bytes")" "goal for --target all: <= 4 GB"
 lut_bytes=$(jq '[.bundles[] | select(.target == "ios-ane") | .bytes][0]' "$a")
 row "bundle int8 linear (gpu-pipelined)" "$(gib "$int8_bytes")" "1.0 GB published" "$(div "$int8_bytes" 1e9)" "main.mlirb bytes"
 row "bundle int8 + int8 head (--head-sym)" "$(gib "$headsym_bytes")" "1.3 GB published" "$(div "$headsym_bytes" 1.3e9)" "main.mlirb bytes"

@@ -505,7 +505,7 @@ func TestExitCodesAndStreams(t *testing.T) {
 		{[]string{"exprot"}, 2, "", `unknown command "exprot"`},
 		{[]string{"export", "--bogus", trained}, 2, "", "unknown flag: --bogus"},
 		{[]string{"export", "--target", "gpu-pipelined", "/nonexistent", "--json"}, 2, `"code": 2`, "/nonexistent"},
-		{[]string{"run", trained, "--target", "all", "--ids", "1"}, 2, "", "one of: gpu-pipelined, ios-gpu, ios-ane, macos)"},
+		{[]string{"run", trained, "--target", "all", "--ids", "1"}, 2, "", "one of: gpu-pipelined, ios-gpu, ios-ane, macos, macos-stock)"},
 	}
 	for _, c := range cases {
 		r := cli(t, "", nil, c.args...)

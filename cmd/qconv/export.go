@@ -18,6 +18,7 @@ type gateFlags struct {
 	tokens    int
 	minMargin float64
 	minCosine float64
+	stats     gateStatFlags
 }
 
 func (g *gateFlags) register(cmd *cobra.Command) {
@@ -27,6 +28,7 @@ func (g *gateFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&g.tokens, "gate-tokens", d.Tokens, "greedy tokens decoded per gate prompt")
 	fl.Float64Var(&g.minMargin, "gate-min-margin", d.MinMargin, "reference top-2 probability margin below which a step is a tie")
 	fl.Float64Var(&g.minCosine, "gate-min-cosine", d.MinCosine, "minimum prefill logit cosine")
+	g.stats.register(cmd, d)
 }
 
 func (g *gateFlags) options() (oracle.GateOptions, error) {
@@ -39,7 +41,11 @@ func (g *gateFlags) options() (oracle.GateOptions, error) {
 	if !(g.minCosine >= -1 && g.minCosine <= 1) {
 		return oracle.GateOptions{}, exitcode.Badf("flag --gate-min-cosine: %g is not a cosine in [-1, 1]", g.minCosine)
 	}
-	return oracle.GateOptions{Tokens: g.tokens, MinMargin: g.minMargin, MinCosine: g.minCosine}, nil
+	opt := oracle.GateOptions{Tokens: g.tokens, MinMargin: g.minMargin, MinCosine: g.minCosine}
+	if err := g.stats.apply(&opt); err != nil {
+		return oracle.GateOptions{}, err
+	}
+	return opt, nil
 }
 
 func (g *gateFlags) loadPrompts(ck *hf.Checkpoint) ([]oracle.GatePrompt, error) {
@@ -173,6 +179,9 @@ func printExport(res *export.Result, f exportFlags) {
 			size = fmt.Sprintf("estimate: %d bytes of weights (main.mlirb adds the graph and alignment)", b.Bytes)
 		}
 		fmt.Fprintf(w, "%-14s %s\n  %s\n  %s; %s\n", b.Target, b.Name, where, size, gate)
+		if b.Gate.Stats != nil {
+			fmt.Fprintf(w, "  %s\n", b.Gate.Stats.StatsLine())
+		}
 		if b.Gate.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", b.Gate.FirstFailure)
 		}
