@@ -8,6 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"qconv/graph"
+	"qconv/graph/interp"
+	"qconv/graph/mlir"
 	"qconv/internal/exitcode"
 )
 
@@ -92,11 +94,11 @@ func (b *Bundle) Close() {
 
 // Session starts a session on the bundle's bytes (decode partner + companion for a prefill
 // bundle).
-func (b *Bundle) Session() (*graph.Session, error) {
+func (b *Bundle) Session() (*interp.Session, error) {
 	if b.Companion != nil {
-		return graph.NewSession(b.Companion.Module, b.Module)
+		return interp.NewSession(b.Companion.Module, b.Module)
 	}
-	return graph.NewSession(b.Module, nil)
+	return interp.NewSession(b.Module, nil)
 }
 
 // ReadModule maps a main.mlirb read-only and parses it; resource data aliases the mapping,
@@ -118,7 +120,7 @@ func ReadModule(path string) (*graph.Module, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: mmap: %w", path, err)
 	}
-	m, err := graph.ReadBytecode(data)
+	m, err := mlir.ReadBytecode(data)
 	if err != nil {
 		unix.Munmap(data)
 		return nil, nil, fmt.Errorf("%s: %w", path, err)

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"qconv/bundle"
-	"qconv/graph"
+	"qconv/graph/mlir"
 	"qconv/hf"
 	"qconv/recipe"
 )
@@ -166,8 +166,8 @@ func sourceChanges(now, then string) []string {
 // mlirbDifference names the tensors (weight resources) whose bytes differ between two
 // main.mlirb files, or the first differing offset when they do not both parse.
 func mlirbDifference(x, y []byte) string {
-	mx, errX := graph.ReadBytecode(x)
-	my, errY := graph.ReadBytecode(y)
+	mx, errX := mlir.ReadBytecode(x)
+	my, errY := mlir.ReadBytecode(y)
 	if errX != nil || errY != nil {
 		return firstDifference(x, y)
 	}

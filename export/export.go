@@ -18,9 +18,12 @@ import (
 	"qconv/bundle"
 	"qconv/gating"
 	"qconv/graph"
+	"qconv/graph/interp"
+	"qconv/graph/mlir"
 	"qconv/hf"
 	"qconv/internal/atomicfile"
 	"qconv/internal/exitcode"
+	"qconv/lower"
 	"qconv/oracle"
 	"qconv/quant"
 	"qconv/recipe"
@@ -384,9 +387,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	return res, nil
 }
 
-func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
+func (j *job) lowerOptions(src lower.WeightSource) lower.Options {
 	t, r := j.target, &j.recipe
-	return graph.LowerOptions{
+	return lower.Options{
 		Contract: j.contract, Compute: r.Compute, StateDType: t.StateDType(r), NormDType: t.NormDType(r),
 		Context: r.Context, PrefillTokens: recipe.PrefillTokens, GreedyHead: j.contract != graph.Pipelined,
 		UntieHead: r.IntHead(), Weights: src,
@@ -395,7 +398,7 @@ func (j *job) lowerOptions(src graph.WeightSource) graph.LowerOptions {
 
 func (j *job) lower(ck *hf.Checkpoint) error {
 	j.src = newWeightSource(ck, j.target, &j.recipe)
-	m, err := graph.Lower(ck.Config, j.lowerOptions(j.src))
+	m, err := lower.Lower(ck.Config, j.lowerOptions(j.src))
 	if err != nil {
 		return err
 	}
@@ -552,7 +555,7 @@ func writeMLIRBTo(f *os.File, w io.Writer, m *graph.Module, producer string) ([3
 	var sum [32]byte
 	h := newHashCounter(w)
 	bw := bufioWriter(h)
-	if err := graph.WriteBytecode(bw, m, producer); err != nil {
+	if err := mlir.WriteBytecode(bw, m, producer); err != nil {
 		f.Close()
 		return sum, 0, err
 	}
@@ -585,7 +588,7 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 	}
 	if j.contract != graph.HostPrefill {
 		rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-			s, err := graph.NewSession(j.shipped, nil)
+			s, err := interp.NewSession(j.shipped, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"qconv/gating"
-	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/benchutil"
 	"qconv/oracle"
@@ -14,7 +14,7 @@ import (
 
 // BenchmarkInterpDecodeVsOracle times decode steps of a target's lowered graph, quantized in
 // memory exactly as an export writes it (Build) and run by the interpreter through a
-// graph.Session, against the fp32 reference's decode steps on the same checkpoint, alternating
+// interp.Session, against the fp32 reference's decode steps on the same checkpoint, alternating
 // one step of each so both see the same machine load. It needs a synthetic checkpoint with the
 // real Qwen3.5-0.8B dimensions:
 //
@@ -46,7 +46,7 @@ func BenchmarkInterpDecodeVsOracle(b *testing.B) {
 				b.Fatal(err)
 			}
 			built := benchBuild(b, ck, t)
-			start, err := graph.NewSession(built.Decode, nil)
+			start, err := interp.NewSession(built.Decode, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -113,7 +113,7 @@ func BenchmarkGate(b *testing.B) {
 			}
 			built := benchBuild(b, ck, t)
 			newCand := func() (oracle.Candidate, error) {
-				s, err := graph.NewSession(built.Decode, nil)
+				s, err := interp.NewSession(built.Decode, nil)
 				if err != nil {
 					return nil, err
 				}
@@ -193,11 +193,11 @@ func BenchmarkCompanionPrefill(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		b.StopTimer()
-		withBlock, err := graph.NewSession(built.Decode, built.Prefill)
+		withBlock, err := interp.NewSession(built.Decode, built.Prefill)
 		if err != nil {
 			b.Fatal(err)
 		}
-		steps, err := graph.NewSession(built.Decode, nil)
+		steps, err := interp.NewSession(built.Decode, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

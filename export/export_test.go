@@ -19,6 +19,7 @@ import (
 	"qconv/bundle"
 	"qconv/gating"
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/golden"
@@ -79,7 +80,7 @@ func TestInt8GraphReproducesGoldens(t *testing.T) {
 		worst := 0.0
 		for _, p := range gm.Prompts {
 			v := p.Variants[c.variant]
-			s, err := graph.NewSession(built.Decode, nil)
+			s, err := interp.NewSession(built.Decode, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -554,7 +555,7 @@ func TestCompanionCheckFromGateReport(t *testing.T) {
 	}
 	opt := oracle.DefaultGateOptions()
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-		s, err := graph.NewSession(built.Decode, nil)
+		s, err := interp.NewSession(built.Decode, nil)
 		return gating.SessionCandidate(s), err
 	}, prompts, opt)
 	if err != nil {

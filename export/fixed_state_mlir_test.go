@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"qconv/graph"
+	"qconv/graph/mlir"
 	"qconv/hf"
 	"qconv/internal/testfix"
 	"qconv/recipe"
@@ -55,7 +55,7 @@ func TestPipelinedBundlesOneWritePerStateInMLIROpt(t *testing.T) {
 		}
 		t.Run(c.target+"/"+built.Name, func(t *testing.T) {
 			var bc bytes.Buffer
-			if err := graph.WriteBytecode(&bc, built.Decode, "qconv test"); err != nil {
+			if err := mlir.WriteBytecode(&bc, built.Decode, "qconv test"); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, built.Name+".mlirb")

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"qconv/bundle"
-	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/internal/kernels"
@@ -261,7 +261,7 @@ func TestGateTeacherForcedShortcutIsExact(t *testing.T) {
 		if !slices.Equal(pr.CandGen, pr.RefGen) || pr.Length > 64 {
 			continue // the shortcut applies only when the rollout followed the reference
 		}
-		s, err := graph.NewSession(b.Module, nil)
+		s, err := interp.NewSession(b.Module, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/graph/interp"
+	"qconv/graph/mlir"
 	"qconv/internal/testfix"
 	"qconv/recipe"
 )
@@ -70,10 +72,10 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				var bc, text bytes.Buffer
-				if err := graph.WriteBytecode(&bc, m, "qconv test"); err != nil {
+				if err := mlir.WriteBytecode(&bc, m, "qconv test"); err != nil {
 					t.Fatal(err)
 				}
-				if err := graph.WriteText(&text, m); err != nil {
+				if err := mlir.WriteText(&text, m); err != nil {
 					t.Fatal(err)
 				}
 				bcPath := filepath.Join(dir, name+".mlirb")
@@ -85,7 +87,7 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 					t.Fatalf("mlir-opt's generic print of the bytecode differs from qconv's text (%d vs %d bytes)", len(printed), text.Len())
 				}
 				reemitted := mlirOpt(t, "--emit-bytecode", textPath)
-				back, err := graph.ReadBytecode(reemitted)
+				back, err := mlir.ReadBytecode(reemitted)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -98,7 +100,7 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 					}
 				}
 				if i == 0 {
-					ours, err := graph.ReadBytecode(bc.Bytes())
+					ours, err := mlir.ReadBytecode(bc.Bytes())
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -112,11 +114,11 @@ func TestShippedGraphsThroughMLIROpt(t *testing.T) {
 // sameLogits steps both modules through a prompt and requires bit-identical logits.
 func sameLogits(t *testing.T, a, b *graph.Module) {
 	t.Helper()
-	sa, err := graph.NewSession(a, nil)
+	sa, err := interp.NewSession(a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := graph.NewSession(b, nil)
+	sb, err := interp.NewSession(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,10 @@ import (
 
 	"qconv/gating"
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/testfix"
+	"qconv/lower"
 	"qconv/oracle"
 	"qconv/recipe"
 )
@@ -45,7 +47,7 @@ const outlierAlpha = 64
 func residualTaps(t *testing.T, ck *hf.Checkpoint, ids []int) [][][]float32 {
 	t.Helper()
 	h := int64(ck.Config.HiddenSize)
-	m, err := graph.Lower(ck.Config, graph.LowerOptions{Contract: graph.Pipelined, Compute: graph.F32, StateDType: graph.F32, Weights: graph.DenseWeights{Checkpoint: ck, DType: graph.F32}})
+	m, err := lower.Lower(ck.Config, lower.Options{Contract: graph.Pipelined, Compute: graph.F32, StateDType: graph.F32, Weights: lower.DenseWeights{Checkpoint: ck, DType: graph.F32}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +59,11 @@ func residualTaps(t *testing.T, ck *hf.Checkpoint, ids []int) [][][]float32 {
 			n++
 		}
 	}
-	it, err := graph.NewInterpreter(m, "main")
+	it, err := interp.New(m, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := map[string]*graph.Array{}
+	states := map[string]*interp.Array{}
 	for _, a := range f.Args {
 		if a.Value.Type.Kind == graph.HandleKind {
 			shape := append([]int64(nil), a.Value.Type.Shape...)
@@ -70,14 +72,14 @@ func residualTaps(t *testing.T, ck *hf.Checkpoint, ids []int) [][][]float32 {
 					shape[i] = int64(len(ids))
 				}
 			}
-			states[a.Name] = graph.NewArray(a.Value.Type.DType, shape...)
+			states[a.Name] = interp.NewArray(a.Value.Type.DType, shape...)
 		}
 	}
 	var taps [][][]float32
 	for p, id := range ids {
-		in := map[string]*graph.Array{
+		in := map[string]*interp.Array{
 			graph.InInputIDs:    {DType: graph.SI32, Shape: []int64{1, 1}, I: []int64{int64(id)}},
-			graph.InPositionIDs: graph.NewArray(graph.SI32, 1, int64(p+1)),
+			graph.InPositionIDs: interp.NewArray(graph.SI32, 1, int64(p+1)),
 		}
 		out, err := it.Run(in, states)
 		if err != nil {
@@ -371,12 +373,12 @@ func TestOutlierCheckpointANEGate(t *testing.T) {
 			j := &job{target: tgt, recipe: r, contract: tgt.Contract}
 			lo := j.lowerOptions(newWeightSource(ck, tgt, &j.recipe))
 			lo.UnscaledF16Norm = unscaled
-			m, err := graph.Lower(ck.Config, lo)
+			m, err := lower.Lower(ck.Config, lo)
 			if err != nil {
 				t.Fatal(err)
 			}
 			rep, err := oracle.Gate(refB, func() (oracle.Candidate, error) {
-				s, err := graph.NewSession(m, nil)
+				s, err := interp.NewSession(m, nil)
 				if err != nil {
 					return nil, err
 				}

@@ -6,6 +6,7 @@ import (
 	"qconv/bundle"
 	"qconv/gating"
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
 )
@@ -13,7 +14,7 @@ import (
 // The delegate-numerics stress (docs/numerics.md): on device, fp16 matmuls in dynamic-shape
 // graphs were measured to lose about 1.3% relative accuracy, consistent with fp16 accumulation.
 // Every bundle whose graph is dynamic and multiplies in fp16 is gated a second time with the
-// interpreter accumulating those matmuls in fp16 (graph.F16Accumulate). Both verdicts and the
+// interpreter accumulating those matmuls in fp16 (interp.F16Accumulate). Both verdicts and the
 // worst prefill cosine of each are recorded; by default only the exact-emulation verdict decides.
 
 // StressMode says what the stress gate does (--gate-stress).
@@ -48,7 +49,7 @@ func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt or
 	}
 	gopt.Progress = nil
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-		s, err := graph.NewSessionNumerics(j.shipped, nil, graph.F16Accumulate)
+		s, err := interp.NewSessionNumerics(j.shipped, nil, interp.F16Accumulate)
 		if err != nil {
 			return nil, err
 		}
@@ -59,7 +60,7 @@ func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt or
 	}
 	s := gating.Summarize(rep)
 	st := &bundle.StressGate{
-		Numerics: graph.F16Accumulate.String(), Gates: mode == StressGates, Passed: s.Passed,
+		Numerics: interp.F16Accumulate.String(), Gates: mode == StressGates, Passed: s.Passed,
 		TeacherForced: s.TeacherForced, Greedy: s.Greedy, MinPrefillCosine: s.MinPrefillCosine,
 		ExactMinPrefillCosine: j.result.Gate.MinPrefillCosine, FirstFailure: s.FirstFailure,
 	}

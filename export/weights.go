@@ -11,6 +11,7 @@ import (
 	"qconv/graph"
 	"qconv/hf"
 	"qconv/internal/exitcode"
+	"qconv/lower"
 	"qconv/quant"
 	"qconv/recipe"
 )
@@ -41,7 +42,7 @@ type weightSource struct {
 	reuse func(key, sig string, size int64) ([]byte, *quant.Metrics)
 }
 
-var _ graph.WeightSource = (*weightSource)(nil)
+var _ lower.WeightSource = (*weightSource)(nil)
 
 func newWeightSource(ck *hf.Checkpoint, t *recipe.Target, r *recipe.Recipe) *weightSource {
 	return &weightSource{ck: ck, target: t, recipe: r, plans: map[string]*bundle.TensorPlan{}, weights: map[string]*graph.Weight{}, sigs: map[string]string{}}
@@ -80,7 +81,7 @@ func (s *weightSource) decide(spec hf.TensorSpec) storage {
 	return storage{dense: compute}
 }
 
-// Weight implements graph.WeightSource. A request for lm_head.weight from a tied checkpoint
+// Weight implements lower.WeightSource. A request for lm_head.weight from a tied checkpoint
 // (an int head unties it) quantizes a copy of the embedding.
 func (s *weightSource) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 	s.mu.Lock()
@@ -172,7 +173,7 @@ func join(a, b string) string {
 }
 
 func (s *weightSource) dense(t *hf.Tensor, spec hf.TensorSpec, dt graph.DType, plan *bundle.TensorPlan) (*graph.Weight, error) {
-	w, err := graph.DenseWeight(t, dt)
+	w, err := lower.DenseWeight(t, dt)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"qconv/bundle"
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/internal/kernels"
 	"qconv/oracle"
 	"qconv/recipe"
@@ -11,7 +12,7 @@ import (
 )
 
 // sessionCandidate adapts a graph session to the gate.
-type sessionCandidate struct{ s *graph.Session }
+type sessionCandidate struct{ s *interp.Session }
 
 func (c sessionCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
 
@@ -37,7 +38,7 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 			continue
 		}
 		cp := bundle.CompanionPrompt{Name: p.Name, Blocks: len(p.IDs) / recipe.PrefillTokens, FirstDivergence: -1, Passed: true}
-		b, err := graph.NewSession(dec, pre)
+		b, err := interp.NewSession(dec, pre)
 		if err != nil {
 			return nil, err
 		}
@@ -45,11 +46,11 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		if err != nil {
 			return nil, err
 		}
-		var a *graph.Session
+		var a *interp.Session
 		var la []float32
 		ids, margins := decodeOnlyRollout(decodeGate, p, tokens)
 		if ids == nil {
-			if a, err = graph.NewSession(dec, nil); err != nil {
+			if a, err = interp.NewSession(dec, nil); err != nil {
 				return nil, err
 			}
 			if la, err = a.Prefill(p.IDs); err != nil {
@@ -167,4 +168,4 @@ func MaxDiff(a, b []float32) float64 {
 }
 
 // SessionCandidate is a graph session as the gate's candidate.
-func SessionCandidate(s *graph.Session) oracle.Candidate { return sessionCandidate{s} }
+func SessionCandidate(s *interp.Session) oracle.Candidate { return sessionCandidate{s} }

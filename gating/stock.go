@@ -7,6 +7,7 @@ import (
 
 	"qconv/bundle"
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/internal/kernels"
 	"qconv/oracle"
 )
@@ -17,7 +18,7 @@ import (
 // token in one call, the last through @main), and through @main in one call.
 
 // stockCandidate adapts a stock session to the gate: one token per @main call.
-type stockCandidate struct{ s *graph.StockSession }
+type stockCandidate struct{ s *interp.StockSession }
 
 func (c stockCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
 func (c stockCandidate) Fork() (oracle.Candidate, error) {
@@ -31,7 +32,7 @@ func (c stockCandidate) Fork() (oracle.Candidate, error) {
 // GateStock gates a stock-contract module: the gate report of @main, and the entrypoint check.
 func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts []oracle.GatePrompt, opt oracle.GateOptions) (*oracle.GateReport, *bundle.CompanionCheck, error) {
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-		s, err := graph.NewStockSession(m)
+		s, err := interp.NewStockSession(m)
 		if err != nil {
 			return nil, err
 		}
@@ -71,7 +72,7 @@ func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens 
 			from = "the gate of @main (same bytes, same prompt)"
 		}
 		for _, mode := range []string{"@prefill then @main", "@main, whole prompt"} {
-			s, err := graph.NewStockSession(m)
+			s, err := interp.NewStockSession(m)
 			if err != nil {
 				return nil, err
 			}
@@ -119,7 +120,7 @@ func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens 
 
 // stockStepRollout decodes prompt then tokens greedy ids one token per @main call, with margins.
 func stockStepRollout(m *graph.Module, prompt []int, tokens int) ([]int, []float64, error) {
-	s, err := graph.NewStockSession(m)
+	s, err := interp.NewStockSession(m)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"qconv/bundle"
 	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/exitcode"
 	"qconv/oracle"
@@ -32,7 +33,7 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 	if b.Metadata.QConv != nil && b.Metadata.QConv.Contract != graph.Pipelined {
 		prompts = FitPrompts(prompts, graph.HostDecode, b.Metadata.Language.MaxContextLength, opt.Tokens)
 	}
-	if graph.IsStock(b.Module) {
+	if interp.IsStock(b.Module) {
 		// Apple's contract, whoever wrote the bundle: the metadata is not consulted (stock.go).
 		return GateStock(context.Background(), b.Module, ref, prompts, opt)
 	}
@@ -41,7 +42,7 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 		dec = b.Companion
 	}
 	rep, err := oracle.Gate(ref, func() (oracle.Candidate, error) {
-		s, err := graph.NewSession(dec.Module, nil)
+		s, err := interp.NewSession(dec.Module, nil)
 		if err != nil {
 			return nil, err
 		}

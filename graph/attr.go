@@ -8,8 +8,9 @@ import (
 	"github.com/x448/float16"
 )
 
-// Attr is an attribute value.
-type Attr interface{ isAttr() }
+// Attr is an attribute value. IsAttr only marks the kinds: the ones here, and the ones a writer
+// adds for what it prints (graph/mlir's type, array, dictionary, unit and opaque attributes).
+type Attr interface{ IsAttr() }
 
 // DenseAttr is an inline dense<...> elements attribute: small constants such as axes, shapes,
 // permutations and splat scalars. Data holds the elements little-endian, sub-byte types packed
@@ -31,17 +32,17 @@ type SymbolRefAttr struct{ Name string }
 // StringAttr is a string.
 type StringAttr struct{ S string }
 
-func (DenseAttr) isAttr()     {}
-func (ResourceAttr) isAttr()  {}
-func (SymbolRefAttr) isAttr() {}
-func (StringAttr) isAttr()    {}
+func (DenseAttr) IsAttr()     {}
+func (ResourceAttr) IsAttr()  {}
+func (SymbolRefAttr) IsAttr() {}
+func (StringAttr) IsAttr()    {}
 
 // Splat reports whether the attribute stores a single element for a bigger shape.
 // Sub-byte tensors whose full data fits in one byte (up to 8 i1, 2 si4) are never splats.
 func (d DenseAttr) Splat() bool {
 	n := d.Type.NumElements()
-	one := bytesFor(d.Type.DType, 1)
-	return n != 1 && len(d.Data) == one && int64(bytesFor(d.Type.DType, int(n))) != int64(one)
+	one := BytesFor(d.Type.DType, 1)
+	return n != 1 && len(d.Data) == one && int64(BytesFor(d.Type.DType, int(n))) != int64(one)
 }
 
 // Len is the number of stored elements (1 for a splat).
@@ -57,7 +58,7 @@ func (d DenseAttr) Int(i int) int64 {
 	if d.Splat() {
 		i = 0
 	}
-	return elemInt(d.Type.DType, d.Data, i)
+	return ElemInt(d.Type.DType, d.Data, i)
 }
 
 // Float returns stored element i as a float64.
@@ -78,12 +79,12 @@ func (d DenseAttr) Ints() []int64 {
 	return out
 }
 
-// bytesFor is the storage size of n packed elements.
-func bytesFor(dt DType, n int) int {
+// BytesFor is the storage size of n packed elements.
+func BytesFor(dt DType, n int) int {
 	return (n*dt.Bits() + 7) / 8
 }
 
-func elemInt(dt DType, b []byte, i int) int64 {
+func ElemInt(dt DType, b []byte, i int) int64 {
 	switch dt {
 	case SI32:
 		return int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
@@ -114,7 +115,7 @@ func elemFloat(dt DType, b []byte, i int) float64 {
 	case F16:
 		return float64(float16.Frombits(binary.LittleEndian.Uint16(b[2*i:])).Float32())
 	}
-	return float64(elemInt(dt, b, i))
+	return float64(ElemInt(dt, b, i))
 }
 
 // nibble is element i of a 4-bit packed buffer: low nibble first.
@@ -133,18 +134,18 @@ func DenseInts(dt DType, shape []int64, vals []int64) DenseAttr {
 	if len(vals) != n && len(vals) != 1 {
 		panic(fmt.Sprintf("graph: %d values for %s", len(vals), t))
 	}
-	if len(vals) == n && n > 1 && allEqual(vals) && bytesFor(dt, n) > bytesFor(dt, 1) {
+	if len(vals) == n && n > 1 && allEqual(vals) && BytesFor(dt, n) > BytesFor(dt, 1) {
 		vals = vals[:1]
 	}
-	if len(vals) == 1 && n > 1 && bytesFor(dt, n) == bytesFor(dt, 1) { // too small to be a splat
+	if len(vals) == 1 && n > 1 && BytesFor(dt, n) == BytesFor(dt, 1) { // too small to be a splat
 		vals = append(make([]int64, 0, n), vals[0])
 		for len(vals) < n {
 			vals = append(vals, vals[0])
 		}
 	}
-	data := make([]byte, bytesFor(dt, len(vals)))
+	data := make([]byte, BytesFor(dt, len(vals)))
 	for i, v := range vals {
-		putInt(dt, data, i, v)
+		PutInt(dt, data, i, v)
 	}
 	return DenseAttr{Type: t, Data: data}
 }
@@ -165,7 +166,7 @@ func DenseFloats(dt DType, shape []int64, vals []float64) DenseAttr {
 			vals = vals[:1]
 		}
 	}
-	data := make([]byte, bytesFor(dt, len(vals)))
+	data := make([]byte, BytesFor(dt, len(vals)))
 	for i, v := range vals {
 		switch dt {
 		case F32:
@@ -188,7 +189,7 @@ func allEqual(v []int64) bool {
 	return true
 }
 
-func putInt(dt DType, b []byte, i int, v int64) {
+func PutInt(dt DType, b []byte, i int, v int64) {
 	switch dt {
 	case SI32, UI32:
 		binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
@@ -211,7 +212,7 @@ func putInt(dt DType, b []byte, i int, v int64) {
 	case F16:
 		binary.LittleEndian.PutUint16(b[2*i:], float16.Fromfloat32(float32(v)).Bits())
 	default:
-		panic(fmt.Sprintf("graph: putInt %s", dt))
+		panic(fmt.Sprintf("graph: PutInt %s", dt))
 	}
 }
 

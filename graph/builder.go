@@ -29,7 +29,7 @@ func (b *Builder) fail(err error) {
 	}
 }
 
-func (b *Builder) placeholder(t Type) *Value { return &Value{Type: t} }
+func (b *Builder) Placeholder(t Type) *Value { return &Value{Type: t} }
 
 // Op appends an op whose single result type is inferred.
 func (b *Builder) Op(name string, operands ...*Value) *Value {
@@ -45,12 +45,12 @@ func (b *Builder) OpAttrs(name string, attrs map[string]Attr, operands ...*Value
 func (b *Builder) OpN(name string, attrs map[string]Attr, operands ...*Value) []*Value {
 	op := &Op{Name: name, Operands: operands, Attrs: attrs}
 	if b.err != nil {
-		return []*Value{b.placeholder(Type{}), b.placeholder(Type{})}
+		return []*Value{b.Placeholder(Type{}), b.Placeholder(Type{})}
 	}
 	ts, err := InferTypes(op, b.M)
 	if err != nil {
 		b.fail(fmt.Errorf("building @%s: %w", b.F.Name, err))
-		return []*Value{b.placeholder(Type{}), b.placeholder(Type{})}
+		return []*Value{b.Placeholder(Type{}), b.Placeholder(Type{})}
 	}
 	for _, t := range ts {
 		op.Results = append(op.Results, &Value{Type: t})
@@ -64,7 +64,7 @@ func (b *Builder) OpN(name string, attrs map[string]Attr, operands ...*Value) []
 func (b *Builder) Typed(name string, t Type, operands ...*Value) *Value {
 	op := &Op{Name: name, Operands: operands, Results: []*Value{{Type: t}}}
 	if b.err != nil {
-		return b.placeholder(t)
+		return b.Placeholder(t)
 	}
 	ts, err := InferTypes(op, b.M)
 	if err == nil && !ts[0].Compatible(t) {
@@ -72,7 +72,7 @@ func (b *Builder) Typed(name string, t Type, operands ...*Value) *Value {
 	}
 	if err != nil {
 		b.fail(fmt.Errorf("building @%s: %w", b.F.Name, err))
-		return b.placeholder(t)
+		return b.Placeholder(t)
 	}
 	b.F.Append(op)
 	return op.Results[0]
@@ -121,7 +121,7 @@ func (b *Builder) SplatInt(dt DType, v int64, shape ...int64) *Value {
 func (b *Builder) Resource(t Type, r *Resource) *Value {
 	if r == nil {
 		b.fail(fmt.Errorf("building @%s: nil resource for %s", b.F.Name, t))
-		return b.placeholder(t)
+		return b.Placeholder(t)
 	}
 	return b.OpAttrs(OpConstant, map[string]Attr{"value": ResourceAttr{Type: t, Res: r}})
 }

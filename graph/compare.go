@@ -3,6 +3,8 @@ package graph
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // EqualModules compares two modules structurally and returns the first difference, or nil when
@@ -106,14 +108,14 @@ func equalFuncs(f, g *Func) error {
 			}
 		}
 		if len(x.Attrs) != len(y.Attrs) {
-			return where("op %d (%s): attributes %v vs %v", i, x.Name, sortedKeys(x.Attrs), sortedKeys(y.Attrs))
+			return where("op %d (%s): attributes %v vs %v", i, x.Name, slices.Sorted(maps.Keys(x.Attrs)), slices.Sorted(maps.Keys(y.Attrs)))
 		}
 		for key, av := range x.Attrs {
 			bv, ok := y.Attrs[key]
 			if !ok {
 				return where("op %d (%s): attribute %s missing from the second", i, x.Name, key)
 			}
-			if err := equalAttrs(av, bv); err != nil {
+			if err := EqualAttrs(av, bv); err != nil {
 				return where("op %d (%s): attribute %s: %v", i, x.Name, key, err)
 			}
 		}
@@ -127,7 +129,8 @@ func equalFuncs(f, g *Func) error {
 	return nil
 }
 
-func equalAttrs(a, b Attr) error {
+// EqualAttrs compares two attribute values as EqualModules does and returns the first difference.
+func EqualAttrs(a, b Attr) error {
 	switch x := a.(type) {
 	case DenseAttr:
 		y, ok := b.(DenseAttr)
@@ -137,13 +140,13 @@ func equalAttrs(a, b Attr) error {
 		if !x.Type.Equal(y.Type) {
 			return fmt.Errorf("dense %s vs %s", x.Type, y.Type)
 		}
-		if err := checkDense(x); err != nil {
+		if err := CheckDense(x); err != nil {
 			return err
 		}
-		if err := checkDense(y); err != nil {
+		if err := CheckDense(y); err != nil {
 			return err
 		}
-		ex, ey := denseElements(x), denseElements(y)
+		ex, ey := DenseElements(x), DenseElements(y)
 		if len(ex) != len(ey) {
 			return fmt.Errorf("dense %s: %d distinct-or-splat elements vs %d", x.Type, len(ex), len(ey))
 		}

@@ -10,7 +10,7 @@ import "fmt"
 // each layer's new slice and writes the whole state once: the per-layer reads stay narrow slices of
 // the one read, and the write is a concat of the layers' new slices along the layer axis.
 //
-// fuseLayerSlices is that concat. Any lowering with per-layer slices of a fixed-shape state (the
+// FuseLayerSlices is that concat. Any lowering with per-layer slices of a fixed-shape state (the
 // pipelined contract's convState and recState, the host-cache contracts' conv_cur and rec_cur, a
 // future contract's) builds its one write value with it; the verifier rejects the chained form
 // under RuleFixedStateWrite.
@@ -18,9 +18,9 @@ import "fmt"
 // LayerAxis is the axis of a layered state ([layers, ...]) that per-layer slices are stacked on.
 const LayerAxis = 0
 
-// fuseLayerSlices stacks per-layer new slices (each [1, ...], in layer order) into the full state
+// FuseLayerSlices stacks per-layer new slices (each [1, ...], in layer order) into the full state
 // [len(parts), ...]. It returns fallback (the state as read) when no layer updates the state.
-func fuseLayerSlices(b *Builder, parts []*Value, fallback *Value) *Value {
+func FuseLayerSlices(b *Builder, parts []*Value, fallback *Value) *Value {
 	switch len(parts) {
 	case 0:
 		return fallback

@@ -1,6 +1,9 @@
-// Package graph holds qconv's graph IR (functions of coreai ops over typed tensors, with states and
-// weight resources), the lowering of Qwen3.5 onto it for each Core AI target, the verifier that
-// enforces the device constraints, a CPU interpreter, and MLIR text and bytecode writing/reading.
+// Package graph holds qconv's graph IR: functions of coreai ops over typed tensors, with states and
+// weight resources, built with a Builder, compared with EqualModules, checked by the verifier that
+// enforces the device constraints, and the engine contracts (I/O names and shapes) a lowered module
+// implements. Its neighbours, as go/parser, go/printer and go/types are go/ast's: qconv/lower
+// builds a module from a Qwen3.5 checkpoint, graph/interp runs one on the CPU, and graph/mlir writes
+// it as MLIR text and bytecode and reads the bytecode back.
 //
 // The IR mirrors the MLIR that ships one to one: an op is a coreai op with its operands in the
 // printed order, every value has an explicit type, constants carry their value attribute, and a
@@ -41,11 +44,11 @@ var dtypeInfo = [...]struct {
 	UI4: {"ui4", 4, false}, I1: {"i1", 1, false},
 }
 
-func (d DType) valid() bool { return d > 0 && int(d) < len(dtypeInfo) }
+func (d DType) Valid() bool { return d > 0 && int(d) < len(dtypeInfo) }
 
 // String is the MLIR spelling (f16, si8, ui4, ...).
 func (d DType) String() string {
-	if !d.valid() {
+	if !d.Valid() {
 		return fmt.Sprintf("dtype(%d)", uint8(d))
 	}
 	return dtypeInfo[d].name
@@ -55,11 +58,11 @@ func (d DType) String() string {
 func (d DType) Bits() int { return dtypeInfo[d].bits }
 
 // IsFloat reports f16 and f32.
-func (d DType) IsFloat() bool { return d.valid() && dtypeInfo[d].float }
+func (d DType) IsFloat() bool { return d.Valid() && dtypeInfo[d].float }
 
 // ParseDType reads an MLIR element type spelling.
 func ParseDType(s string) (DType, bool) {
-	for d := F32; d.valid(); d++ {
+	for d := F32; d.Valid(); d++ {
 		if dtypeInfo[d].name == s {
 			return d, true
 		}

@@ -150,8 +150,8 @@ func matmul(c *inferCtx) ([]Type, error) {
 	return []Type{Tensor(a.DType, append(batch, a.Shape[a.Rank()-2], b.Shape[b.Rank()-1])...)}, nil
 }
 
-// normAxis maps a possibly negative axis into [0, rank).
-func normAxis(ax int64, rank int) (int, error) {
+// NormAxis maps a possibly negative axis into [0, rank).
+func NormAxis(ax int64, rank int) (int, error) {
 	if ax < 0 {
 		ax += int64(rank)
 	}
@@ -225,7 +225,7 @@ func expandDims(c *inferCtx) ([]Type, error) {
 	rank := x.Rank() + len(axes)
 	ins := map[int]bool{}
 	for _, a := range axes {
-		ax, err := normAxis(a, rank)
+		ax, err := NormAxis(a, rank)
 		if err != nil {
 			return nil, err
 		}
@@ -252,7 +252,7 @@ func shrinkDims(c *inferCtx) ([]Type, error) {
 	}
 	drop := map[int]bool{}
 	for _, a := range axes {
-		ax, err := normAxis(a, x.Rank())
+		ax, err := NormAxis(a, x.Rank())
 		if err != nil {
 			return nil, err
 		}
@@ -279,7 +279,7 @@ func concat(c *inferCtx) ([]Type, error) {
 		return nil, err
 	}
 	first := c.t(1)
-	ax, err := normAxis(axv[0], first.Rank())
+	ax, err := NormAxis(axv[0], first.Rank())
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ func axisOp(c *inferCtx) (int, error) {
 	if c.t(1).Rank() != 0 || c.t(1).DType != SI32 {
 		return 0, fmt.Errorf("axis operand %s must be a si32 scalar", c.t(1))
 	}
-	return normAxis(v[0], c.t(0).Rank())
+	return NormAxis(v[0], c.t(0).Rank())
 }
 
 func softmax(c *inferCtx) ([]Type, error) {
@@ -390,7 +390,7 @@ func reduce(c *inferCtx) ([]Type, error) {
 	}
 	out := append([]int64{}, x.Shape...)
 	for _, a := range axes {
-		ax, err := normAxis(a, x.Rank())
+		ax, err := NormAxis(a, x.Rank())
 		if err != nil {
 			return nil, err
 		}
@@ -476,7 +476,7 @@ func writeHandle(c *inferCtx) ([]Type, error) {
 func constant(c *inferCtx) ([]Type, error) {
 	switch a := c.op.Attrs["value"].(type) {
 	case DenseAttr:
-		if n := a.Type.NumElements(); n < 0 || (a.Len() != int(n) && !a.Splat()) || len(a.Data) != bytesFor(a.Type.DType, a.Len()) {
+		if n := a.Type.NumElements(); n < 0 || (a.Len() != int(n) && !a.Splat()) || len(a.Data) != BytesFor(a.Type.DType, a.Len()) {
 			return nil, fmt.Errorf("dense value of %d bytes does not fit %s", len(a.Data), a.Type)
 		}
 		return []Type{a.Type}, nil
@@ -484,7 +484,7 @@ func constant(c *inferCtx) ([]Type, error) {
 		if a.Res == nil {
 			return nil, fmt.Errorf("dense_resource without a blob")
 		}
-		if want := int64(bytesFor(a.Type.DType, int(a.Type.NumElements()))); a.Res.Size != want {
+		if want := int64(BytesFor(a.Type.DType, int(a.Type.NumElements()))); a.Res.Size != want {
 			return nil, fmt.Errorf("resource %s holds %d bytes, %s needs %d", a.Res.Key, a.Res.Size, a.Type, want)
 		}
 		return []Type{a.Type}, nil

@@ -8,7 +8,7 @@ import "fmt"
 
 // MarshalText writes the MLIR spelling (f16, f32, ...).
 func (d DType) MarshalText() ([]byte, error) {
-	if !d.valid() {
+	if !d.Valid() {
 		return nil, fmt.Errorf("dtype(%d) has no spelling", uint8(d))
 	}
 	return []byte(d.String()), nil

@@ -12,7 +12,7 @@ import (
 
 	"qconv/bundle"
 	"qconv/export"
-	"qconv/graph"
+	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/hf/tokenizer"
 	"qconv/internal/exitcode"
@@ -72,7 +72,7 @@ type runFlags struct {
 type graphDecoder struct {
 	name       string
 	vocab      int
-	newSession func() (*graph.Session, error)
+	newSession func() (*interp.Session, error)
 }
 
 func (d graphDecoder) engine() string { return d.name }
@@ -219,7 +219,7 @@ func runRun(cmd *cobra.Command, ref string, f runFlags) error {
 			return err
 		}
 		dec = graphDecoder{name: fmt.Sprintf("%s graph %s (%s)", t.Name, built.Name, built.Recipe.Compute), vocab: ck.Config.VocabSize,
-			newSession: func() (*graph.Session, error) { return graph.NewSession(built.Decode, built.Prefill) }}
+			newSession: func() (*interp.Session, error) { return interp.NewSession(built.Decode, built.Prefill) }}
 	default:
 		m, err := oracle.New(ck, oracle.Options{})
 		if err != nil {

@@ -1,0 +1,195 @@
+package interp
+
+import (
+	"fmt"
+
+	"qconv/graph"
+	"qconv/internal/kernels"
+)
+
+// Numerics selects how the interpreter models the device's arithmetic.
+//
+// Exact (the default) emulates fp16 as the graph states it: every op computes in float32 and
+// rounds its result to fp16 once, so a matmul accumulates in float32. F16Accumulate is a stress
+// mode for graphs with dynamic shapes: on device, fp16 matmuls of a dynamic-shape graph were
+// measured to lose about 1.3% relative accuracy, consistent with fp16 accumulation; in this mode
+// every fp16 matmul accumulates in fp16 (the running sum is rounded to fp16 after every term). fp32 matmuls and static graphs are not affected
+// (docs/numerics.md).
+type Numerics uint8
+
+const (
+	Exact Numerics = iota
+	F16Accumulate
+)
+
+func (n Numerics) String() string {
+	switch n {
+	case Exact:
+		return "exact"
+	case F16Accumulate:
+		return "fp16-accumulate"
+	}
+	return fmt.Sprintf("Numerics(%d)", uint8(n))
+}
+
+// NewNumerics plans fn of m under numerics n. F16Accumulate applies only when m is
+// dynamic; on a static graph it is Exact.
+func NewNumerics(m *graph.Module, fn string, n Numerics) (*Interpreter, error) {
+	return newInterpreter(m, fn, interpOptions{f16Acc: n == F16Accumulate && m.Dynamic()})
+}
+
+// markF16Accumulate routes every fp16 matmul step (fused weight products included) through the
+// fp16-accumulating kernels.
+func markF16Accumulate(steps []*interpStep) {
+	for _, st := range steps {
+		if st.op.Name != graph.OpMatmul || st.op.Results[0].Type.DType != graph.F16 {
+			continue
+		}
+		if st.w != nil {
+			st.exec = execFusedMatmulF16Acc
+		} else {
+			st.exec = execMatmulF16Acc
+		}
+	}
+}
+
+// f16AccBlock is how many weight rows execFusedMatmulF16Acc dequantizes and transposes at once.
+const f16AccBlock = 256
+
+// accumulateF16 sets acc[:B] = Σ_k x[k]·bt[k*B:(k+1)*B], rounding the running sum to fp16 after
+// every term.
+func accumulateF16(acc, x, bt []float32, B int) {
+	clear(acc)
+	for k, xv := range x {
+		kernels.Axpy(acc, xv, bt[k*B:(k+1)*B])
+		kernels.RoundF16(acc)
+	}
+}
+
+// f16AccCacheFloats bounds the dequantized, transposed weights one interpreter keeps for the
+// fp16-accumulate mode (256 MB): small models run from the cache, larger weights beyond it are
+// dequantized block by block at every call instead.
+const f16AccCacheFloats = 1 << 26
+
+// f16AccCache holds weights as [cols, rows] float32 (columns contiguous), for the axpy form.
+type f16AccCache struct {
+	t    map[*fusedWeight][]float32
+	used int
+}
+
+// transposed returns w transposed and dequantized, or nil when it does not fit the budget.
+func (c *f16AccCache) transposed(w *fusedWeight) []float32 {
+	if t, ok := c.t[w]; ok {
+		return t
+	}
+	n := w.rows * w.cols
+	if c.used+n > f16AccCacheFloats {
+		return nil
+	}
+	if c.t == nil {
+		c.t = map[*fusedWeight][]float32{}
+	}
+	t := make([]float32, n)
+	row := make([]float32, w.cols)
+	for j := 0; j < w.rows; j++ {
+		w.m.Row(j, row)
+		for k, v := range row {
+			t[k*w.rows+j] = v
+		}
+	}
+	c.t[w], c.used = t, c.used+n
+	return t
+}
+
+// execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator. The weight comes from the
+// interpreter's cache of transposed weights, or, past its budget, is dequantized and transposed
+// f16AccBlock rows at a time.
+func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
+	x, w := fr.vals[st.in[0]], st.w
+	r := len(x.Shape)
+	if r < 2 || int(x.Shape[r-1]) != w.cols || x.DType != w.dtype {
+		return st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
+	}
+	var sbuf [interpMaxRank]int64
+	shape := append(sbuf[:0], x.Shape...)
+	shape[r-1] = int64(w.rows)
+	out := fr.alloc(st.out[0], x.DType, shape)
+	K, N := w.cols, w.rows
+	n := len(x.F) / K
+	if fr.it != nil {
+		if t := fr.it.acc.transposed(w); t != nil {
+			for v := 0; v < n; v++ {
+				accumulateF16(out.F[v*N:(v+1)*N], x.F[v*K:(v+1)*K], t, N)
+			}
+			return nil
+		}
+	}
+	buf := fr.scratchF(2*f16AccBlock*K + f16AccBlock)
+	rows, bt, acc := buf[:f16AccBlock*K], buf[f16AccBlock*K:2*f16AccBlock*K], buf[2*f16AccBlock*K:]
+	for j0 := 0; j0 < N; j0 += f16AccBlock {
+		B := min(f16AccBlock, N-j0)
+		for j := 0; j < B; j++ {
+			w.m.Row(j0+j, rows[j*K:(j+1)*K])
+		}
+		for k := 0; k < K; k++ {
+			for j := 0; j < B; j++ {
+				bt[k*B+j] = rows[j*K+k]
+			}
+		}
+		for v := 0; v < n; v++ {
+			accumulateF16(acc[:B], x.F[v*K:(v+1)*K], bt[:K*B], B)
+			copy(out.F[v*N+j0:v*N+j0+B], acc[:B])
+		}
+	}
+	return nil
+}
+
+// execMatmulF16Acc is execMatmul with an fp16 accumulator: acc = fp16(acc + a·b) per term (the
+// product and sum in float32, then rounded to fp16).
+func execMatmulF16Acc(fr *interpFrame, st *interpStep) error {
+	a, b := fr.vals[st.in[0]], fr.vals[st.in[1]]
+	if a.DType != graph.F16 || b.DType != graph.F16 {
+		return st.errorf("operands %s and %s: the fp16-accumulate mode runs fp16 matmuls only", a, b)
+	}
+	ra, rb := len(a.Shape), len(b.Shape)
+	if ra < 2 || rb < 2 {
+		return st.errorf("operands %s and %s: rank < 2", a, b)
+	}
+	M, K := int(a.Shape[ra-2]), int(a.Shape[ra-1])
+	K2, N := int(b.Shape[rb-2]), int(b.Shape[rb-1])
+	if st.transB {
+		N, K2 = K2, N // b holds [..., N, K]
+	}
+	if K != K2 {
+		return st.errorf("contraction dims differ: %s x %s", a, b)
+	}
+	bc := makeBcast(a.Shape[:ra-2], b.Shape[:rb-2])
+	if bc.incompat || bc.rankTooBig || bc.outRank+2 > interpMaxRank {
+		return st.errorf("batch dims of %s and %s do not broadcast", a, b)
+	}
+	shape := append(bc.outShape[:bc.outRank:bc.outRank], int64(M), int64(N))
+	out := fr.alloc(st.out[0], graph.F16, shape)
+	dst, af, bf := out.F, a.F, b.F
+	mk, kn, mn := M*K, K*N, M*N
+	var bt []float32
+	if st.transB {
+		bt = fr.scratchF(kn)
+	}
+	bc.each(func(o, ao, bo, n, sa, sb int) {
+		for i := 0; i < n; i++ {
+			d, x, y := dst[(o+i)*mn:(o+i+1)*mn], af[(ao+i*sa)*mk:(ao+i*sa+1)*mk], bf[(bo+i*sb)*kn:(bo+i*sb+1)*kn]
+			if st.transB {
+				for c := 0; c < N; c++ {
+					for k := 0; k < K; k++ {
+						bt[k*N+c] = y[c*K+k]
+					}
+				}
+				y = bt
+			}
+			for r := 0; r < M; r++ {
+				accumulateF16(d[r*N:(r+1)*N], x[r*K:(r+1)*K], y, N)
+			}
+		}
+	})
+	return nil
+}
