@@ -244,6 +244,7 @@ func badModes(t *testing.T, root string) []string {
 // file and tensor (4, regenerated), after which the next run is clean again, and the card names
 // no local path.
 func TestReadmeCIRecipe(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	block := readmeCIBlock(t)
 	cache, snap := hfCache(t)
 	tmp := t.TempDir()
@@ -345,6 +346,7 @@ func TestReadmeCIRecipe(t *testing.T) {
 // trailing slash, through a symlink or as an identical copy elsewhere, on another day, finds no
 // drift; a byte changed inside a published main.mlirb is drift naming its tensor.
 func TestCheckPathSpellings(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	work := t.TempDir()
 	copyDir(t, trained, filepath.Join(work, "tinyqwen35-code"))
 	r := cli(t, work, nil, "export", "--head-sym", "--target", "gpu-pipelined", "tinyqwen35-code", "-o", "out")
@@ -380,6 +382,7 @@ func TestCheckPathSpellings(t *testing.T) {
 // A bundle left from an earlier recipe is stale: --check exits 4 naming it unless
 // --ignore-stale, and card warns.
 func TestCheckStaleBundles(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	out := t.TempDir()
 	for _, args := range [][]string{{"--no-gate"}, {"--head-sym"}} {
 		if r := cli(t, "", nil, append([]string{"export", "--target", "gpu-pipelined", trained, "-o", out}, args...)...); r.code != 0 {
@@ -423,6 +426,7 @@ func entries(dir string) []string {
 
 // A full disk is the environment's refusal: exit 2 naming the path, nothing left behind.
 func TestExportDiskFull(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	full := mountTmpfs(t, "size=1m")
 	r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", filepath.Join(full, "out"))
 	if r.code != 2 || !strings.Contains(r.stderr, full) || !strings.Contains(r.stderr, "no space left on device") {
@@ -472,6 +476,7 @@ func readOnlyTree(t *testing.T) string {
 // A read-only output directory is the environment's refusal (exit 2 naming the path, the
 // existing bundle untouched), and --check needs no write access to the tree.
 func TestExportReadOnlyOutput(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	ro := readOnlyTree(t)
 	before := treeHash(t, ro)
 	if r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", ro, "--check"); r.code != 0 {
@@ -492,6 +497,7 @@ func TestExportReadOnlyOutput(t *testing.T) {
 
 // Exit codes and streams CI can rely on.
 func TestExitCodesAndStreams(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	cases := []struct {
 		args     []string
 		code     int
@@ -541,6 +547,7 @@ func TestExitCodesAndStreams(t *testing.T) {
 // Without CI set, stderr redirected to a file still gets one line per phase, no bars; with
 // TERM=dumb too.
 func TestProgressLinesOffTerminal(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	for _, term := range []string{"xterm-256color", "dumb"} {
 		var env []string
 		for _, kv := range ciEnv() {
@@ -566,6 +573,7 @@ func TestProgressLinesOffTerminal(t *testing.T) {
 
 // SIGTERM, like SIGINT, cleans up and exits with the shell's 128+signal code.
 func TestSIGTERMExit143(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	out := t.TempDir()
 	prompts := filepath.Join(t.TempDir(), "long.jsonl")
 	var lines bytes.Buffer
@@ -596,6 +604,7 @@ func TestSIGTERMExit143(t *testing.T) {
 // says "not gated"; weaker thresholds are recorded and shown as a WEAKENED gate, and verify and
 // card --reference re-run the gate under them and agree.
 func TestGateRecord(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	out := t.TempDir()
 	if r := cli(t, "", nil, "export", "--no-gate", "--target", "gpu-pipelined", trained, "-o", out); r.code != 0 || !strings.Contains(r.stderr, "not gated") {
 		t.Fatalf("export --no-gate: exit %d\n%s", r.code, r.stderr)
@@ -669,6 +678,7 @@ func TestGateRecord(t *testing.T) {
 // reference that is not the bundle's checkpoint is named before any gate result; paths to the
 // .aimodel asset get a pointer to the bundle directory.
 func TestTrustTheBytes(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	out := t.TempDir()
 	if r := cli(t, "", nil, "export", "--head-sym", "--target", "gpu-pipelined", trained, "-o", out); r.code != 0 {
 		t.Fatalf("export: exit %d\n%s", r.code, r.stderr)
@@ -713,6 +723,7 @@ func TestTrustTheBytes(t *testing.T) {
 // The same bad input gives the same message every run (a truncated file names the first tensor
 // by offset); --dry-run labels its size an estimate.
 func TestDeterministicErrors(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	ck := filepath.Join(t.TempDir(), "tinyqwen35-code")
 	copyDir(t, trained, ck)
 	st := filepath.Join(ck, "model.safetensors")

@@ -173,6 +173,7 @@ func TestExportExitCodes(t *testing.T) {
 
 // A SIGINT during the export leaves the previous bundle byte-identical and nothing staged.
 func TestSIGINTKeepsPreviousBundle(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	bin := qconvBin
 	out := t.TempDir()
 	env := append(os.Environ(), "SOURCE_DATE_EPOCH=1767225600")

@@ -45,16 +45,6 @@ func cloneRepo(t *testing.T) string {
 	return dir
 }
 
-// buildBinary builds the qconv under test.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "qconv")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // qconvIn runs the binary in dir as CI would: CI=true, no SOURCE_DATE_EPOCH, stderr a pipe.
 func qconvIn(t *testing.T, bin, dir string, args ...string) (int, string, string) {
 	t.Helper()
@@ -159,9 +149,10 @@ func sameTrees(t *testing.T, a, b string) {
 // run one by one into separate directories and merged, equal the single run byte for byte; and
 // one changed weight byte is exit 4 naming the bundle.
 func TestReleaseExampleFromFreshClone(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
-	bin := buildBinary(t)
+	bin := qconvBin
 	a, b := cloneRepo(t), cloneRepo(t)
 	out := filepath.Join(a, "out")
 
