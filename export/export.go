@@ -224,6 +224,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if ref, err = oracle.New(ck, oracle.Options{}); err != nil {
 			return nil, fmt.Errorf("building the fp32 reference: %w", err)
 		}
+		if len(jobs) > 1 {
+			ref.ShareTrajectories() // one reference pass per prompt for all bundles
+		}
 		prompts = opt.GatePrompts
 		if prompts == nil {
 			if prompts, err = DefaultPrompts(ck); err != nil {
