@@ -2,6 +2,7 @@ package oracle
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,3 +126,67 @@ func (m *Model) sharedTrajectory(ids []int, n int, prefilled chan<- [][]float32)
 
 // errWeakStop stops the candidate once the reference has shown the prompts too weak.
 var errWeakStop = errors.New("gate prompts too weak: candidate stopped")
+
+// Prepared is a reference pass over a prompt set started ahead of the gates (Prepare).
+type Prepared struct {
+	rr   *refRun
+	done chan struct{}
+	err  error
+}
+
+// Prepare shares m's trajectories (ShareTrajectories) and runs the reference over prompts on
+// its own goroutine, so that later gates on the same prompts (or any subset) find every
+// trajectory computed and the candidate runs alone. A caller starts it before work that does
+// not need the reference (quantizing and writing bundles) and calls Wait before the first gate.
+func (m *Model) Prepare(prompts []GatePrompt, opt GateOptions) *Prepared {
+	m.ShareTrajectories()
+	p := &Prepared{done: make(chan struct{})}
+	for _, pr := range prompts {
+		if err := m.CheckIDs(pr.IDs); err != nil || len(pr.IDs) == 0 {
+			close(p.done) // Gate reports the bad prompt itself
+			return p
+		}
+	}
+	p.rr = m.startReference(prompts, opt)
+	go func() {
+		defer close(p.done)
+		for i, f := range p.rr.futs {
+			<-f.done
+			if f.err != nil {
+				p.err = fmt.Errorf("gate: prompt %s: reference: %w", prompts[i].Name, f.err)
+				return
+			}
+			f.tr = nil // held by the shared trajectories
+		}
+		if p.rr.weak.Load() {
+			p.err = &WeakPromptsError{Confident: p.rr.confident, Min: opt.MinConfident, Report: &GateReport{Options: opt}}
+		}
+	}()
+	return p
+}
+
+// Err is the pass's error if it has finished with one (the prompts too weak, a reference
+// failure), without waiting; nil while it runs.
+func (p *Prepared) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Wait waits for the pass and returns its error: a *WeakPromptsError when the whole prompt set
+// gives fewer confident positions than opt.MinConfident (every gate on it or on a subset would
+// refuse it), or the reference's own failure.
+func (p *Prepared) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Stop ends the pass after the prompt it is running (for a caller that gives up early).
+func (p *Prepared) Stop() {
+	if p.rr != nil {
+		p.rr.stop.Store(true)
+	}
+}
