@@ -219,7 +219,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	var ref *oracle.Model
 	var prompts []oracle.GatePrompt
-	var pre *oracle.Prepared
 	if !opt.NoGate {
 		var err error
 		if ref, err = oracle.New(ck, oracle.Options{}); err != nil {
@@ -236,9 +235,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 				return nil, exitcode.Badf("--max-ctx %d: no gate prompt fits bundle %s's static context with %d generated tokens; give shorter --gate-prompts or a larger --max-ctx", j.recipe.Context, j.name, opt.Gate.Tokens)
 			}
 		}
-		// The reference runs every prompt once for all bundles while they are written.
-		pre = ref.Prepare(prompts, opt.Gate)
-		defer pre.Stop()
 	}
 	date, err := creationTime()
 	if err != nil {
@@ -273,11 +269,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 				d = prev
 			}
 		}
-		if pre != nil {
-			if err := pre.Err(); err != nil {
-				return nil, gateError(err) // e.g. prompts too weak: write nothing more
-			}
-		}
 		if j.twin != nil {
 			err = j.copyTwin(opt)
 		} else {
@@ -285,11 +276,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 		if err != nil {
 			return nil, err
-		}
-	}
-	if pre != nil {
-		if err := pre.Wait(); err != nil {
-			return nil, gateError(err)
 		}
 	}
 	// Gate (pairs gate together: the prefill companion is judged against its decode graph).

@@ -138,6 +138,9 @@ type Prepared struct {
 // its own goroutine, so that later gates on the same prompts (or any subset) find every
 // trajectory computed and the candidate runs alone. A caller starts it before work that does
 // not need the reference (quantizing and writing bundles) and calls Wait before the first gate.
+// qconv export does not use it yet: at Qwen3.5's vocabulary the held rows (~0.7 GB) on top of
+// the quantizer's buffers took a 0.8B --target all run from 5.3 GB to 6.6 GB peak RSS
+// (docs/gate.md, Cost).
 func (m *Model) Prepare(prompts []GatePrompt, opt GateOptions) *Prepared {
 	m.ShareTrajectories()
 	p := &Prepared{done: make(chan struct{})}
