@@ -23,8 +23,8 @@ func TestGateTooWeakPrompts(t *testing.T) {
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Errorf("a refused gate left %v", ents)
 	}
-	// Every target at once: the reference refuses the prompts while the bundles are written
-	// (or before the first gate), once, and nothing is left behind.
+	// Every target at once: the first gate refuses the prompts, once, and the staged bundles
+	// are all removed.
 	code, _, errText = execQconv(t, "export", "--target", "all", "--gate-min-margin", "0.999", random, "-o", out)
 	if code != exitcode.BadInput || strings.Count(errText, "gate prompts too weak for this checkpoint") != 1 {
 		t.Fatalf("--target all: exit %d: %s", code, errText)
