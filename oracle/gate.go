@@ -1,6 +1,7 @@
 package oracle
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -204,19 +205,39 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 		if err := ref.CheckIDs(p.IDs); err != nil {
 			return nil, fmt.Errorf("gate: prompt %s: %w", p.Name, err)
 		}
+	}
+	// The reference runs every prompt ahead of the candidate (gate_shared.go): its count of
+	// confident positions can refuse the prompts before the candidate has stepped them all.
+	rr := ref.startReference(prompts, opt)
+	defer rr.stop.Store(true)
+	weakErr := func() (*GateReport, error) {
+		r, err := rep.finish(opt)
+		if err == nil { // the measured prompts alone have enough; the whole set has not
+			err = &WeakPromptsError{Confident: rr.confident, Min: opt.MinConfident, Report: r}
+		}
+		if w := (*WeakPromptsError)(nil); errors.As(err, &w) {
+			w.Confident = rr.confident
+		}
+		return nil, err
+	}
+	for i, p := range prompts {
+		fut := rr.futs[i]
 		var tr *refTrajectory
 		var refErr, candErr error
-		refRows := make(chan [][]float32, 1)
-		cp := &candPass{prompt: promptJudge{ref: refRows}}
+		cp := &candPass{prompt: promptJudge{ref: fut.prefill}}
 		var cand Candidate
 		var wg sync.WaitGroup
-		wg.Go(func() { tr, refErr = ref.trajectory(p.IDs, opt.Tokens, refRows) })
+		wg.Go(func() { <-fut.done; tr, refErr = fut.tr, fut.err })
 		wg.Go(func() {
 			// The candidate's prompt pass and free rollout need nothing from the reference.
 			if cand, candErr = newCand(); candErr != nil {
 				return
 			}
 			for _, id := range p.IDs {
+				if rr.weak.Load() {
+					candErr = errWeakStop
+					return
+				}
 				row, err := cand.Step(id)
 				if err != nil {
 					candErr = err
@@ -251,6 +272,9 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 		if refErr != nil {
 			return nil, fmt.Errorf("gate: prompt %s: reference: %w", p.Name, refErr)
 		}
+		if candErr == errWeakStop || rr.weak.Load() {
+			return weakErr()
+		}
 		if candErr != nil {
 			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, candErr)
 		}
@@ -259,6 +283,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
 		}
 		pr := judge(p, tr, cp, opt)
+		fut.tr = nil // shared trajectories stay in ref's memo; others are garbage now
 		rep.add(pr)
 		if opt.Progress != nil {
 			done += len(p.IDs) + 2*opt.Tokens

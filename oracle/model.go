@@ -50,6 +50,8 @@ type Model struct {
 	keyDim, convDim      int
 	invFreq              []float32 // [rot/2]: θ^(-2j/rot)
 	eps                  float64   // rms_norm_eps
+
+	shared *trajMemo // reference trajectories kept for later gates (ShareTrajectories); nil: none
 }
 
 // layer is one decoder layer; the fields of the other mixer kind are nil.

@@ -241,6 +241,7 @@ go build -o "$work/qconv" ./cmd/qconv
 for pkg in oracle quant export graph; do
 	go test -c -o "$work/$pkg.test" "./$pkg"
 done
+go test -c -o "$work/kernels.test" ./internal/kernels
 qconv=$work/qconv
 
 # --- info ----------------------------------------------------------------------------------------
@@ -295,6 +296,21 @@ for c in 1 2; do
 	row "oracle prefill tok/s, $c core(s)" "$(metric "$p" $n tok/s)" "$(metric "$o" $dn decode-tok/s) (decode)" "$(div "$(metric "$p" $n tok/s)" "$(metric "$o" $dn decode-tok/s)")" "prefill speed-up over token-by-token decode"
 done
 row "oracle peak RSS (decode run)" "$decode_rss MiB" "$(gib "$ck_bytes") checkpoint" "$(div "$((decode_rss * 1048576))" "$ck_bytes")" "mapped checkpoint + reference scratch; last log: $(memline "$p" BenchmarkPrefill-2)"
+
+# --- LUT8 kernel ---------------------------------------------------------------------------------
+say "LUT8 dequant-matvec (the ios-gpu/ios-ane weights) vs a streaming read of the same bytes"
+measure lut8 internal/kernels "$work/kernels.test" -test.run '^$' -test.bench 'LUT8$' -test.cpu 1,2 -test.benchtime 20x
+l=$logs/lut8.out
+if grep -q '^BenchmarkLUT8/' "$l"; then
+	for c in 1 2; do
+		sfx=""
+		[ $c = 2 ] && sfx=-2
+		n=BenchmarkLUT8/248320x1024
+		row "LUT8 head product, $c core(s)" "$(metric "$l" "$n/lut8$sfx" x-read) of read" "$(metric "$l" "$n/lut8-avx2$sfx" x-read) (AVX2 kernel)" "$(div "$(metric "$l" "$n/lut8$sfx" x-read)" "$(metric "$l" "$n/lut8-avx2$sfx" x-read)")" "fraction of the streaming read reached (goal >= 0.6); int8 block-32: $(metric "$l" "$n/q8b32$sfx" x-read)"
+	done
+else
+	echo "   LUT8 benchmark skipped (no AVX-512 VBMI): $(tail -n 3 "$l" | tr '\n' ' ')" >&2
+fi
 
 # --- quantization --------------------------------------------------------------------------------
 say "int8 block-32 quantization of the whole checkpoint (Go benchmark, alternating with a read of the same bytes)"

@@ -23,6 +23,15 @@ func TestGateTooWeakPrompts(t *testing.T) {
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Errorf("a refused gate left %v", ents)
 	}
+	// Every target at once: the first gate refuses the prompts, once, and the staged bundles
+	// are all removed.
+	code, _, errText = execQconv(t, "export", "--target", "all", "--gate-min-margin", "0.999", random, "-o", out)
+	if code != exitcode.BadInput || strings.Count(errText, "gate prompts too weak for this checkpoint") != 1 {
+		t.Fatalf("--target all: exit %d: %s", code, errText)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("a refused --target all left %v", ents)
+	}
 	code, stdout, errText := execQconv(t, "export", "--target", "gpu-pipelined", "--gate-min-margin", "0.999", "--gate-min-confident", "0", random, "-o", out, "--json")
 	if code != exitcode.OK && code != exitcode.GateFailed {
 		t.Fatalf("--gate-min-confident 0: exit %d: %s", code, errText)

@@ -97,3 +97,13 @@ func dot2x4AVX(w, x *float32, wstride, xstride, cols int, out *[8]float32)
 //
 //go:noescape
 func readSumAVX(p unsafe.Pointer, n int) uint64
+
+// useAVX512LUT8 selects gemvLUT8AVX512 for one-vector LUT8 products: AVX-512 with the
+// VBMI byte permutes (Zen 4 and later, Ice Lake and later).
+var useAVX512LUT8 = useAsm && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI
+
+// gemvLUT8AVX512 is gemvLUT8AVX, bit for bit, looking the fp16 table up with byte permutes:
+// bytes holds its 256 low bytes, then its 256 high bytes; lut is the same table as float32.
+//
+//go:noescape
+func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, bytes *[512]byte, x, dst *float32, rows, cols int)

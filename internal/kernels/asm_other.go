@@ -44,3 +44,9 @@ func decodeLUT4AVX(dst *float32, idx unsafe.Pointer, lut *[16]float32, cols int)
 func dot2x4AVX(w, x *float32, wstride, xstride, cols int, out *[8]float32) { noAsm() }
 
 func readSumAVX(p unsafe.Pointer, n int) uint64 { noAsm(); return 0 }
+
+var useAVX512LUT8 = false
+
+func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, bytes *[512]byte, x, dst *float32, rows, cols int) {
+	noAsm()
+}

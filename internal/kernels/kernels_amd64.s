@@ -1275,3 +1275,138 @@ reduce:
 	VZEROUPPER
 	MOVQ         AX, ret+16(FP)
 	RET
+
+// func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, bytes *[512]byte, x, dst *float32, rows, cols int)
+//
+// The LUT8 product with AVX-512 VBMI byte permutes instead of one scalar load per weight:
+// bytes holds the group's fp16 table split into its 256 low bytes and its 256 high bytes,
+// kept in Z20-Z23 and Z24-Z27. Each 64 indices are looked up in both halves with four
+// VPERMI2B (128 entries each, bit 7 picks the half), joined into fp16 words and widened
+// exactly to float32 with VCVTPH2PS, the same values gemvLUT8AVX reads from lut.
+//
+// The sums are bit-identical to gemvLUT8AVX: Z0 holds its Y0 (columns 32k+0..7) and Y1
+// (32k+8..15) side by side, Z2 its Y2 and Y3, so every lane sees the same fused
+// multiply-adds in the same order. After the 64-column steps Z0 and Z2 are split back into
+// Y0-Y3 and gemvLUT8AVX's own 32-, 8- and 1-column steps (LOOKUP8 from lut) finish the row.
+TEXT ·gemvLUT8AVX512(SB), NOSPLIT, $0-56
+	MOVQ  idx+0(FP), SI
+	MOVQ  lut+8(FP), R10
+	MOVQ  bytes+16(FP), AX
+	MOVQ  x+24(FP), R8
+	MOVQ  dst+32(FP), DX
+	MOVQ  rows+40(FP), BX
+	MOVQ  cols+48(FP), R9
+	TESTQ BX, BX
+	JZ    done
+	VMOVDQU64 (AX), Z20
+	VMOVDQU64 64(AX), Z21
+	VMOVDQU64 128(AX), Z22
+	VMOVDQU64 192(AX), Z23
+	VMOVDQU64 256(AX), Z24
+	VMOVDQU64 320(AX), Z25
+	VMOVDQU64 384(AX), Z26
+	VMOVDQU64 448(AX), Z27
+
+row:
+	MOVQ R8, DI
+	MOVQ R9, CX
+	ZERO4
+
+loop64:
+	CMPQ      CX, $64
+	JL        split
+	VMOVDQU8  (SI), Z16
+	VPMOVB2M  Z16, K1
+	VMOVDQA64 Z16, Z17
+	VPERMI2B  Z21, Z20, Z17
+	VMOVDQA64 Z16, Z18
+	VPERMI2B  Z23, Z22, Z18
+	VPBLENDMB Z18, Z17, K1, Z17
+	VMOVDQA64 Z16, Z19
+	VPERMI2B  Z25, Z24, Z19
+	VMOVDQA64 Z16, Z18
+	VPERMI2B  Z27, Z26, Z18
+	VPBLENDMB Z18, Z19, K1, Z19
+
+	// Z17 low bytes, Z19 high bytes of the 64 fp16 values; columns 0-31 first.
+	VPMOVZXBW     Y17, Z28
+	VPMOVZXBW     Y19, Z29
+	VPSLLW        $8, Z29, Z29
+	VPORQ         Z29, Z28, Z28
+	VCVTPH2PS     Y28, Z30
+	VFMADD231PS   (DI), Z30, Z0
+	VEXTRACTI64X4 $1, Z28, Y28
+	VCVTPH2PS     Y28, Z31
+	VFMADD231PS   64(DI), Z31, Z2
+
+	// Columns 32-63.
+	VEXTRACTI64X4 $1, Z17, Y17
+	VEXTRACTI64X4 $1, Z19, Y19
+	VPMOVZXBW     Y17, Z28
+	VPMOVZXBW     Y19, Z29
+	VPSLLW        $8, Z29, Z29
+	VPORQ         Z29, Z28, Z28
+	VCVTPH2PS     Y28, Z30
+	VFMADD231PS   128(DI), Z30, Z0
+	VEXTRACTI64X4 $1, Z28, Y28
+	VCVTPH2PS     Y28, Z31
+	VFMADD231PS   192(DI), Z31, Z2
+
+	ADDQ $64, SI
+	ADDQ $256, DI
+	SUBQ $64, CX
+	JMP  loop64
+
+split:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VEXTRACTF64X4 $1, Z2, Y3
+
+loop32:
+	CMPQ        CX, $32
+	JL          loop8
+	LOOKUP8(0, Y4, X4)
+	VFMADD231PS (DI), Y4, Y0
+	LOOKUP8(8, Y6, X6)
+	VFMADD231PS 32(DI), Y6, Y1
+	LOOKUP8(16, Y4, X4)
+	VFMADD231PS 64(DI), Y4, Y2
+	LOOKUP8(24, Y6, X6)
+	VFMADD231PS 96(DI), Y6, Y3
+	ADDQ        $32, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $8
+	JL          reduce
+	LOOKUP8(0, Y4, X4)
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $8, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         loop8
+
+reduce:
+	SUM4
+
+loop1:
+	TESTQ       CX, CX
+	JZ          store
+	MOVBLZX     (SI), AX
+	VMOVSS      (R10)(AX*4), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $1, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         loop1
+
+store:
+	VMOVSS X0, (DX)
+	ADDQ   $4, DX
+	DECQ   BX
+	JNZ    row
+
+done:
+	VZEROUPPER
+	RET

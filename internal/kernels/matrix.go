@@ -450,11 +450,22 @@ func (m LUTMatrix) MulRows(dst, x []float32, n, r0, r1 int) {
 		return
 	}
 	var table [256]float32
+	var split [512]byte
 	k := 1 << m.Bits
 	for r := r0; r < r1; {
 		g := r / m.GroupRows
 		end := min(r1, (g+1)*m.GroupRows)
 		F16ToF32(table[:k], m.LUT[2*g*k:2*(g+1)*k])
+		if m.Bits == 8 && useAVX512LUT8 && m.C >= 64 {
+			lut := m.LUT[2*g*k : 2*(g+1)*k]
+			for i := range 256 {
+				split[i], split[256+i] = lut[2*i], lut[2*i+1]
+			}
+			idx := m.Idx[r*m.C : end*m.C]
+			gemvLUT8AVX512(ptr(idx), &table, &split, &x[0], &dst[r], end-r, m.C)
+			r = end
+			continue
+		}
 		if m.Bits == 4 {
 			idx := m.Idx[r*m.C/2 : end*m.C/2]
 			gemvLUT4AVX(ptr(idx), (*[16]float32)(table[:16]), &x[0], &dst[r], end-r, m.C)

@@ -1,0 +1,195 @@
+package oracle
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// ShareTrajectories makes every later Gate on m reuse the reference's trajectory of a prompt
+// (its logit rows, greedy continuation and margins) computed by an earlier Gate for the same
+// ids and token count, instead of running the reference again: a multi-target export gates
+// every bundle against the same reference. The reference is deterministic (kernels.MatVec
+// gives the same bits for any worker count), so a shared trajectory is exactly the one a fresh
+// run would compute, and the reports are unchanged. The price is memory: every prompt's rows
+// stay held (V floats per position: about 0.7 GB for the default prompts at Qwen3.5's 248,320
+// vocabulary, whatever the model size) until ReleaseTrajectories.
+func (m *Model) ShareTrajectories() {
+	if m.shared == nil {
+		m.shared = &trajMemo{m: map[string]*refTrajectory{}}
+	}
+}
+
+// ReleaseTrajectories drops the shared trajectories and stops sharing.
+func (m *Model) ReleaseTrajectories() { m.shared = nil }
+
+// trajMemo holds shared trajectories by trajKey.
+type trajMemo struct {
+	mu sync.Mutex
+	m  map[string]*refTrajectory
+}
+
+func trajKey(ids []int, n int) string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(n))
+	for _, id := range ids {
+		b.WriteByte(',')
+		b.WriteString(strconv.Itoa(id))
+	}
+	return b.String()
+}
+
+// refFuture is the reference's side of one prompt, produced ahead of the candidate.
+type refFuture struct {
+	prefill chan [][]float32 // the prompt positions' rows, or nil on failure: exactly one value
+	done    chan struct{}    // closed when tr or err is set
+	tr      *refTrajectory
+	err     error
+}
+
+// errReferenceStopped marks the prompts after one whose reference run failed.
+var errReferenceStopped = errors.New("reference stopped at an earlier prompt's error")
+
+// refRun runs the reference over all prompts in order on one goroutine, ahead of the
+// candidate, and counts the confident teacher-forced positions of the whole set. When that
+// count is known to be below opt.MinConfident, weak is set: the verdict is a *WeakPromptsError
+// whatever the candidate does, so Gate stops stepping it instead of finishing every prompt.
+type refRun struct {
+	futs      []*refFuture
+	weak      atomic.Bool
+	stop      atomic.Bool // Gate has returned: run no further prompt
+	confident int         // valid once weak is set
+}
+
+func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
+	rr := &refRun{futs: make([]*refFuture, len(prompts))}
+	for i := range rr.futs {
+		rr.futs[i] = &refFuture{prefill: make(chan [][]float32, 1), done: make(chan struct{})}
+	}
+	go func() {
+		var failed error
+		for i, p := range prompts {
+			f := rr.futs[i]
+			if failed == nil && rr.stop.Load() {
+				failed = errReferenceStopped
+			}
+			if failed != nil {
+				f.prefill <- nil
+				f.err = errReferenceStopped
+				close(f.done)
+				continue
+			}
+			f.tr, f.err = m.sharedTrajectory(p.IDs, opt.Tokens, f.prefill)
+			if f.err != nil {
+				failed = f.err
+			} else {
+				for _, mg := range f.tr.margins {
+					if !(mg < opt.MinMargin) { // the count judge makes
+						rr.confident++
+					}
+				}
+			}
+			close(f.done)
+		}
+		if failed == nil && rr.confident < opt.MinConfident {
+			rr.weak.Store(true)
+		}
+	}()
+	return rr
+}
+
+// sharedTrajectory is trajectory, through m's shared trajectories when there are any.
+func (m *Model) sharedTrajectory(ids []int, n int, prefilled chan<- [][]float32) (*refTrajectory, error) {
+	memo := m.shared
+	if memo == nil {
+		return m.trajectory(ids, n, prefilled)
+	}
+	key := trajKey(ids, n)
+	memo.mu.Lock()
+	tr := memo.m[key]
+	memo.mu.Unlock()
+	if tr != nil {
+		prefilled <- tr.rows[:len(ids):len(ids)]
+		return tr, nil
+	}
+	tr, err := m.trajectory(ids, n, prefilled)
+	if err == nil {
+		memo.mu.Lock()
+		memo.m[key] = tr
+		memo.mu.Unlock()
+	}
+	return tr, err
+}
+
+// errWeakStop stops the candidate once the reference has shown the prompts too weak.
+var errWeakStop = errors.New("gate prompts too weak: candidate stopped")
+
+// Prepared is a reference pass over a prompt set started ahead of the gates (Prepare).
+type Prepared struct {
+	rr   *refRun
+	done chan struct{}
+	err  error
+}
+
+// Prepare shares m's trajectories (ShareTrajectories) and runs the reference over prompts on
+// its own goroutine, so that later gates on the same prompts (or any subset) find every
+// trajectory computed and the candidate runs alone. A caller starts it before work that does
+// not need the reference (quantizing and writing bundles) and calls Wait before the first gate.
+// qconv export does not use it yet: at Qwen3.5's vocabulary the held rows (~0.7 GB) on top of
+// the quantizer's buffers took a 0.8B --target all run from 5.3 GB to 6.6 GB peak RSS
+// (docs/gate.md, Cost).
+func (m *Model) Prepare(prompts []GatePrompt, opt GateOptions) *Prepared {
+	m.ShareTrajectories()
+	p := &Prepared{done: make(chan struct{})}
+	for _, pr := range prompts {
+		if err := m.CheckIDs(pr.IDs); err != nil || len(pr.IDs) == 0 {
+			close(p.done) // Gate reports the bad prompt itself
+			return p
+		}
+	}
+	p.rr = m.startReference(prompts, opt)
+	go func() {
+		defer close(p.done)
+		for i, f := range p.rr.futs {
+			<-f.done
+			if f.err != nil {
+				p.err = fmt.Errorf("gate: prompt %s: reference: %w", prompts[i].Name, f.err)
+				return
+			}
+			f.tr = nil // held by the shared trajectories
+		}
+		if p.rr.weak.Load() {
+			p.err = &WeakPromptsError{Confident: p.rr.confident, Min: opt.MinConfident, Report: &GateReport{Options: opt}}
+		}
+	}()
+	return p
+}
+
+// Err is the pass's error if it has finished with one (the prompts too weak, a reference
+// failure), without waiting; nil while it runs.
+func (p *Prepared) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Wait waits for the pass and returns its error: a *WeakPromptsError when the whole prompt set
+// gives fewer confident positions than opt.MinConfident (every gate on it or on a subset would
+// refuse it), or the reference's own failure.
+func (p *Prepared) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Stop ends the pass after the prompt it is running (for a caller that gives up early).
+func (p *Prepared) Stop() {
+	if p.rr != nil {
+		p.rr.stop.Store(true)
+	}
+}
