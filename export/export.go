@@ -600,7 +600,7 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 		j.report = rep
 		j.result.Gate = gating.Summarize(rep)
 		j.result.Report = rep
-		return j.stressGate(ref, gating.FitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate, opt.Stress)
+		return j.stressGate(ctx, ref, gating.FitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate, opt.Stress)
 	}
 	// A companion has no gate of its own: it is judged by its decode partner's report and the
 	// companion check (gateSummaryOf).

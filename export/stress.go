@@ -1,6 +1,7 @@
 package export
 
 import (
+	"context"
 	"fmt"
 
 	"qconv/bundle"
@@ -43,7 +44,7 @@ func stressApplies(m *graph.Module) bool { return m.Dynamic() && m.HasF16Matmul(
 
 // stressGate gates j's shipped graph under fp16 accumulation and folds the verdict into
 // j.result.Gate when mode is StressGate. It records nothing when the stress does not apply.
-func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt oracle.GateOptions, mode StressMode) error {
+func (j *job) stressGate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, gopt oracle.GateOptions, mode StressMode) error {
 	if mode == StressOff || j.contract == graph.HostPrefill || !stressApplies(j.shipped) {
 		return nil
 	}
@@ -53,10 +54,10 @@ func (j *job) stressGate(ref *oracle.Model, prompts []oracle.GatePrompt, gopt or
 		if err != nil {
 			return nil, err
 		}
-		return gating.SessionCandidate(s), nil
+		return gating.WithContext(ctx, gating.SessionCandidate(s)), nil // SIGINT/SIGTERM stop it at the next step
 	}, prompts, gopt)
 	if err != nil {
-		return fmt.Errorf("gating %s under fp16 accumulation: %w", j.name, err)
+		return gating.GateError(fmt.Errorf("gating %s under fp16 accumulation: %w", j.name, err))
 	}
 	s := gating.Summarize(rep)
 	st := &bundle.StressGate{
