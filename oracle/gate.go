@@ -209,7 +209,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 	// The reference runs every prompt ahead of the candidate (gate_shared.go): its count of
 	// confident positions can refuse the prompts before the candidate has stepped them all.
 	rr := ref.startReference(prompts, opt)
-	defer rr.stop.Store(true)
+	defer rr.close()
 	weakErr := func() (*GateReport, error) {
 		r, err := rep.finish(opt)
 		if err == nil { // the measured prompts alone have enough; the whole set has not

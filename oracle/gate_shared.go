@@ -60,16 +60,25 @@ var errReferenceStopped = errors.New("reference stopped at an earlier prompt's e
 type refRun struct {
 	futs      []*refFuture
 	weak      atomic.Bool
-	stop      atomic.Bool // Gate has returned: run no further prompt
-	confident int         // valid once weak is set
+	stop      atomic.Bool   // Gate is returning: run no further prompt
+	exited    chan struct{} // closed when the goroutine has returned (it reads the mapped checkpoint)
+	confident int           // valid once weak is set
+}
+
+// close stops the reference after its current prompt and waits for its goroutine: the caller may
+// unmap the checkpoint as soon as Gate returns, so nothing may still be reading it.
+func (rr *refRun) close() {
+	rr.stop.Store(true)
+	<-rr.exited
 }
 
 func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
-	rr := &refRun{futs: make([]*refFuture, len(prompts))}
+	rr := &refRun{futs: make([]*refFuture, len(prompts)), exited: make(chan struct{})}
 	for i := range rr.futs {
 		rr.futs[i] = &refFuture{prefill: make(chan [][]float32, 1), done: make(chan struct{})}
 	}
 	go func() {
+		defer close(rr.exited)
 		var failed error
 		for i, p := range prompts {
 			f := rr.futs[i]
@@ -187,9 +196,10 @@ func (p *Prepared) Wait() error {
 	return p.err
 }
 
-// Stop ends the pass after the prompt it is running (for a caller that gives up early).
+// Stop ends the pass after the prompt it is running and waits for it (for a caller that gives up
+// early and may then unmap the checkpoint).
 func (p *Prepared) Stop() {
 	if p.rr != nil {
-		p.rr.stop.Store(true)
+		p.rr.close()
 	}
 }
