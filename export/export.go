@@ -297,6 +297,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			// Identical bytes were gated as the twin; its verdict is this bundle's.
 			j.report, j.extra, j.result.Gate, j.result.Report = j.twin.report, j.twin.extra, j.twin.result.Gate, j.twin.result.Report
 			j.result.Stress = j.twin.result.Stress
+			j.result.Warnings = slices.Clone(j.twin.result.Warnings) // same device and recipe: same notes
 			if !j.result.Gate.Passed {
 				res.Passed = false
 			}

@@ -71,6 +71,25 @@ func accumulateF16(acc, x, bt []float32, B int) {
 // dequantized block by block at every call instead.
 const f16AccCacheFloats = 1 << 26
 
+// F16AccumulateCached reports whether every matrix constant of m's @main fits the
+// fp16-accumulate cache together, the case where the stress mode runs at about twice the exact
+// mode's cost. Past the cache each call dequantizes and transposes its weights again, which at
+// Qwen3.5-0.8B makes a stress gate take many times the exact one (qconv export's default then
+// skips it; docs/numerics.md).
+func F16AccumulateCached(m *graph.Module) bool {
+	f := m.Func("main")
+	if f == nil {
+		return true
+	}
+	var n int64
+	for _, op := range f.Body {
+		if op.Name == graph.OpConstant && len(op.Results) == 1 && op.Results[0].Type.Rank() == 2 {
+			n += op.Results[0].Type.NumElements()
+		}
+	}
+	return n <= f16AccCacheFloats
+}
+
 // f16AccCache holds weights as [cols, rows] float32 (columns contiguous), for the axpy form.
 type f16AccCache struct {
 	t    map[*fusedWeight][]float32
