@@ -743,3 +743,45 @@ func TestDeterministicErrors(t *testing.T) {
 		t.Errorf("--dry-run size is not labelled an estimate:\n%s", r.stderr)
 	}
 }
+
+// qconv release stopped by SIGTERM mid-gate exits 143 like export, with nothing published.
+func TestReleaseSIGTERMExit143(t *testing.T) {
+	t.Parallel() // runs the built binary only: no package state is shared
+	dir, out := t.TempDir(), t.TempDir()
+	var lines bytes.Buffer
+	for i := 0; i < 40; i++ {
+		lines.WriteString(`{"ids": [` + strings.Repeat("321, 285, 75, ", 20) + `10]}` + "\n")
+	}
+	os.WriteFile(filepath.Join(dir, "long.jsonl"), lines.Bytes(), 0o644)
+	abs, err := filepath.Abs(trained)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "release.toml")
+	os.WriteFile(manifest, []byte(`[source]
+path = "`+abs+`"
+[gate]
+tokens = 64
+prompts = "long.jsonl"
+[[bundle]]
+name = "ship"
+target = "gpu-pipelined"
+`), 0o644)
+	cmd := exec.Command(qconvBin, "release", manifest, "-o", out)
+	cmd.Env = ciEnv()
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitStaged(t, out)
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 143 || !strings.Contains(errOut.String(), "qconv: terminated (SIGTERM)") {
+		t.Fatalf("SIGTERM: %v, want exit 143\n%s", err, errOut.String())
+	}
+	if left := entries(out); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -103,14 +100,14 @@ func runRelease(path string, f releaseFlags) error {
 		return err
 	}
 	defer ck.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, sig, stop := signalContext()
 	defer stop()
 	res, err := release.Run(ctx, ck, release.Options{
 		Manifest: m, OutDir: f.out, Only: f.only, Date: date, DryRun: f.dryRun, Check: f.check, CardOnly: f.cardOnly,
 		Version: version, Progress: newProgress(f.asJSON), Log: stderr,
 	})
 	if errors.Is(err, context.Canceled) {
-		return exitcode.Wrap(exitcode.Internal, fmt.Errorf("interrupted: nothing was published, existing bundles are untouched"))
+		return interrupted(sig()) // 130 or 143, as export: nothing half-written is left
 	}
 	if res != nil {
 		printRelease(res, f)
