@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -148,18 +146,7 @@ func runExport(ref string, f exportFlags) error {
 		Checkpoint: ck, Targets: targets, Flags: f.recipe, OutDir: f.out, GatePrompts: prompts, Gate: gopt,
 		NoGate: f.noGate, DryRun: f.dryRun, Check: f.check, IgnoreStale: f.stale, Version: version, Progress: newProgress(f.asJSON), Stress: stress,
 	})
-	if errors.Is(err, context.Canceled) {
-		return interrupted(sig())
-	}
-	if res != nil {
-		printExport(res, f)
-		if f.asJSON {
-			if jerr := writeJSON(res); jerr != nil && err == nil {
-				err = jerr
-			}
-		}
-	}
-	return err
+	return finishRun(res, err, sig, f.asJSON, func(r *export.Result) { printExport(r, f) })
 }
 
 func printExport(res *export.Result, f exportFlags) {

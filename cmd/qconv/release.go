@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -106,18 +104,7 @@ func runRelease(path string, f releaseFlags) error {
 		Manifest: m, OutDir: f.out, Only: f.only, Date: date, DryRun: f.dryRun, Check: f.check, CardOnly: f.cardOnly,
 		Version: version, Progress: newProgress(f.asJSON), Log: stderr,
 	})
-	if errors.Is(err, context.Canceled) {
-		return interrupted(sig()) // 130 or 143, as export: nothing half-written is left
-	}
-	if res != nil {
-		printRelease(res, f)
-		if f.asJSON {
-			if jerr := writeJSON(res); jerr != nil && err == nil {
-				err = jerr
-			}
-		}
-	}
-	return err
+	return finishRun(res, err, sig, f.asJSON, func(r *release.Result) { printRelease(r, f) })
 }
 
 func printRelease(res *release.Result, f releaseFlags) {

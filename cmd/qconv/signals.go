@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -46,4 +47,22 @@ func interrupted(s os.Signal) error {
 		code, name = exitcode.Terminated, "terminated (SIGTERM)"
 	}
 	return exitcode.Wrap(code, fmt.Errorf("%s: nothing was published, existing bundles are untouched", name))
+}
+
+// finishRun turns a long run's outcome into the command's result: a run stopped by a signal is
+// exit 130/143 (its clean-up is done); otherwise the summary goes to stderr and, with --json,
+// the document to stdout.
+func finishRun[R any](res *R, err error, sig func() os.Signal, asJSON bool, print func(*R)) error {
+	if errors.Is(err, context.Canceled) {
+		return interrupted(sig())
+	}
+	if res != nil {
+		print(res)
+		if asJSON {
+			if jerr := writeJSON(res); jerr != nil && err == nil {
+				err = jerr
+			}
+		}
+	}
+	return err
 }
