@@ -575,12 +575,7 @@ func TestProgressLinesOffTerminal(t *testing.T) {
 func TestSIGTERMExit143(t *testing.T) {
 	t.Parallel() // runs the built binary only: no package state is shared
 	out := t.TempDir()
-	prompts := filepath.Join(t.TempDir(), "long.jsonl")
-	var lines bytes.Buffer
-	for i := 0; i < 40; i++ {
-		lines.WriteString(`{"ids": [` + strings.Repeat("321, 285, 75, ", 20) + `10]}` + "\n")
-	}
-	os.WriteFile(prompts, lines.Bytes(), 0o644)
+	prompts := slowGatePrompts(t, t.TempDir())
 	cmd := exec.Command(qconvBin, "export", "--target", "gpu-pipelined", trained, "-o", out, "--gate-prompts", prompts, "--gate-tokens", "64")
 	cmd.Env = ciEnv()
 	var errOut bytes.Buffer
@@ -748,11 +743,7 @@ func TestDeterministicErrors(t *testing.T) {
 func TestReleaseSIGTERMExit143(t *testing.T) {
 	t.Parallel() // runs the built binary only: no package state is shared
 	dir, out := t.TempDir(), t.TempDir()
-	var lines bytes.Buffer
-	for i := 0; i < 40; i++ {
-		lines.WriteString(`{"ids": [` + strings.Repeat("321, 285, 75, ", 20) + `10]}` + "\n")
-	}
-	os.WriteFile(filepath.Join(dir, "long.jsonl"), lines.Bytes(), 0o644)
+	slowGatePrompts(t, dir)
 	abs, err := filepath.Abs(trained)
 	if err != nil {
 		t.Fatal(err)

@@ -185,12 +185,7 @@ func TestSIGINTKeepsPreviousBundle(t *testing.T) {
 	bundle := filepath.Join(out, "gpu-pipelined", "tinyqwen35_code_decode_int8lin")
 	before := treeHash(t, bundle)
 	// A long gate keeps the second run busy after it has staged its bundle.
-	prompts := filepath.Join(t.TempDir(), "long.jsonl")
-	var lines bytes.Buffer
-	for i := 0; i < 40; i++ {
-		lines.WriteString(`{"ids": [` + strings.Repeat("321, 285, 75, ", 20) + `10]}` + "\n")
-	}
-	os.WriteFile(prompts, lines.Bytes(), 0o644)
+	prompts := slowGatePrompts(t, t.TempDir())
 	second := exec.Command(bin, "export", "--target", "gpu-pipelined", trained, "-o", out, "--gate-prompts", prompts, "--gate-tokens", "64")
 	second.Env = append(env, "SOURCE_DATE_EPOCH=1767225601")
 	var errOut bytes.Buffer
@@ -223,6 +218,21 @@ func TestSIGINTKeepsPreviousBundle(t *testing.T) {
 }
 
 // waitStaged waits until an export into out has staged a bundle.
+// slowGatePrompts writes dir/long.jsonl: 40 prompts of 61 ids, a gate that keeps an export busy
+// long after it has staged its bundle, so a test can signal it mid-gate.
+func slowGatePrompts(t *testing.T, dir string) string {
+	t.Helper()
+	var lines bytes.Buffer
+	for i := 0; i < 40; i++ {
+		lines.WriteString(`{"ids": [` + strings.Repeat("321, 285, 75, ", 20) + `10]}` + "\n")
+	}
+	path := filepath.Join(dir, "long.jsonl")
+	if err := os.WriteFile(path, lines.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func waitStaged(t *testing.T, out string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
