@@ -514,18 +514,27 @@ func gemmF32(dst, a, b []float32, M, K, N int, scratch []float32) {
 	}
 }
 
-// execFusedMatmul is x [..., in] times the constant weight [out, in] transposed, run as one
-// matrix product over all leading rows of x.
-func execFusedMatmul(fr *interpFrame, st *interpStep) error {
-	x, w := fr.vals[st.in[0]], st.w
+// fusedMatmulOperands checks x [..., in] against the step's constant weight [out, in] and
+// allocates the result [..., out], for every numerics mode's fused matmul.
+func fusedMatmulOperands(fr *interpFrame, st *interpStep) (x *Array, w *fusedWeight, out *Array, err error) {
+	x, w = fr.vals[st.in[0]], st.w
 	r := len(x.Shape)
 	if r < 2 || int(x.Shape[r-1]) != w.cols || x.DType != w.dtype {
-		return st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
+		return nil, nil, nil, st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
 	}
 	var sbuf [interpMaxRank]int64
 	shape := append(sbuf[:0], x.Shape...)
 	shape[r-1] = int64(w.rows)
-	out := fr.alloc(st.out[0], x.DType, shape)
+	return x, w, fr.alloc(st.out[0], x.DType, shape), nil
+}
+
+// execFusedMatmul is x [..., in] times the constant weight [out, in] transposed, run as one
+// matrix product over all leading rows of x.
+func execFusedMatmul(fr *interpFrame, st *interpStep) error {
+	x, w, out, err := fusedMatmulOperands(fr, st)
+	if err != nil {
+		return err
+	}
 	if n := len(x.F) / w.cols; n > 0 {
 		kernels.MatVec(w.m, out.F, x.F, n)
 	}

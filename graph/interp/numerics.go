@@ -124,15 +124,10 @@ func (c *f16AccCache) transposed(w *fusedWeight) []float32 {
 // interpreter's cache of transposed weights, or, past its budget, is dequantized and transposed
 // f16AccBlock rows at a time.
 func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
-	x, w := fr.vals[st.in[0]], st.w
-	r := len(x.Shape)
-	if r < 2 || int(x.Shape[r-1]) != w.cols || x.DType != w.dtype {
-		return st.errorf("operand %s does not fit the weight [%d, %d] %s", x, w.rows, w.cols, w.dtype)
+	x, w, out, err := fusedMatmulOperands(fr, st)
+	if err != nil {
+		return err
 	}
-	var sbuf [interpMaxRank]int64
-	shape := append(sbuf[:0], x.Shape...)
-	shape[r-1] = int64(w.rows)
-	out := fr.alloc(st.out[0], x.DType, shape)
 	K, N := w.cols, w.rows
 	n := len(x.F) / K
 	if fr.it != nil {
