@@ -93,7 +93,7 @@ func (c *Checkpoint) Close() error {
 func (c *Checkpoint) Tensor(name string) (*Tensor, error) {
 	t, ok := c.tensors[name]
 	if !ok {
-		return nil, fmt.Errorf("%s: no tensor %q", c.Dir, name)
+		return c.fusedTensor(name) // Apple's fused projections (fused.go), or an error naming name
 	}
 	return t, nil
 }

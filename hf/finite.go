@@ -30,6 +30,18 @@ func (t *Tensor) nonFinite(i int, v float32) error {
 // CheckFinite scans the stored bytes for the first NaN or Inf (exponent bits all ones) and
 // returns a *NonFiniteError (exit 2) naming it, or nil.
 func (t *Tensor) CheckFinite() error {
+	if t.rows != nil { // a fused tensor: its parts name the stored tensor
+		seen := map[*Tensor]bool{}
+		for _, ref := range t.rows {
+			if !seen[ref.t] {
+				seen[ref.t] = true
+				if err := ref.t.CheckFinite(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	n := t.NumElements()
 	switch t.DType {
 	case BF16:

@@ -12,7 +12,7 @@ import (
 var kindByRole = func() map[string]Kind {
 	c := &Config{LayerTypes: []LayerType{LinearAttention, FullAttention}}
 	m := map[string]Kind{}
-	for _, s := range c.ExpectedTensors() {
+	for _, s := range append(c.ExpectedTensors(), c.FusedTensors()...) {
 		m[layerRole(s.Name)] = s.Kind
 	}
 	return m

@@ -17,6 +17,7 @@ type Tensor struct {
 	DType      DType
 	Shape      []int
 	data       []byte
+	rows       []rowRef // a fused tensor's rows (fused.go); data is nil then
 }
 
 // NumElements is the product of the shape.
@@ -53,7 +54,19 @@ func (t *Tensor) Cols() int {
 
 // Bytes returns the stored little-endian bytes without copying. They alias a read-only mapping:
 // writing to them faults.
-func (t *Tensor) Bytes() []byte { return t.data }
+// A fused tensor (fused.go) has no stored bytes of its own: Bytes assembles a copy of its rows.
+func (t *Tensor) Bytes() []byte {
+	if t.rows == nil {
+		return t.data
+	}
+	es := t.DType.Size()
+	n := t.Cols() * es
+	out := make([]byte, 0, len(t.rows)*n)
+	for _, ref := range t.rows {
+		out = append(out, ref.t.data[ref.r*n:(ref.r+1)*n]...)
+	}
+	return out
+}
 
 // Row converts row r (of Rows() x Cols()) to float32 into dst, which must hold Cols() values.
 func (t *Tensor) Row(r int, dst []float32) error {
@@ -63,6 +76,9 @@ func (t *Tensor) Row(r int, dst []float32) error {
 	}
 	if len(dst) != cols {
 		return fmt.Errorf("tensor %s: row buffer holds %d values, want %d", t.StoredName, len(dst), cols)
+	}
+	if t.rows != nil {
+		return t.rows[r].t.Row(t.rows[r].r, dst)
 	}
 	es := t.DType.Size()
 	decode(dst, t.DType, t.data[r*cols*es:(r+1)*cols*es])
@@ -74,14 +90,14 @@ func (t *Tensor) Float32(dst []float32) error {
 	if len(dst) != t.NumElements() {
 		return fmt.Errorf("tensor %s: buffer holds %d values, want %d", t.StoredName, len(dst), t.NumElements())
 	}
-	decode(dst, t.DType, t.data)
+	decode(dst, t.DType, t.Bytes())
 	return nil
 }
 
 // Values converts the whole tensor into a new slice.
 func (t *Tensor) Values() []float32 {
 	dst := make([]float32, t.NumElements())
-	decode(dst, t.DType, t.data)
+	decode(dst, t.DType, t.Bytes())
 	return dst
 }
 

@@ -56,6 +56,9 @@ func lowerStock(cfg *hf.Config, opt Options) (*graph.Module, error) {
 	for _, s := range cfg.ExpectedTensors() {
 		specs[s.Name] = s
 	}
+	for _, s := range cfg.FusedTensors() { // Apple's fused projections (hf/fused.go)
+		specs[s.Name] = s
+	}
 	if _, ok := specs["lm_head.weight"]; !ok {
 		specs["lm_head.weight"] = hf.TensorSpec{Name: "lm_head.weight", Shape: []int{cfg.VocabSize, cfg.HiddenSize}, Kind: hf.KindHead, Layer: -1}
 	}
@@ -275,14 +278,12 @@ func (l *stockLowering) fullLayer(i, fi int) {
 	g := H / Hkv
 	fl := int64(fi)
 	xn := l.rmsnorm(l.x, lname(i, "input_layernorm.weight"))
-	// q_proj rows interleave per head: [query_n (D rows), gate_n (D rows)].
-	qg := l.rs(l.linear(xn, lname(i, "self_attn.q_proj.weight")), graph.Dyn, H, 2*D)
-	qh := b.Slice(qg, []int64{0, 0, 0}, []int64{graph.SliceEnd, H, D})
-	gate := b.Slice(qg, []int64{0, 0, D}, []int64{graph.SliceEnd, H, 2 * D})
-	qh = l.rope(l.rmsnorm(qh, lname(i, "self_attn.q_norm.weight")))
-	k := l.rs(l.linear(xn, lname(i, "self_attn.k_proj.weight")), graph.Dyn, Hkv, D)
-	k = l.rope(l.rmsnorm(k, lname(i, "self_attn.k_norm.weight")))
-	v := l.rs(l.linear(xn, lname(i, "self_attn.v_proj.weight")), graph.Dyn, Hkv, D)
+	// One int8 matmul by Apple's fused qkv_gate_proj, then its row blocks query | key | value | gate.
+	parts := l.fused(xn, i, hf.FusedQKVGate)
+	qh := l.rope(l.rmsnorm(l.rs(parts[0], graph.Dyn, H, D), lname(i, "self_attn.q_norm.weight")))
+	gate := parts[3]
+	k := l.rope(l.rmsnorm(l.rs(parts[1], graph.Dyn, Hkv, D), lname(i, "self_attn.k_norm.weight")))
+	v := l.rs(parts[2], graph.Dyn, Hkv, D)
 
 	// Write the q new rows at [fl, 0, 0, P-q, 0] .. [fl+1, 1, Hkv, P, D].
 	ones := b.I32s(1, 1, 1, 1, 1)
@@ -305,7 +306,7 @@ func (l *stockLowering) fullLayer(i, fi int) {
 	o := b.Matmul(p, vt) // [Hkv,g,q,D]
 	o = b.Typed(graph.OpReshape, graph.Tensor(cd, H, graph.Dyn, D), o, b.Concat(0, b.U32s(H), l.qU, b.U32s(D)))
 	o = l.rs(b.Transpose(o, 1, 0, 2), 1, graph.Dyn, H*D)
-	o = b.Mul(o, b.Op(graph.OpSigmoid, l.rs(gate, 1, graph.Dyn, H*D)))
+	o = b.Mul(o, b.Op(graph.OpSigmoid, gate))
 	l.x = b.Add(l.x, l.linear(o, lname(i, "self_attn.o_proj.weight")))
 }
 
@@ -319,10 +320,11 @@ func (l *stockLowering) linearLayer(i, li int) {
 	ll := int64(li)
 	xn := l.rmsnorm(l.x, lname(i, "input_layernorm.weight"))
 	shrink := func(x *graph.Value) *graph.Value { return b.Op(graph.OpShrinkDims, x, b.I32s(0)) }
-	qkv := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_qkv.weight")))              // [q,C]
-	z := l.rs(l.linear(xn, lname(i, "linear_attn.in_proj_z.weight")), graph.Dyn, nv, dv) // [q,nv,dv]
-	bb := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_b.weight")))                 // [q,nv]
-	a := shrink(l.linear(xn, lname(i, "linear_attn.in_proj_a.weight")))                  // [q,nv]
+	// One int8 matmul by Apple's fused in_proj_all, then its row blocks qkv | z | b | a.
+	parts := l.fused(xn, i, hf.FusedInProj)
+	qkv := shrink(parts[0])                     // [q,C]
+	z := l.rs(parts[1], graph.Dyn, nv, dv)      // [q,nv,dv]
+	bb, a := shrink(parts[2]), shrink(parts[3]) // [q,nv]
 	beta := b.Cast(b.Op(graph.OpSigmoid, bb), sd)
 	af := b.Add(b.Cast(a, graph.F32), l.param(lname(i, "linear_attn.dt_bias"), graph.F32))
 	negAbs := b.Mul(b.Op(graph.OpMax, af, b.Mul(af, b.Scalar(graph.F32, -1))), b.Scalar(graph.F32, -1))
@@ -372,6 +374,17 @@ func (l *stockLowering) linearLayer(i, li int) {
 	n = b.Mul(b.Cast(n, cd), l.param(lname(i, "linear_attn.norm.weight"), cd))
 	y := b.Cast(b.Mul(b.Cast(n, nd), b.Op(graph.OpSilu, b.Cast(z, nd))), cd)
 	l.x = b.Add(l.x, l.linear(l.rs(y, 1, graph.Dyn, nv*dv), lname(i, "linear_attn.out_proj.weight")))
+}
+
+// fused multiplies x [1,q,h] by layer i's fused projection role (hf/fused.go) and returns its row
+// blocks in order, each [1,q,rows].
+func (l *stockLowering) fused(x *graph.Value, i int, role string) []*graph.Value {
+	y := l.linear(x, lname(i, role))
+	var out []*graph.Value
+	for _, p := range l.cfg.FusedParts(role) {
+		out = append(out, l.b.Slice(y, []int64{0, 0, int64(p.Offset)}, []int64{1, graph.SliceEnd, int64(p.Offset + p.Rows)}))
+	}
+	return out
 }
 
 // pruneDead removes the ops no result depends on (the prefill entrypoint's head and its last
