@@ -307,11 +307,12 @@ type interpStep struct {
 	pos     int // index in the function body, for messages
 	in, out []int
 	exec    opExec
-	w       *fusedWeight // fused matmul / gather
-	transB  bool         // matmul reads operand 1 untransposed: it was transpose(b, swap last two)
-	inPlace bool         // slice_update into operand 0's buffer
-	callee  *interpPlan  // invoke
-	handle  string       // read/write_handle: the state's name
+	w       *fusedWeight   // fused matmul / gather
+	transB  bool           // matmul reads operand 1 untransposed: it was transpose(b, swap last two)
+	inPlace bool           // slice_update into operand 0's buffer
+	callee  *interpPlan    // invoke
+	comp    *compositeStep // invoke of a composite run by its declaration (composite_apple.go)
+	handle  string         // read/write_handle: the state's name
 }
 
 type opExec func(fr *interpFrame, st *interpStep) error
@@ -525,13 +526,19 @@ func (pl *planner) planFunc(f *graph.Func) (*interpPlan, error) {
 		switch {
 		case op.Name == graph.OpInvoke:
 			callee := pl.mod.Func(op.Attrs["callee"].(graph.SymbolRefAttr).Name)
-			cp, err := pl.planFunc(callee)
+			decl, err := planComposite(callee, st) // run by its declaration (composite_apple.go)
 			if err != nil {
+				return nil, fail(i, op, "%v", err)
+			}
+			cp, err := pl.planFunc(callee)
+			if err != nil && decl == nil {
 				return nil, err
 			}
+			// A declared composite whose body the interpreter cannot run (Apple's bodies use ops
+			// qconv does not implement) runs by its declaration alone.
 			st.callee = cp
-			if graph.CompositeName(callee.Composite) == graph.CompositeGatedDelta {
-				st.exec = execGatedDelta // run by its declaration (interp_composite.go)
+			if decl != nil {
+				st.exec = decl
 			}
 			for _, o := range st.out {
 				p.kind[o] = vSlot

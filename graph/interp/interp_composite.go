@@ -5,8 +5,9 @@ import (
 )
 
 // execGatedDelta runs an invoke of the gated_delta_update composite. At query length 1 it runs
-// the composite's graph body, the shipped decomposition, which is exact there; for longer calls
-// it runs the op by its declaration, as the Core AI runtime does for a composite it recognises
+// the composite's graph body, the shipped decomposition, which is exact there; for longer calls,
+// and for a body the interpreter cannot run (another tool's loop, composite_apple.go), it runs
+// the op by its declaration, as the Core AI runtime does for a composite it recognises
 // (gatedDeltaDeclared).
 func execGatedDelta(fr *interpFrame, st *interpStep) error {
 	in := make([]*Array, 6)
@@ -36,7 +37,7 @@ func execGatedDelta(fr *interpFrame, st *interpStep) error {
 	if !same(k, B, H, S, dk) || !same(v, B, H, S, dv) || !same(g, B, H, S) || !same(beta, B, H, S) || !same(s0, B, H, dk, dv) {
 		return st.errorf("gated_delta_update operand shapes %v %v %v %v %v %v disagree", q.Shape, k.Shape, v.Shape, g.Shape, beta.Shape, s0.Shape)
 	}
-	if S == 1 {
+	if S == 1 && st.callee != nil {
 		return execInvoke(fr, st)
 	}
 	out := fr.alloc(st.out[0], q.DType, []int64{B, S, H, dv})
