@@ -238,6 +238,10 @@ type Func struct {
 	// (see composite.go).
 	NoInline  bool
 	Composite string
+	// Opaque, set only by the bytecode reader, says why a composite's body was not read (it holds
+	// a region op, such as another tool's coreai.while loop): Body is empty and the results are
+	// bare typed values. Such a graph runs only by its declaration and cannot be written.
+	Opaque string
 }
 
 // NewFunc starts an empty function.

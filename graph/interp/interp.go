@@ -378,6 +378,9 @@ func (pl *planner) planFunc(f *graph.Func) (*interpPlan, error) {
 	if pl.busy[f] {
 		return nil, fmt.Errorf("interpreter: @%s invokes itself", f.Name)
 	}
+	if f.Opaque != "" {
+		return nil, fmt.Errorf("interpreter: @%s cannot run: %s, and qconv does not run its composite %q by declaration", f.Name, f.Opaque, graph.CompositeName(f.Composite))
+	}
 	pl.busy[f] = true
 	defer delete(pl.busy, f)
 

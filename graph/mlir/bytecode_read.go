@@ -3,6 +3,7 @@ package mlir
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"qconv/graph"
@@ -1279,6 +1280,7 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		}
 	}
 	var outputs []*graph.Value
+	declared := slices.ContainsFunc(op.attrs, func(na mNamed) bool { return na.name == attrCompositeDecl })
 	for k := 0; k < nOps; k++ {
 		if outputs != nil {
 			return fail(body.errf("ops after coreai.output"))
@@ -1286,6 +1288,21 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		o, err := r.readOp(body, scope)
 		if err != nil {
 			return fail(err)
+		}
+		if o.regions != 0 && declared {
+			// A composite body with a loop (Apple's gated_delta_update): the declaration is what a
+			// runtime runs; the rest of the body is skipped (skip_regions.go). An isolated graph's
+			// body is its own section and is left unread.
+			f.Opaque = fmt.Sprintf("its body holds %s, a region op qconv's IR does not represent", o.name)
+			if !op.isolated {
+				if err := r.skipOpRegions(body, scope, o); err != nil {
+					return fail(err)
+				}
+				if err := r.skipOps(body, scope, nOps-k-1); err != nil {
+					return fail(err)
+				}
+			}
+			break
 		}
 		if o.regions != 0 {
 			return fail(body.errf("%s has regions: control flow is not part of qconv's IR", o.name))
@@ -1333,13 +1350,19 @@ func (r *bcReader) readGraph(c *cursor, parent *valueScope) error {
 		}
 		f.Body = append(f.Body, irOp)
 	}
-	if outputs == nil {
+	switch {
+	case f.Opaque != "":
+		f.Body = nil
+		res, err := opaqueResults(op.attrs)
+		if err != nil {
+			return fail(err)
+		}
+		f.Results = res
+	case outputs == nil:
 		return fail(body.errf("graph does not end in coreai.output"))
-	}
-	if op.isolated && !body.empty() {
+	case op.isolated && !body.empty():
 		return fail(body.errf("%d bytes after the graph body", body.left()))
-	}
-	if next != len(scope.values) {
+	case next != len(scope.values):
 		return fail(body.errf("region declares %d values, defines %d", numValues, next-first))
 	}
 	scope.values = scope.values[:first] // values of a region are not visible after it
@@ -1421,6 +1444,12 @@ func (r *bcReader) graphAttrs(f *graph.Func, attrs mDict) error {
 		case attrNoInline, attrCompositeDecl:
 			if err := readCompositeAttr(f, na.name, na.val); err != nil {
 				return err
+			}
+		case attrTemplateOp:
+			// Apple's converter names the template a built-in composite came from; it says nothing
+			// the declaration does not, and qconv never writes a module it read.
+			if _, ok := na.val.(mString); !ok {
+				return fmt.Errorf("template_op is a %s, want a string", attrKind(na.val))
 			}
 		default:
 			return fmt.Errorf("unsupported graph attribute %s (%s)", na.name, attrKind(na.val))

@@ -401,6 +401,11 @@ func WriteBytecode(out io.Writer, m *graph.Module, producer string) error {
 	if strings.IndexByte(producer, 0) >= 0 {
 		return errors.New("graph: bytecode producer string contains a NUL byte")
 	}
+	for _, f := range m.Funcs {
+		if f.Opaque != "" {
+			return fmt.Errorf("graph: @%s cannot be written: %s (it was read without its body)", f.Name, f.Opaque)
+		}
+	}
 	if _, err := checkModule(m); err != nil {
 		return err
 	}

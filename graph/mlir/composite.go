@@ -1,6 +1,7 @@
 package mlir
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 const (
 	attrNoInline      = "noinline"
 	attrCompositeDecl = "composite_decl"
+	attrTemplateOp    = "template_op" // read and dropped (bytecode_read.go)
 )
 
 // Writer-only attribute kinds of graph attributes.
@@ -48,4 +50,28 @@ func readCompositeAttr(f *graph.Func, name string, val mAttr) error {
 		f.Composite = o.what
 	}
 	return nil
+}
+
+// opaqueResults types the results of a composite graph whose body was not read (graph.Func.Opaque)
+// from its function_type: bare values, defined by no op.
+func opaqueResults(attrs mDict) ([]graph.Result, error) {
+	for _, na := range attrs {
+		if na.name != attrFuncType {
+			continue
+		}
+		ta, ok := na.val.(mTypeAttr)
+		if !ok || ta.t.kind != mFunc {
+			return nil, fmt.Errorf("function_type is a %s, want a function type", attrKind(na.val))
+		}
+		var res []graph.Result
+		for i, t := range ta.t.outs {
+			gt, err := t.graphType()
+			if err != nil {
+				return nil, fmt.Errorf("function_type result %d: %v", i, err)
+			}
+			res = append(res, graph.Result{Value: &graph.Value{Type: gt, Index: i}})
+		}
+		return res, nil
+	}
+	return nil, errors.New("graph without function_type")
 }
