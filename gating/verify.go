@@ -23,6 +23,9 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 	if ck.Config.VocabSize != b.Metadata.Language.VocabSize {
 		return nil, nil, exitcode.Badf("--reference %s: vocabulary %d, the bundle's is %d: not the checkpoint this bundle came from", ck.Dir, ck.Config.VocabSize, b.Metadata.Language.VocabSize)
 	}
+	if err := checkForeignRunnable(b); err != nil {
+		return nil, nil, err
+	}
 	ref, err := oracle.New(ck, oracle.Options{})
 	if err != nil {
 		return nil, nil, err

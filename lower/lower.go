@@ -23,6 +23,10 @@ type Options struct {
 	// UnscaledF16Norm keeps fp16 norm statistics in the form earlier releases shipped (x² taken
 	// unscaled, overflowing above 256); tests use it to show what the safe form fixes.
 	UnscaledF16Norm bool
+	// AppleComposites (Stock contract only) writes the RMSNorms and attention as invokes of Apple's
+	// rms_norm and scaled_dot_product_attention composites (stock_apple.go): the form Apple's own
+	// exporter writes, for tests of `qconv verify` on such bundles. No target sets it.
+	AppleComposites bool
 	Weights         WeightSource
 }
 
@@ -166,6 +170,9 @@ func (l *lowering) linear(x *graph.Value, name string) *graph.Value {
 // rmsnorm is the zero-centred RMSNorm over the last axis: x/rms(x) * (1+w), with the statistics in
 // NormDType and the result in x's dtype (docs/model-math.md#3-norms).
 func (l *lowering) rmsnorm(x *graph.Value, name string) *graph.Value {
+	if l.opt.AppleComposites {
+		return l.appleRMSNorm(x, name)
+	}
 	b, nd := l.b, l.opt.NormDType
 	xf := b.Cast(x, nd)
 	last := int64(x.Type.Rank() - 1)

@@ -85,7 +85,7 @@ func lowerStock(cfg *hf.Config, opt Options) (*graph.Module, error) {
 		if err := firstErr(l.err, l.b.Err()); err != nil {
 			return nil, err
 		}
-		if !fn.head {
+		if !fn.head || opt.AppleComposites { // Apple's forms leave the plain-op mask unused
 			pruneDead(f)
 		}
 	}
@@ -296,15 +296,20 @@ func (l *stockLowering) fullLayer(i, fi int) {
 	rb := b.I32s(fl, 0, 0, 0, 0)
 	kl := b.Typed(graph.OpSlice, graph.Tensor(cd, 1, 1, Hkv, graph.Dyn, D), l.kAll, rb, end, ones)
 	vl := b.Typed(graph.OpSlice, graph.Tensor(cd, 1, 1, Hkv, graph.Dyn, D), l.vAll, rb, end, ones)
-	kt := b.Op(graph.OpExpandDims, b.Transpose(b.Op(graph.OpShrinkDims, kl, b.I32s(0, 1)), 0, 2, 1), b.I32s(1)) // [Hkv,1,D,P]
-	vt := b.Op(graph.OpExpandDims, b.Op(graph.OpShrinkDims, vl, b.I32s(0, 1)), b.I32s(1))                       // [Hkv,1,P,D]
+	var o *graph.Value
+	if l.opt.AppleComposites {
+		o = l.appleSDPA(qh, kl, vl) // [H,q,D] (stock_apple.go)
+	} else {
+		kt := b.Op(graph.OpExpandDims, b.Transpose(b.Op(graph.OpShrinkDims, kl, b.I32s(0, 1)), 0, 2, 1), b.I32s(1)) // [Hkv,1,D,P]
+		vt := b.Op(graph.OpExpandDims, b.Op(graph.OpShrinkDims, vl, b.I32s(0, 1)), b.I32s(1))                       // [Hkv,1,P,D]
 
-	// Query head n uses KV head n / g: [q,H,D] -> [H,q,D] -> [Hkv,g,q,D].
-	q4 := b.Typed(graph.OpReshape, graph.Tensor(cd, Hkv, g, graph.Dyn, D), b.Transpose(qh, 1, 0, 2), b.Concat(0, b.U32s(Hkv, g), l.qU, b.U32s(D)))
-	s := b.Mul(b.Matmul(q4, kt), b.Scalar(cd, 1/math.Sqrt(float64(D)))) // [Hkv,g,q,P]
-	p := b.Cast(b.Op(graph.OpSoftmax, b.Add(b.Cast(s, graph.F32), l.mask), b.I32(3)), cd)
-	o := b.Matmul(p, vt) // [Hkv,g,q,D]
-	o = b.Typed(graph.OpReshape, graph.Tensor(cd, H, graph.Dyn, D), o, b.Concat(0, b.U32s(H), l.qU, b.U32s(D)))
+		// Query head n uses KV head n / g: [q,H,D] -> [H,q,D] -> [Hkv,g,q,D].
+		q4 := b.Typed(graph.OpReshape, graph.Tensor(cd, Hkv, g, graph.Dyn, D), b.Transpose(qh, 1, 0, 2), b.Concat(0, b.U32s(Hkv, g), l.qU, b.U32s(D)))
+		s := b.Mul(b.Matmul(q4, kt), b.Scalar(cd, 1/math.Sqrt(float64(D)))) // [Hkv,g,q,P]
+		p := b.Cast(b.Op(graph.OpSoftmax, b.Add(b.Cast(s, graph.F32), l.mask), b.I32(3)), cd)
+		o = b.Matmul(p, vt) // [Hkv,g,q,D]
+		o = b.Typed(graph.OpReshape, graph.Tensor(cd, H, graph.Dyn, D), o, b.Concat(0, b.U32s(H), l.qU, b.U32s(D)))
+	}
 	o = l.rs(b.Transpose(o, 1, 0, 2), 1, graph.Dyn, H*D)
 	o = b.Mul(o, b.Op(graph.OpSigmoid, gate))
 	l.x = b.Add(l.x, l.linear(o, lname(i, "self_attn.o_proj.weight")))
