@@ -6,9 +6,8 @@ import (
 	"strings"
 )
 
-// The composites Apple's converter emits for its macOS Qwen3.5 export besides gated_delta_update
-// (apple/coreai-models export/macos.py, _EXTERNALIZE_SPECS; the printed declarations are in
-// apple/coreai-torch tests/composite_ops/test_rms_norm.py and test_sdpa.py):
+// The composites Apple's converter emits for its macOS Qwen3.5 export besides gated_delta_update,
+// as its tests print them (sources in docs/verify-foreign.md):
 //
 //	#coreai.composite_declaration<"rms_norm" = {input_names = ["input", "scale"],
 //	    op_attrs = {axes = -1 : si64, eps = 9.99999974E-6 : f32, version = 1 : si64}, output_names = ["output"]}>

@@ -117,6 +117,10 @@ func verifyFunc(m *Module, f *Func, opt VerifyOptions) []Violation {
 		vs = append(vs, Violation{Func: f.Name, Op: i, Name: name, Rule: rule, Msg: fmt.Sprintf(format, args...)})
 	}
 
+	if f.Opaque != "" { // a composite read without its body (graph/mlir): its loop is all there is to check
+		bad(-1, nil, RuleNoLoops, "%s (read without its body); it runs only where the runtime replaces the composite %q with its own kernel", f.Opaque, CompositeName(f.Composite))
+		return vs
+	}
 	// Values usable so far: SSA in a straight-line body means defined earlier.
 	defined := map[*Value]bool{}
 	for _, a := range f.Args {

@@ -12,8 +12,9 @@ import (
 // invoke of the causal scaled_dot_product_attention composite, each a private noinline graph with
 // Apple's declaration (graph/composite_apple.go). qconv's macos-stock target does not emit them
 // (docs/verify-foreign.md: the gate would check the declared op, not the kernel a runtime runs
-// instead, and an fp16 rms_norm kernel is exposed to constraint 12); they exist so that tests can
-// build a bundle in the form Apple's exporter writes and gate it with `qconv verify`.
+// instead, and an fp16 rms_norm kernel is exposed to constraint 12 of docs/constraints.md); they
+// exist so that tests can build a bundle in the form Apple's exporter writes and gate it with
+// `qconv verify`.
 
 // compositeFunc returns the name of the module's composite graph with declaration decl and
 // argument types args, building it with body (placed before the entrypoints) when absent.

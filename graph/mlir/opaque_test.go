@@ -104,6 +104,9 @@ func TestCompositeWithLoopReadOpaque(t *testing.T) {
 			}
 		}
 	}
+	if err := graph.Verify(m, graph.VerifyOptions{Device: graph.GPU}); !graph.HasRule(err, graph.RuleNoLoops) || !strings.Contains(err.Error(), "coreai.while") {
+		t.Errorf("verifying the opaque composite: %v", err)
+	}
 	if err := WriteBytecode(&bytes.Buffer{}, m, "x"); err == nil || !strings.Contains(err.Error(), "@rms_norm_0 cannot be written") {
 		t.Errorf("writing an opaque graph: %v", err)
 	}
