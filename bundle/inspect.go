@@ -265,6 +265,7 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	if len(schemes) > 1 {
 		delete(schemes, string(recipe.FP16))
 		delete(schemes, "f32")
+		delete(schemes, "bf16") // kept in the bf16 compute dtype (macos-stock)
 	}
 	d.Weights = joinKeys(schemes)
 	d.Head = "tied"

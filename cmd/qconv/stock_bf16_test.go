@@ -112,3 +112,52 @@ func TestStockComputeDTypes(t *testing.T) {
 		}
 	}
 }
+
+// macos-stock over every checkpoint layout the matrix covers (tied and untied, multimodal and
+// text-only, hidden sizes multiple of 32 or not): the bf16 default and the fp16 form publish, and
+// inspect derives the published name and compute from the bytes; or export refuses with exit 2.
+// The trained untied layout's bf16 default is gated; the rest are published --no-gate and checked
+// for agreement.
+func TestStockEveryLayout(t *testing.T) {
+	for _, l := range matrixLayouts(t) {
+		for _, flags := range [][]string{nil, {"--compute", "fp16"}} {
+			t.Run(l.name+" "+strings.Join(flags, " "), func(t *testing.T) {
+				args := append([]string{"export", "--target", "macos-stock", l.dir, "-o", t.TempDir(), "--json"}, flags...)
+				if !(l.gated && l.untied) || flags != nil {
+					args = append(args, "--no-gate") // the trained tied default's gate: TestExportStockTarget
+				}
+				code, stdout, errText := execQconv(t, args...)
+				switch {
+				case code == exitcode.BadInput && strings.Contains(errText, "flag --head"):
+					return // the default int8 block-32 head needs a hidden size multiple of 32 (refused up front)
+				case code != 0:
+					t.Fatalf("qconv %s: exit %d\n%s", strings.Join(args, " "), code, errText)
+				}
+				var doc exportDoc
+				if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Bundles) != 1 {
+					t.Fatalf("export doc: %v %s", err, stdout)
+				}
+				b := doc.Bundles[0]
+				code, js, errText := execQconv(t, "inspect", b.Path, "--json")
+				if code != 0 {
+					t.Fatalf("inspect %s: exit %d\n%s", b.Name, code, errText)
+				}
+				var in struct {
+					Name    string `json:"name"`
+					Derived struct {
+						Weights, Head, Compute string
+					} `json:"derived"`
+				}
+				if err := json.Unmarshal([]byte(js), &in); err != nil {
+					t.Fatal(err)
+				}
+				if in.Name != b.Name || in.Derived.Compute != b.Recipe["compute"] || in.Derived.Weights != b.Recipe["weights"] || in.Derived.Head != b.Recipe["head"] {
+					t.Errorf("%s: inspect derives %+v, export recorded %v", b.Name, in.Derived, b.Recipe)
+				}
+				if want := map[bool]string{true: "f16", false: "bf16"}[flags != nil]; b.Recipe["compute"] != want {
+					t.Errorf("%s computes in %v, want %s", b.Name, b.Recipe["compute"], want)
+				}
+			})
+		}
+	}
+}
