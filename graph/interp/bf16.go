@@ -1,6 +1,8 @@
 package interp
 
 import (
+	"math"
+
 	"qconv/graph"
 	"qconv/internal/kernels"
 )
@@ -41,12 +43,12 @@ func (b bf16Matrix) Cols() int { return b.m.Cols() }
 
 func (b bf16Matrix) Row(r int, dst []float32) {
 	b.m.Row(r, dst)
-	roundBF16(dst[:b.m.Cols()])
+	roundComputedBF16(dst[:b.m.Cols()])
 }
 
 func (b bf16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
 	R, C := b.m.Rows(), b.m.Cols()
-	if r0 < 0 || r1 > R || r0 > r1 || len(x) < n*C || len(dst) < n*R {
+	if n < 1 || r0 < 0 || r1 > R || r0 > r1 || len(x) < n*C || (r1 > r0 && len(dst) < (n-1)*R+r1) {
 		panic("interp: bf16Matrix.MulRows: range or lengths out of bounds")
 	}
 	row := make([]float32, C)
@@ -55,5 +57,15 @@ func (b bf16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
 		for v := 0; v < n; v++ {
 			dst[v*R+r] = kernels.Dot(row, x[v*C:(v+1)*C])
 		}
+	}
+}
+
+// roundComputedBF16 is roundBF16 for values an arithmetic op produced (a dequantized weight):
+// their NaNs are quiet, so the plain ties-to-even increment keeps them NaN and the loop needs no
+// branch. It gives graph.RoundBF16's result for every such value (TestRoundComputedBF16).
+func roundComputedBF16(x []float32) {
+	for i, v := range x {
+		u := math.Float32bits(v)
+		x[i] = math.Float32frombits((u + 0x7fff + (u>>16)&1) &^ 0xffff)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"qconv/graph"
+	"qconv/internal/kernels"
 )
 
 // bf16 results are rounded to bf16 (ties to even, overflow to Inf, subnormals kept, NaN kept),
@@ -82,5 +83,62 @@ func TestBF16Numerics(t *testing.T) {
 	}
 	if !fused {
 		t.Error("the matmul with the constant blockwise weight was not fused; the test checks the fused path")
+	}
+}
+
+// The branch-free rounding of computed values equals graph.RoundBF16 on products of int8 values
+// and scales (subnormal, huge, overflowing, NaN and Inf scales included).
+func TestRoundComputedBF16(t *testing.T) {
+	scales := []float32{1, 1 + 0x1p-7, 0.0123, 3e-39, 1e-45, 3.3e38, float32(math.Inf(-1)), float32(math.NaN()), 0}
+	for _, s := range scales {
+		x := make([]float32, 256)
+		for q := range x {
+			x[q] = float32(int8(q)) * s
+		}
+		want := make([]float32, len(x))
+		for i, v := range x {
+			want[i] = graph.RoundBF16(v)
+		}
+		roundComputedBF16(x)
+		for i := range x {
+			if math.Float32bits(x[i]) != math.Float32bits(want[i]) && !(x[i] != x[i] && want[i] != want[i]) {
+				t.Fatalf("scale %g, q %d: %v, want %v", s, int8(i), x[i], want[i])
+			}
+		}
+	}
+}
+
+// The cost of rounding a dequantized weight to bf16 in a fused product: an int8 block-32
+// [2048, 1024] weight times one vector, as the fp16 graphs run it (Q8Matrix) and as a bf16
+// graph does (bf16Matrix over the same Q8Matrix).
+func BenchmarkFusedInt8BF16(b *testing.B) {
+	const R, C = 2048, 1024
+	q := make([]byte, R*C)
+	for i := range q {
+		q[i] = byte(i * 7)
+	}
+	s := make([]byte, 2*R*C/32)
+	for i := 0; i < len(s); i += 2 {
+		s[i], s[i+1] = 0x00, 0x20 // fp16 2^-7
+	}
+	m, err := kernels.NewQ8Matrix(q, s, R, C, 1, 32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := make([]float32, C)
+	for i := range x {
+		x[i] = float32(i%13) - 6
+	}
+	dst := make([]float32, R)
+	for _, c := range []struct {
+		name string
+		m    kernels.Matrix
+	}{{"fp16-Q8", m}, {"bf16-rounded", bf16Matrix{m}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(R * C)
+			for i := 0; i < b.N; i++ {
+				c.m.MulRows(dst, x, 1, 0, R)
+			}
+		})
 	}
 }
