@@ -60,12 +60,16 @@ func (b bf16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
 	}
 }
 
-// roundComputedBF16 is roundBF16 for values an arithmetic op produced (a dequantized weight):
-// their NaNs are quiet, so the plain ties-to-even increment keeps them NaN and the loop needs no
-// branch. It gives graph.RoundBF16's result for every such value (TestRoundComputedBF16).
+// roundComputedBF16 is roundBF16 with the rule inlined for the row loops (the NaN test is a
+// branch that is never taken on real weights); it gives graph.RoundBF16's result for every value
+// (TestRoundComputedBF16).
 func roundComputedBF16(x []float32) {
 	for i, v := range x {
 		u := math.Float32bits(v)
+		if u&0x7fffffff > 0x7f800000 {
+			x[i] = math.Float32frombits((u | 0x00400000) &^ 0xffff) // NaN: quiet, payload truncated
+			continue
+		}
 		x[i] = math.Float32frombits((u + 0x7fff + (u>>16)&1) &^ 0xffff)
 	}
 }

@@ -86,10 +86,12 @@ func TestBF16Numerics(t *testing.T) {
 	}
 }
 
-// The branch-free rounding of computed values equals graph.RoundBF16 on products of int8 values
-// and scales (subnormal, huge, overflowing, NaN and Inf scales included).
+// The row loops' rounding equals graph.RoundBF16 on products of int8 values and scales
+// (subnormal, huge, overflowing, Inf and NaN scales, NaN payloads that would carry into the sign
+// under the plain increment included).
 func TestRoundComputedBF16(t *testing.T) {
-	scales := []float32{1, 1 + 0x1p-7, 0.0123, 3e-39, 1e-45, 3.3e38, float32(math.Inf(-1)), float32(math.NaN()), 0}
+	scales := []float32{1, 1 + 0x1p-7, 0.0123, 3e-39, 1e-45, 3.3e38, float32(math.Inf(-1)), float32(math.NaN()), 0,
+		math.Float32frombits(0x7fffe000), math.Float32frombits(0xffffffff), math.Float32frombits(0x7f800001)}
 	for _, s := range scales {
 		x := make([]float32, 256)
 		for q := range x {
