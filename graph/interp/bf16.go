@@ -1,8 +1,6 @@
 package interp
 
 import (
-	"math"
-
 	"qconv/graph"
 	"qconv/internal/kernels"
 )
@@ -29,11 +27,9 @@ func roundFloats(dt graph.DType, x []float32) {
 	}
 }
 
-func roundBF16(x []float32) {
-	for i, v := range x {
-		x[i] = graph.RoundBF16(v)
-	}
-}
+// roundBF16 applies graph.RoundBF16 to every element, with the vector kernel of the same rule
+// (TestKernelRoundBF16 holds the two equal; they were compared on all 2^32 bit patterns).
+func roundBF16(x []float32) { kernels.RoundBF16(x) }
 
 // bf16Matrix presents a dequantizing matrix's rows rounded to bf16.
 type bf16Matrix struct{ m kernels.Matrix }
@@ -43,7 +39,7 @@ func (b bf16Matrix) Cols() int { return b.m.Cols() }
 
 func (b bf16Matrix) Row(r int, dst []float32) {
 	b.m.Row(r, dst)
-	roundComputedBF16(dst[:b.m.Cols()])
+	roundBF16(dst[:b.m.Cols()])
 }
 
 func (b bf16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
@@ -57,19 +53,5 @@ func (b bf16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
 		for v := 0; v < n; v++ {
 			dst[v*R+r] = kernels.Dot(row, x[v*C:(v+1)*C])
 		}
-	}
-}
-
-// roundComputedBF16 is roundBF16 with the rule inlined for the row loops (the NaN test is a
-// branch that is never taken on real weights); it gives graph.RoundBF16's result for every value
-// (TestRoundComputedBF16).
-func roundComputedBF16(x []float32) {
-	for i, v := range x {
-		u := math.Float32bits(v)
-		if u&0x7fffffff > 0x7f800000 {
-			x[i] = math.Float32frombits((u | 0x00400000) &^ 0xffff) // NaN: quiet, payload truncated
-			continue
-		}
-		x[i] = math.Float32frombits((u + 0x7fff + (u>>16)&1) &^ 0xffff)
 	}
 }

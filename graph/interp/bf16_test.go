@@ -86,26 +86,29 @@ func TestBF16Numerics(t *testing.T) {
 	}
 }
 
-// The row loops' rounding equals graph.RoundBF16 on products of int8 values and scales
-// (subnormal, huge, overflowing, Inf and NaN scales, NaN payloads that would carry into the sign
-// under the plain increment included).
-func TestRoundComputedBF16(t *testing.T) {
-	scales := []float32{1, 1 + 0x1p-7, 0.0123, 3e-39, 1e-45, 3.3e38, float32(math.Inf(-1)), float32(math.NaN()), 0,
-		math.Float32frombits(0x7fffe000), math.Float32frombits(0xffffffff), math.Float32frombits(0x7f800001)}
-	for _, s := range scales {
-		x := make([]float32, 256)
-		for q := range x {
-			x[q] = float32(int8(q)) * s
+// The interpreter's vector rounding (kernels.RoundBF16) equals graph.RoundBF16, the rule's
+// owner, on products of int8 values and scales (subnormal, huge, overflowing, Inf and NaN scales,
+// NaN payloads that would carry into the sign under the plain increment) and on random bit
+// patterns, at a length with a scalar tail.
+func TestKernelRoundBF16(t *testing.T) {
+	var in []float32
+	for _, s := range []float32{1, 1 + 0x1p-7, 0.0123, 3e-39, 1e-45, 3.3e38, float32(math.Inf(-1)), float32(math.NaN()), 0,
+		math.Float32frombits(0x7fffe000), math.Float32frombits(0xffffffff)} {
+		for q := -128; q < 128; q++ {
+			in = append(in, float32(q)*s)
 		}
-		want := make([]float32, len(x))
-		for i, v := range x {
-			want[i] = graph.RoundBF16(v)
-		}
-		roundComputedBF16(x)
-		for i := range x {
-			if math.Float32bits(x[i]) != math.Float32bits(want[i]) && !(x[i] != x[i] && want[i] != want[i]) {
-				t.Fatalf("scale %g, q %d: %v, want %v", s, int8(i), x[i], want[i])
-			}
+	}
+	u := uint32(12345)
+	for range 1<<14 + 3 {
+		u = u*1664525 + 1013904223
+		in = append(in, math.Float32frombits(u))
+	}
+	in = append(in, math.Float32frombits(0x7f800001), math.Float32frombits(0xff800001))
+	x := append([]float32(nil), in...)
+	roundBF16(x)
+	for i, v := range in {
+		if want := graph.RoundBF16(v); math.Float32bits(x[i]) != math.Float32bits(want) {
+			t.Fatalf("bf16(%#08x) = %#08x, want %#08x", math.Float32bits(v), math.Float32bits(x[i]), math.Float32bits(want))
 		}
 	}
 }
