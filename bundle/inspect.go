@@ -234,9 +234,13 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	sort.SliceStable(out, func(i, j int) bool { return modelOrder(out[i].Name) < modelOrder(out[j].Name) })
 
 	d := DerivedRecipe{Contract: contractOf(f)}
-	// The compute dtype is the logits' (f32 only in the validation form).
+	// The compute dtype is the logits' (f32 only in the validation form); the stock contract casts
+	// its logits to fp16 whatever it computes in, so there it is the key cache's.
 	if r := f.Result(graph.OutLogits); r != nil {
 		d.Compute = r.Value.Type.DType
+	}
+	if a := f.Arg(graph.StateKey); d.Contract == graph.Stock && a != nil {
+		d.Compute = a.Value.Type.DType
 	}
 	// Decoder weights: the scheme every Linear layer shares (a mix is reported as such).
 	// Rows of one block are block-32 and per-channel at once: they decide the scheme only when
@@ -261,6 +265,7 @@ func describeWeights(m *graph.Module, f *graph.Func) ([]TensorInfo, DerivedRecip
 	if len(schemes) > 1 {
 		delete(schemes, string(recipe.FP16))
 		delete(schemes, "f32")
+		delete(schemes, "bf16") // kept in the bf16 compute dtype (macos-stock)
 	}
 	d.Weights = joinKeys(schemes)
 	d.Head = "tied"
@@ -368,7 +373,7 @@ func (in *Inspection) check() {
 		}
 	}
 	if r.Compute != d.Compute {
-		bad("metadata says compute %s, the logits are %s", r.Compute, d.Compute)
+		bad("metadata says compute %s, the bytes compute in %s", r.Compute, d.Compute)
 	}
 	if q.Contract != d.Contract {
 		bad("metadata says contract %s, @main follows %s", q.Contract, d.Contract)

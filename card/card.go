@@ -504,7 +504,7 @@ var constraintRules = []struct{ label, rule, applies string }{
 	{"absmax head", "A big-vocabulary head is quantized with plain absmax, never clipped (clipping outlier rows corrupts top-1s); an untied int8 head cuts the per-token weight read.", "bundles with a quantized (untied) head"},
 	{"int8 floor", "int4 (linear or LUT) does not survive this model; int8 is the narrowest shipped width.", "every target"},
 	{"linear int8 on GPU, LUTs for ANE/static", "256-entry LUTs are slow on the GPU delegate, so linear int8 is the GPU default; k-means LUTs are for the ANE and the static ios-gpu path.", "gpu-pipelined: linear; ios-gpu, ios-ane, macos: LUT"},
-	{"recurrence precision", "GPU graphs keep the gated-delta state in fp32; the fp32 form is wrong on the ANE, which keeps it in fp16.", "GPU: fp32; ANE: fp16"},
+	{"recurrence precision", "GPU graphs keep the gated-delta state in fp32; the fp32 form is wrong on the ANE, which keeps it in fp16.", "GPU: fp32; ANE: fp16; macos-stock (bf16): bf16 state, fp32 update"},
 	{"names describe the bytes", "Every name and metadata field comes from the applied recipe, and `qconv inspect` reads the scheme back from the bytes.", "every bundle"},
 	{"gate before publishing", "Greedy decode equals the fp32 reference token for token (a divergence only at a tie), teacher-forced top-1 matches at every confident step, prefill cosine ≥ 0.9999.", "every bundle"},
 }
@@ -563,7 +563,11 @@ func constraintEvidence(cb *CardBundle, in *bundle.Inspection, t *recipe.Target,
 		ev += " (departs from this rule)"
 	}
 	out = add(out, 6, ev, lut != wantLUT)
-	if cb.Recurrence != "" {
+	if cb.Recurrence == graph.BF16.String() {
+		// Apple's stock contract stores the state in bf16 and updates it in fp32 inside the
+		// composite (graph.RecurrenceMathDType).
+		out = add(out, 7, "verified: recurrent state bf16 (Apple's stock contract; the composite body updates it in fp32)", false)
+	} else if cb.Recurrence != "" {
 		out = add(out, 7, "verified: recurrent state "+cb.Recurrence, false)
 	} else {
 		out = add(out, 7, "no recurrent state", false)

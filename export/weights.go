@@ -18,7 +18,7 @@ import (
 
 // storage is the decision for one tensor.
 type storage struct {
-	dense   graph.DType // f16/f32 when stored dense
+	dense   graph.DType // f16/bf16/f32 when stored dense
 	linear  *quant.Linear
 	palette *quant.Palette
 }
@@ -322,10 +322,19 @@ func (s *weightSource) lazyParts(t *hf.Tensor, plan *bundle.TensorPlan, run func
 }
 
 // scaleBytesOf returns fp16 patterns as stored for an f16 graph, or widened exactly to f32 for
-// the fp32 validation form (the values are the same: fp16 embeds exactly in f32).
+// the fp32 validation form (the values are the same: fp16 embeds exactly in f32), or rounded to
+// bf16 for a bf16 graph (the dequantization's scale takes its result dtype, as Apple's
+// blockwise_shift_scale does; docs/apple-qwen35-contract.md, section 6).
 func scaleBytesOf(f16 []byte, dt graph.DType) []byte {
-	if dt == graph.F16 {
+	switch dt {
+	case graph.F16:
 		return f16
+	case graph.BF16:
+		out := make([]byte, len(f16))
+		for i := 0; i < len(f16)/2; i++ {
+			binary.LittleEndian.PutUint16(out[2*i:], graph.BF16FromFloat32(quant.F16ToFloat32(binary.LittleEndian.Uint16(f16[2*i:]))))
+		}
+		return out
 	}
 	out := make([]byte, 2*len(f16))
 	for i := 0; i < len(f16)/2; i++ {

@@ -102,7 +102,7 @@ func ElemInt(dt DType, b []byte, i int) int64 {
 		return int64(nibble(b, i))
 	case I1:
 		return int64(b[i/8] >> (i % 8) & 1)
-	case F32, F16:
+	case F32, F16, BF16:
 		return int64(elemFloat(dt, b, i))
 	}
 	panic(fmt.Sprintf("graph: no integer view of %s", dt))
@@ -114,6 +114,8 @@ func elemFloat(dt DType, b []byte, i int) float64 {
 		return float64(math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])))
 	case F16:
 		return float64(float16.Frombits(binary.LittleEndian.Uint16(b[2*i:])).Float32())
+	case BF16:
+		return float64(BF16ToFloat32(binary.LittleEndian.Uint16(b[2*i:])))
 	}
 	return float64(ElemInt(dt, b, i))
 }
@@ -173,6 +175,8 @@ func DenseFloats(dt DType, shape []int64, vals []float64) DenseAttr {
 			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(float32(v)))
 		case F16:
 			binary.LittleEndian.PutUint16(data[2*i:], float16.Fromfloat32(float32(v)).Bits())
+		case BF16:
+			binary.LittleEndian.PutUint16(data[2*i:], BF16FromFloat64(v))
 		default:
 			panic(fmt.Sprintf("graph: DenseFloats of %s", dt))
 		}
@@ -211,6 +215,8 @@ func PutInt(dt DType, b []byte, i int, v int64) {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(v)))
 	case F16:
 		binary.LittleEndian.PutUint16(b[2*i:], float16.Fromfloat32(float32(v)).Bits())
+	case BF16:
+		binary.LittleEndian.PutUint16(b[2*i:], BF16FromFloat64(float64(v)))
 	default:
 		panic(fmt.Sprintf("graph: PutInt %s", dt))
 	}

@@ -32,6 +32,7 @@ const (
 	SI4
 	UI4
 	I1
+	BF16 // bfloat16: f32's exponent range, 8 significant bits (graph/bf16.go)
 )
 
 var dtypeInfo = [...]struct {
@@ -41,7 +42,7 @@ var dtypeInfo = [...]struct {
 }{
 	F32: {"f32", 32, true}, F16: {"f16", 16, true}, SI32: {"si32", 32, false}, UI32: {"ui32", 32, false},
 	SI16: {"si16", 16, false}, SI8: {"si8", 8, false}, UI8: {"ui8", 8, false}, SI4: {"si4", 4, false},
-	UI4: {"ui4", 4, false}, I1: {"i1", 1, false},
+	UI4: {"ui4", 4, false}, I1: {"i1", 1, false}, BF16: {"bf16", 16, true},
 }
 
 func (d DType) Valid() bool { return d > 0 && int(d) < len(dtypeInfo) }
@@ -57,7 +58,7 @@ func (d DType) String() string {
 // Bits is the element width.
 func (d DType) Bits() int { return dtypeInfo[d].bits }
 
-// IsFloat reports f16 and f32.
+// IsFloat reports f16, bf16 and f32.
 func (d DType) IsFloat() bool { return d.Valid() && dtypeInfo[d].float }
 
 // ParseDType reads an MLIR element type spelling.

@@ -277,6 +277,8 @@ func recurrenceType(f *Func, name string, t Type, opt VerifyOptions) []Violation
 	switch {
 	case compute == F32:
 		why = "the fp32 validation form keeps the recurrence in fp32"
+	case compute == BF16:
+		why = "the bf16 form stores the gated-delta state in bf16, as Apple's stock contract does"
 	case opt.Device == ANE:
 		why = "the fp32-SSM form is wrong on the ANE; keep the recurrence in fp16"
 	}

@@ -11,8 +11,8 @@ import (
 // Options choose the contract and the numerics of a lowering.
 type Options struct {
 	Contract      graph.Contract
-	Compute       graph.DType // activation dtype: F16 on device, F32 for the validation form
-	StateDType    graph.DType // gated-delta recurrence and recState: F32 on GPU targets, F16 on the ANE
+	Compute       graph.DType // activation dtype: F16 on device (BF16 on macos-stock), F32 for the validation form
+	StateDType    graph.DType // gated-delta state: graph.RecurrenceDType (F32 on GPU, F16 on the ANE, BF16 on macos-stock)
 	NormDType     graph.DType // dtype RMSNorm statistics are computed in
 	Context       int         // static context of the host-cache contracts
 	PrefillTokens int         // tokens per HostPrefill pass (16)
@@ -33,11 +33,13 @@ type Options struct {
 // Lower builds the module holding @main for one contract. Weights come from opt.Weights; their
 // resources are registered in the module in first-use order.
 func Lower(cfg *hf.Config, opt Options) (*graph.Module, error) {
-	if opt.Compute != graph.F16 && opt.Compute != graph.F32 {
-		return nil, fmt.Errorf("lowering: compute dtype must be f16 or f32, not %s", opt.Compute)
+	// bf16 only where Apple's contract computes in it: the stock lowering (lower/stock.go).
+	bf16 := opt.Contract == graph.Stock
+	if opt.Compute != graph.F16 && opt.Compute != graph.F32 && !(bf16 && opt.Compute == graph.BF16) {
+		return nil, fmt.Errorf("lowering: compute dtype must be f16 or f32 (or bf16 on the stock contract), not %s", opt.Compute)
 	}
-	if opt.StateDType != graph.F16 && opt.StateDType != graph.F32 {
-		return nil, fmt.Errorf("lowering: state dtype must be f16 or f32, not %s", opt.StateDType)
+	if opt.StateDType != graph.F16 && opt.StateDType != graph.F32 && !(bf16 && opt.StateDType == graph.BF16) {
+		return nil, fmt.Errorf("lowering: state dtype must be f16 or f32 (or bf16 on the stock contract), not %s", opt.StateDType)
 	}
 	if opt.NormDType == 0 {
 		opt.NormDType = graph.F32

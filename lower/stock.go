@@ -105,11 +105,14 @@ func firstErr(errs ...error) error {
 // k, q scaled by dk^-1/2, then state = state·exp(g) + k⊗β(v − stateᵀk), output stateᵀq) for ONE
 // token. It is exact at query length 1 only. qconv's interpreter runs this body for one-token
 // calls and the declared op for longer ones, as a runtime that recognises the composite does
-// (graph/interp/interp_composite.go).
+// (graph/interp/interp_composite.go). The operands and results are in the state dtype; the
+// arithmetic runs in graph.RecurrenceMathDType of it (fp32 for a bf16 state: the declaration
+// casts in, updates in fp32 and casts out).
 func stockGatedDeltaBody(l *lowering) {
 	b, cfg := l.b, l.cfg
 	f := b.F
 	sd := l.opt.StateDType
+	md := graph.RecurrenceMathDType(sd)
 	nv, dk, dv := int64(cfg.LinearNumValueHeads), int64(cfg.LinearKeyHeadDim), int64(cfg.LinearValueHeadDim)
 	q := f.AddArg("query", graph.Tensor(sd, 1, nv, graph.Dyn, dk))
 	k := f.AddArg("key", graph.Tensor(sd, 1, nv, graph.Dyn, dk))
@@ -117,15 +120,16 @@ func stockGatedDeltaBody(l *lowering) {
 	g := f.AddArg("g", graph.Tensor(sd, 1, nv, graph.Dyn))
 	beta := f.AddArg("beta", graph.Tensor(sd, 1, nv, graph.Dyn))
 	s0 := f.AddArg("initial_state", graph.Tensor(sd, 1, nv, dk, dv))
+	in := func(x *graph.Value, dims ...int64) *graph.Value { return b.Cast(b.Reshape(x, dims...), md) }
 	l2 := func(x *graph.Value) *graph.Value {
 		ss := b.ReduceSum(b.Mul(x, x), 1)
-		return b.Mul(x, b.Op(graph.OpRsqrt, b.Add(ss, b.Scalar(sd, 1e-6))))
+		return b.Mul(x, b.Op(graph.OpRsqrt, b.Add(ss, b.Scalar(md, 1e-6))))
 	}
-	qt := b.Mul(l2(b.Reshape(q, nv, dk)), b.Scalar(sd, 1/math.Sqrt(float64(dk))))
-	kt := l2(b.Reshape(k, nv, dk))
-	S, o := l.deltaStep(b.Reshape(s0, nv, dk, dv), qt, kt, b.Reshape(v, nv, dv), b.Reshape(beta, nv), b.Reshape(g, nv))
-	f.AddResult("output_0", b.Typed(graph.OpReshape, graph.Tensor(sd, 1, graph.Dyn, nv, dv), o, b.U32s(1, 1, nv, dv)))
-	f.AddResult("output_1", b.Reshape(S, 1, nv, dk, dv))
+	qt := b.Mul(l2(in(q, nv, dk)), b.Scalar(md, 1/math.Sqrt(float64(dk))))
+	kt := l2(in(k, nv, dk))
+	S, o := l.deltaStep(in(s0, nv, dk, dv), qt, kt, in(v, nv, dv), in(beta, nv), in(g, nv))
+	f.AddResult("output_0", b.Typed(graph.OpReshape, graph.Tensor(sd, 1, graph.Dyn, nv, dv), b.Cast(o, sd), b.U32s(1, 1, nv, dv)))
+	f.AddResult("output_1", b.Reshape(b.Cast(S, sd), 1, nv, dk, dv))
 }
 
 // stockLowering builds one entrypoint with a dynamic query length q.
@@ -223,7 +227,11 @@ func (l *stockLowering) build(head bool) {
 	var logits *graph.Value
 	if head {
 		// In the compute dtype: f16 on device, as Apple's logits are; f32 in the validation form.
+		// A bf16 graph casts them to fp16 at the end, as Apple's cast_logits_bfloat16_to_float16.
 		logits = l.head(l.x)
+		if cd == graph.BF16 {
+			logits = b.Cast(logits, graph.F16)
+		}
 	}
 	// One write per state per call: the fixed-shape states get every layer's new row at once.
 	tok = b.WriteState(kh, l.kAll, tok)

@@ -21,7 +21,7 @@ type WeightSource interface {
 // from the checkpoint: the unquantized form used to check lowering against the reference.
 type DenseWeights struct {
 	Checkpoint *hf.Checkpoint
-	DType      graph.DType // F32 or F16
+	DType      graph.DType // F32, F16 or BF16
 }
 
 // Weight implements WeightSource.
@@ -33,10 +33,10 @@ func (d DenseWeights) Weight(spec hf.TensorSpec) (*graph.Weight, error) {
 	return DenseWeight(t, d.DType)
 }
 
-// DenseWeight makes a dense f32/f16 weight whose bytes are converted from t on demand.
+// DenseWeight makes a dense f32/f16/bf16 weight whose bytes are converted from t on demand.
 func DenseWeight(t *hf.Tensor, dt graph.DType) (*graph.Weight, error) {
-	if dt != graph.F32 && dt != graph.F16 {
-		return nil, fmt.Errorf("tensor %s: dense weights are f16 or f32, not %s", t.Name, dt)
+	if dt != graph.F32 && dt != graph.F16 && dt != graph.BF16 {
+		return nil, fmt.Errorf("tensor %s: dense weights are f16, bf16 or f32, not %s", t.Name, dt)
 	}
 	shape := make([]int64, len(t.Shape))
 	for i, d := range t.Shape {
@@ -51,7 +51,8 @@ func DenseWeight(t *hf.Tensor, dt graph.DType) (*graph.Weight, error) {
 	return &graph.Weight{Name: t.Name, Format: graph.Dense, Shape: shape, Data: res, DataType: dt, FloatType: dt}, nil
 }
 
-// fillDense converts t row by row into little-endian f32/f16 bytes.
+// fillDense converts t row by row into little-endian f32/f16/bf16 bytes (bf16 keeps f32's range,
+// so only fp16 can overflow).
 func fillDense(dst []byte, t *hf.Tensor, dt graph.DType) error {
 	row := make([]float32, t.Cols())
 	es := dt.Bits() / 8
@@ -63,6 +64,10 @@ func fillDense(dst []byte, t *hf.Tensor, dt graph.DType) error {
 		for i, v := range row {
 			if dt == graph.F32 {
 				binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+				continue
+			}
+			if dt == graph.BF16 {
+				binary.LittleEndian.PutUint16(out[2*i:], graph.BF16FromFloat32(v))
 				continue
 			}
 			h := float16.Fromfloat32(v)

@@ -51,7 +51,7 @@ type Recipe struct {
 	// HeadScheme is an int head's scale scheme; a float head has none (nil).
 	HeadScheme *quant.Scheme `json:"head_scheme,omitempty"`
 	BodyScheme quant.Scheme  `json:"scheme"`
-	Compute    graph.DType   `json:"compute"` // f16 (device) or f32 (validation form)
+	Compute    graph.DType   `json:"compute"` // f16 (device), bf16 (macos-stock, Apple's) or f32 (validation form)
 	// StateDType is the recurrence dtype the target's rule gives this recipe (Target.StateDType),
 	// recorded so inspect can hold the bytes to it.
 	StateDType     graph.DType `json:"recurrence_dtype,omitzero"`
@@ -108,9 +108,10 @@ var Targets = []*Target{
 		// Apple's own Qwen3.5 contract (docs/apple-qwen35-contract.md): the stock llm-runner and
 		// Foundation Models load it unpatched. int8 per-block-32 with the untied int8 per-block-32
 		// absmax head, the published ship configuration the gate passes (Apple's default, uint4
-		// per-block-32, fails the gate on Qwen3.5: constraint 5).
+		// per-block-32, fails the gate on Qwen3.5: constraint 5). bf16 compute and states as
+		// Apple's, fp16 logits.
 		Name: "macos-stock", Device: graph.GPU, Contract: graph.Stock, ByNameOnly: true,
-		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, Compute: graph.F16, Context: 4096},
+		Default: Recipe{Weights: Int8Block32, Head: "int8", HeadGranularity: "block32", BodyScheme: quant.Absmax, Compute: graph.BF16, Context: 4096},
 		About:   "Apple's stock Qwen3.5 contract: main + prefill entrypoints, dynamic query, keyCache/valueCache/convStates/recurrentStates; macOS",
 	},
 }
@@ -273,11 +274,21 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 		return r, exitcode.Badf("flag --head-sym: the head is tied (fp16); --head-sym quantizes it (omit --head tied)")
 	}
 	switch f.Compute {
-	case "", "fp16":
+	case "":
+	case "fp16":
+		r.Compute = graph.F16
+	case "bf16":
+		if t.Contract != graph.Stock {
+			return r, exitcode.Badf("flag --compute: bf16 is the compute dtype of Apple's stock contract (--target macos-stock); target %s computes in fp16 (or fp32, the validation form)", t.Name)
+		}
+		r.Compute = graph.BF16
 	case "fp32":
 		r.Compute = graph.F32
 	default:
-		return r, exitcode.Badf("flag --compute: unknown dtype %q (fp16, fp32)", f.Compute)
+		return r, exitcode.Badf("flag --compute: unknown dtype %q (fp16, bf16 on macos-stock, fp32)", f.Compute)
+	}
+	if r.Compute == graph.BF16 && r.Weights == FP16 {
+		return r, exitcode.Badf("flag --weights: fp16 stores the Linear weights in fp16, but target %s computes in bf16; add --compute fp16 for an fp16 bundle", t.Name)
 	}
 	if f.MaxCtx != 0 {
 		if f.MaxCtx < 16 || f.MaxCtx > 1<<20 {
@@ -355,8 +366,8 @@ func (r *Recipe) mode() string {
 // BundleName derives a bundle's name from the applied recipe (never from flags as typed):
 // {short}_decode_{mode}[_{headgran}[_sym]] for pipelined targets, {short}_ios_hc0_{mode} and
 // {short}_ios_hc_prefill_q16_b{ctx}_{mode} for ios-gpu. Departures from the defaults the
-// published names leave implicit are spelled out: _clip for a clipped body, _fp32 for the
-// fp32 validation form.
+// published names leave implicit are spelled out: _clip for a clipped body, and a compute dtype
+// other than the target's (_fp32 for the fp32 validation form, _fp16 for an fp16 macos-stock).
 func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, prefillTokens int) string {
 	mode := r.mode()
 	if r.IntHead() {
@@ -368,8 +379,10 @@ func BundleName(short string, t *Target, contract graph.Contract, r *Recipe, pre
 	if r.Weights != FP16 && r.BodyScheme == quant.Clip && !strings.HasSuffix(string(r.Weights), "lut") {
 		mode += "_clip"
 	}
-	if r.Compute == graph.F32 {
-		mode += "_fp32"
+	if r.Compute != t.Default.Compute {
+		// A compute dtype other than the target's own: _fp32 (the validation form), or _fp16 for
+		// a macos-stock bundle that does not compute in Apple's bf16.
+		mode += "_" + DTypeWords(r.Compute.String())
 	}
 	switch contract {
 	case graph.HostDecode:

@@ -62,7 +62,7 @@ func registerRecipeFlags(cmd *cobra.Command, f *recipe.Flags) {
 	fl.BoolVar(&f.HeadSym, "head-sym", false, "plain absmax for the head; alone it means --head int8-block32 (the published ship configuration)")
 	fl.StringVar(&f.HeadGranularity, "head-granularity", "", "int head granularity: block32, block16, block8, perchan")
 	fl.StringVar(&f.Scheme, "scheme", "", "linear scale scheme: absmax (default) or clip")
-	fl.StringVar(&f.Compute, "compute", "", "fp16 (device, default) or fp32 (the validation form)")
+	fl.StringVar(&f.Compute, "compute", "", "fp16 (device, default), bf16 (macos-stock only, its default) or fp32 (the validation form)")
 	fl.IntVar(&f.MaxCtx, "max-ctx", 0, "max context length (ios-gpu: the static context; default: the target's)")
 	fl.BoolVar(&f.AllowDelegate, "allow-known-delegate-bugs", false, "allow per-channel int8 on GPU targets (known to give garbage logits); recorded in metadata")
 }

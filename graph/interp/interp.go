@@ -6,6 +6,7 @@ package interp
 // Numerics. Float tensors hold float32 values; every op whose result dtype is f16 rounds its
 // result to fp16 (round to nearest even, overflow to ±Inf), so an fp16 tensor only ever holds
 // fp16-representable values and "rounding where the graph casts" follows from the result types.
+// A bf16 result is rounded to bf16 the same way (bf16.go, with the rule in graph/bf16.go).
 // Reductions, softmax and matmuls accumulate in float32 and round their result once.
 // Transcendentals (exp, log, sigmoid, ...) are evaluated in float64 and rounded to float32 (then
 // to fp16 when the result is f16). Integer results wrap to their dtype's width.

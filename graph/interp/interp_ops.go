@@ -15,9 +15,7 @@ import (
 const interpMaxRank = 16
 
 func roundResult(a *Array) {
-	if a.DType == graph.F16 {
-		kernels.RoundF16(a.F)
-	}
+	roundFloats(a.DType, a.F) // bf16.go
 }
 
 // operandInts returns operand k's elements as integers.
@@ -274,9 +272,7 @@ func binaryRange(bc *bcast, op byte, out, a, b *Array, lo, hi int) {
 	bc.eachRange(lo, hi, func(o, ao, bo, n, sa, sb int) {
 		binF32(op, dst[o:o+n], af[ao:], bf[bo:], sa, sb)
 	})
-	if out.DType == graph.F16 {
-		kernels.RoundF16(dst[lo:hi])
-	}
+	roundFloats(out.DType, dst[lo:hi])
 }
 
 // binF32 computes dst[i] = a[i*sa] op b[i*sb].

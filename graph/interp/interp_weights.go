@@ -88,6 +88,9 @@ func decodeArray(t graph.Type, b []byte) *Array {
 	case graph.F16:
 		a.F = make([]float32, n)
 		kernels.F16ToF32(a.F, b[:2*n])
+	case graph.BF16:
+		a.F = make([]float32, n)
+		kernels.BF16ToF32(a.F, b[:2*n])
 	default:
 		a.I = make([]int64, n)
 		for i := range a.I {
@@ -174,11 +177,13 @@ func (pl *planner) matchWeight(v *graph.Value) (*fusedWeight, error) {
 			fw.m, err = kernels.NewF16Matrix(b, rows, cols)
 		case graph.F32:
 			fw.m, err = kernels.NewF32Matrix(b, rows, cols)
+		case graph.BF16:
+			fw.m, err = kernels.NewBF16Matrix(b, rows, cols)
 		}
 	case graph.OpCast:
-		// A widening f16 -> f32 cast of a weight is exact.
+		// A widening f16 or bf16 -> f32 cast of a weight is exact.
 		src := op.Operands[0]
-		if src.Type.DType != graph.F16 || v.Type.DType != graph.F32 {
+		if (src.Type.DType != graph.F16 && src.Type.DType != graph.BF16) || v.Type.DType != graph.F32 {
 			return nil, nil
 		}
 		inner, e := pl.weight(src)
@@ -197,6 +202,9 @@ func (pl *planner) matchWeight(v *graph.Value) (*fusedWeight, error) {
 	if fw.m == nil {
 		return nil, nil
 	}
+	if v.Type.DType == graph.BF16 && (op.Name == graph.OpBlockwise || op.Name == graph.OpLUTToDense) {
+		fw.m = bf16Matrix{fw.m} // the dequantized weight is a bf16 tensor (bf16.go)
+	}
 	return fw, nil
 }
 
@@ -209,7 +217,12 @@ func f16Bytes(b []byte, t graph.Type) []byte {
 	n := int(t.NumElements())
 	out := make([]byte, 2*n)
 	for i := 0; i < n; i++ {
-		f := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		var f float32
+		if t.DType == graph.BF16 {
+			f = graph.BF16ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+		} else {
+			f = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
 		h := float16.Fromfloat32(f)
 		if h.Float32() != f {
 			return nil

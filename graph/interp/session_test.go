@@ -79,7 +79,7 @@ func lowerFor(t testing.TB, ck *hf.Checkpoint, opt lower.Options) *graph.Module 
 	if opt.StateDType == graph.F16 {
 		dev = graph.ANE
 	}
-	if err := graph.Verify(m, graph.VerifyOptions{Device: dev}); err != nil {
+	if err := graph.Verify(m, graph.VerifyOptions{Device: dev, Compute: opt.Compute}); err != nil {
 		t.Fatal(err)
 	}
 	return m

@@ -881,11 +881,7 @@ func parseElement(dt graph.DType, s string) (uint64, error) {
 		return v, nil
 	}
 	if dt.IsFloat() {
-		f := formatF32
-		if dt == graph.F16 {
-			f = formatF16
-		}
-		v := f.parse(s)
+		v := formatOf(dt).parse(s)
 		if v == math.MaxUint64 {
 			return 0, fmt.Errorf("bad %s element %q", dt, s)
 		}

@@ -246,6 +246,8 @@ func (w *bcWriter) elemType(dt graph.DType) uint64 {
 		return w.types.intern(key, custom(codeF32Type))
 	case graph.F16:
 		return w.types.intern(key, custom(codeF16Type))
+	case graph.BF16:
+		return w.types.intern(key, custom(codeBF16Type))
 	}
 	sign := uint64(0) // signless (i1)
 	if strings.HasPrefix(dt.String(), "si") {

@@ -6,6 +6,8 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+
+	"qconv/graph"
 )
 
 // MLIR prints a float element the way llvm::APFloat::toString does, so reproducing mlir-opt's text
@@ -22,9 +24,21 @@ type floatFormat struct {
 }
 
 var (
-	formatF16 = floatFormat{11, 5}
-	formatF32 = floatFormat{24, 8}
+	formatF16  = floatFormat{11, 5}
+	formatF32  = floatFormat{24, 8}
+	formatBF16 = floatFormat{8, 8}
 )
+
+// formatOf is the IEEE format of a float dtype (f32 for any other).
+func formatOf(dt graph.DType) floatFormat {
+	switch dt {
+	case graph.F16:
+		return formatF16
+	case graph.BF16:
+		return formatBF16
+	}
+	return formatF32
+}
 
 // printFloat formats the float with bit pattern bits as MLIR prints an element of a dense attribute.
 func printFloat(bits uint64, f floatFormat) string {
@@ -279,10 +293,10 @@ func (f floatFormat) fromFloat64(v float64) uint64 {
 		return uint64(math.Float32bits(float32(v)))
 	}
 	if math.IsNaN(v) {
-		return 0x7e00
+		return (1<<f.expBits-1)<<(f.precision-1) | 1<<(f.precision-2) // the quiet NaN (f16 0x7e00, bf16 0x7fc0)
 	}
 	if v == 0 && math.Signbit(v) {
-		return 0x8000
+		return 1 << (f.precision - 1 + f.expBits)
 	}
 	return f.fromRat(new(big.Rat).SetFloat64(v))
 }

@@ -15,6 +15,7 @@ import (
 func FuzzReadBytecode(f *testing.F) {
 	f.Add(writeBytecode(f, smallModule(f)))
 	f.Add(writeBytecode(f, &graph.Module{}))
+	f.Add(writeBytecode(f, bf16Module(f))) // bf16 types, dense bf16 constants and resources
 	m := testModule(f)
 	m.Resources = m.Resources[:0] // keep the seed small: drop the blobs and their constants
 	for _, g := range m.Funcs {

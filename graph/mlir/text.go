@@ -500,8 +500,8 @@ func formatElement(dt graph.DType, e uint64) string {
 	switch dt {
 	case graph.F32:
 		return printFloat(e, formatF32)
-	case graph.F16:
-		return printFloat(e, formatF16)
+	case graph.F16, graph.BF16:
+		return printFloat(e, formatOf(dt))
 	case graph.I1:
 		if e != 0 {
 			return "true"
