@@ -49,7 +49,10 @@ func (r *Recipe) ForCheckpoint(cfg *hf.Config) error {
 		return err
 	}
 	if why := (quant.Linear{Bits: 8, Granularity: g}).Check(cfg.VocabSize, cfg.HiddenSize); why != "" {
-		return exitcode.Badf("flag --head or --head-sym: an %s %s head cannot be stored for this checkpoint (lm_head.weight [%d, %d]: %s); choose another --head-granularity or keep the float head (omit --head and --head-sym)", r.Head, r.HeadGranularity, cfg.VocabSize, cfg.HiddenSize, why)
+		if r.headFlags == "" { // the target's default recipe chose the int head
+			return exitcode.Badf("the target's default head (%s %s) cannot be stored for this checkpoint (lm_head.weight [%d, %d]: %s); keep the checkpoint's float head with --head tied, or choose another --head-granularity", r.Head, r.HeadGranularity, cfg.VocabSize, cfg.HiddenSize, why)
+		}
+		return exitcode.Badf("flag %s: an %s %s head cannot be stored for this checkpoint (lm_head.weight [%d, %d]: %s); choose another --head-granularity or keep the float head (omit %s)", r.headFlags, r.Head, r.HeadGranularity, cfg.VocabSize, cfg.HiddenSize, why, r.headFlags)
 	}
 	return nil
 }

@@ -56,6 +56,9 @@ type Recipe struct {
 	// recorded so inspect can hold the bytes to it.
 	StateDType     graph.DType `json:"recurrence_dtype,omitzero"`
 	headOverridden bool
+	// headFlags names the flag that chose an int head (--head, --head-sym, --head-granularity
+	// or a --weights alias); "" when the head is the target's default.
+	headFlags string
 }
 
 // IntHeadScheme is the int head's scale scheme (absmax when a recipe read back does not say).
@@ -214,6 +217,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 			r.Weights = a.weights
 			if a.head != "" && f.Head == "" {
 				r.Head, r.headOverridden = a.head, a.head != "tied"
+				r.headFlags = "--weights " + f.Weights
 			}
 		} else {
 			row, ok := WeightSchemeOf(WeightScheme(f.Weights))
@@ -233,6 +237,10 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 			return r, err
 		}
 		r.Head = h
+		r.headFlags = "--head"
+		if f.Head == "" {
+			r.headFlags = "--head-sym"
+		}
 		if gran != "" {
 			r.HeadGranularity = gran
 		}
@@ -251,6 +259,7 @@ func (f Flags) Apply(t *Target) (Recipe, error) {
 			return r, exitcode.Badf("flag --head-granularity: %s contradicts --head %s", f.HeadGranularity, head)
 		}
 		r.HeadGranularity = f.HeadGranularity
+		r.headFlags = "--head-granularity"
 	}
 	switch f.Scheme {
 	case "":

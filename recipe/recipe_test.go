@@ -40,7 +40,7 @@ func TestRecipeJSONRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(b, &back); err != nil {
 			t.Fatal(err)
 		}
-		back.headOverridden = r.headOverridden
+		back.headOverridden, back.headFlags = r.headOverridden, r.headFlags
 		if !reflect.DeepEqual(back, r) {
 			t.Errorf("%s %+v: read back %+v, wrote %+v", c.t.Name, c.f, back, r)
 		}
