@@ -107,3 +107,14 @@ var useAVX512LUT8 = useAsm && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X
 //
 //go:noescape
 func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, bytes *[512]byte, x, dst *float32, rows, cols int)
+
+// transpose8AVX transposes rowGroups×colGroups blocks of 8×8 float32 from src (rows srcStride
+// bytes apart) to dst (rows dstStride bytes apart); f16acc_amd64.s.
+//
+//go:noescape
+func transpose8AVX(dst, src *float32, srcStride, dstStride, rowGroups, colGroups int)
+
+// f16acc64AVX runs k >= 1 steps of 64 fp16-accumulated sums (f16AccSteps).
+//
+//go:noescape
+func f16acc64AVX(acc, t, x *float32, k int)
