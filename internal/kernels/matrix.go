@@ -451,7 +451,7 @@ func (m LUTMatrix) MulRows(dst, x []float32, n, r0, r1 int) {
 	}
 	var table [256]float32
 	k := 1 << m.Bits
-	if m.Bits == 8 && useAVX512LUT8 && m.C >= 64 {
+	if m.Bits == 8 && useAsm && useAVX512LUT8 && m.C >= 64 {
 		m.mulRowsLUT8AVX512(dst, x, r0, r1, &table)
 		return
 	}
@@ -521,7 +521,7 @@ func (m LUTMatrix) row(r int, dst []float32) {
 	g := r / m.GroupRows
 	F16ToF32(table[:k], m.LUT[2*g*k:2*(g+1)*k])
 	switch {
-	case m.Bits == 8 && useAVX512LUT8 && m.C >= 64:
+	case m.Bits == 8 && useAsm && useAVX512LUT8 && m.C >= 64:
 		idx := m.Idx[r*m.C : (r+1)*m.C]
 		c := m.C &^ 63
 		decodeLUT8AVX512(&dst[0], ptr(idx), ptr(m.LUT[512*g:512*(g+1)]), c)
