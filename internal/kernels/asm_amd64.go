@@ -115,10 +115,19 @@ func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, lut16 unsafe.Pointer,
 //go:noescape
 func transpose8AVX(dst, src *float32, srcStride, dstStride, rowGroups, colGroups int)
 
-// f16acc64AVX runs k >= 1 steps of 64 fp16-accumulated sums (f16AccSteps).
+// f16acc64AVX runs k >= 1 steps of 64 fp16-accumulated sums whose terms are stride bytes
+// apart (f16AccSteps).
 //
 //go:noescape
-func f16acc64AVX(acc, t, x *float32, k int)
+func f16acc64AVX(acc, t, x *float32, k, stride int)
+
+// useAVX512F16Acc selects f16acc128AVX512.
+var useAVX512F16Acc = useAsm && cpu.X86.HasAVX512F
+
+// f16acc128AVX512 runs k >= 1 steps of 128 fp16-accumulated sums (f16AccSteps).
+//
+//go:noescape
+func f16acc128AVX512(acc, t, x *float32, k int)
 
 // decodeLUT8AVX512 decodes cols (a multiple of 64) LUT8 indices through the fp16 table lut16
 // (AVX-512 VBMI, like gemvLUT8AVX512).

@@ -52,6 +52,10 @@ func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, lut16 unsafe.Pointer,
 }
 
 func transpose8AVX(dst, src *float32, srcStride, dstStride, rowGroups, colGroups int) { noAsm() }
-func f16acc64AVX(acc, t, x *float32, k int)                                           { noAsm() }
+func f16acc64AVX(acc, t, x *float32, k, stride int)                                   { noAsm() }
+
+var useAVX512F16Acc = false
+
+func f16acc128AVX512(acc, t, x *float32, k int) { noAsm() }
 
 func decodeLUT8AVX512(dst *float32, idx, lut16 unsafe.Pointer, cols int) { noAsm() }

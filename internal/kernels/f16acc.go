@@ -19,12 +19,14 @@ import (
 // Axpy + RoundF16 loop over a transposed copy of the matrix, whatever the tile, the chunk or
 // the split over goroutines.
 
-// f16AccTile is the rows one tile accumulates side by side: 8 ymm sums, enough independent
-// chains to cover the latency of one multiply-add and two conversions per step.
-const f16AccTile = 64
+// f16AccTile is the rows one tile accumulates side by side: 8 zmm sums (two passes of 8 ymm
+// without AVX-512), enough independent chains to cover the latency of one multiply-add and two
+// conversions per step.
+const f16AccTile = 128
 
-// f16AccChunk is the columns transposed at once: a 16 KB block of the tile that stays in L1
-// while every vector steps through it.
+// f16AccChunk is the columns transposed at once: a 32 KB block of the tile that stays in L1
+// while every vector steps through it. (Decoding the rows chunk by chunk instead of whole, to
+// keep them out of L3, measured slower: more, shorter decode calls.)
 const f16AccChunk = 64
 
 // MatVecF16Acc is MatVec with the fp16 accumulator: dst[v*R+r] is row r's fp16-accumulated
@@ -126,8 +128,14 @@ func f16AccSteps(acc, block, x []float32) {
 	}
 	_ = acc[f16AccTile-1]
 	_ = block[len(x)*f16AccTile-1]
-	if useAsm {
-		f16acc64AVX(&acc[0], &block[0], &x[0], len(x))
+	switch {
+	case useAsm && useAVX512F16Acc:
+		f16acc128AVX512(&acc[0], &block[0], &x[0], len(x))
+		return
+	case useAsm:
+		for h := 0; h < f16AccTile; h += 64 {
+			f16acc64AVX(&acc[h], &block[h], &x[0], len(x), 4*f16AccTile)
+		}
 		return
 	}
 	for k, xv := range x {

@@ -92,14 +92,15 @@ block:
 	VCVTPS2PH   $0, Y, T; \
 	VCVTPH2PS   T, Y
 
-// func f16acc64AVX(acc, t, x *float32, k int)
-// k steps (k >= 1) of 64 fp16 sums: acc[i] = fp16(acc[i] + x[s]·t[64s+i]) for s < k, the 64
-// sums in Y0-Y7 for the whole loop.
-TEXT ·f16acc64AVX(SB), NOSPLIT, $0-32
+// func f16acc64AVX(acc, t, x *float32, k, stride int)
+// k steps (k >= 1) of 64 fp16 sums: acc[i] = fp16(acc[i] + x[s]·t[s*stride/4+i]) for s < k,
+// stride in bytes; the 64 sums stay in Y0-Y7 for the whole loop.
+TEXT ·f16acc64AVX(SB), NOSPLIT, $0-40
 	MOVQ    acc+0(FP), DI
 	MOVQ    t+8(FP), SI
 	MOVQ    x+16(FP), DX
 	MOVQ    k+24(FP), CX
+	MOVQ    stride+32(FP), R8
 	VMOVUPS (DI), Y0
 	VMOVUPS 32(DI), Y1
 	VMOVUPS 64(DI), Y2
@@ -119,7 +120,7 @@ step:
 	ACC16(160, Y5, X14)
 	ACC16(192, Y6, X15)
 	ACC16(224, Y7, X9)
-	ADDQ $256, SI
+	ADDQ R8, SI
 	ADDQ $4, DX
 	DECQ CX
 	JNZ  step
@@ -132,5 +133,54 @@ step:
 	VMOVUPS Y5, 160(DI)
 	VMOVUPS Y6, 192(DI)
 	VMOVUPS Y7, 224(DI)
+	VZEROUPPER
+	RET
+
+// ACC32(off, Z, T): Z = fp16(Z + Z8·off(SI)), as ACC16 on 16 lanes.
+#define ACC32(off, Z, T) \
+	VFMADD231PS off(SI), Z8, Z; \
+	VCVTPS2PH   $0, Z, T; \
+	VCVTPH2PS   T, Z
+
+// func f16acc128AVX512(acc, t, x *float32, k int)
+// k steps (k >= 1) of 128 fp16 sums, t being [k][128]: f16acc64AVX on 512-bit registers, the
+// sums in Z0-Z7.
+TEXT ·f16acc128AVX512(SB), NOSPLIT, $0-32
+	MOVQ    acc+0(FP), DI
+	MOVQ    t+8(FP), SI
+	MOVQ    x+16(FP), DX
+	MOVQ    k+24(FP), CX
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+
+zstep:
+	VBROADCASTSS (DX), Z8
+	ACC32(0, Z0, Y16)
+	ACC32(64, Z1, Y17)
+	ACC32(128, Z2, Y18)
+	ACC32(192, Z3, Y19)
+	ACC32(256, Z4, Y20)
+	ACC32(320, Z5, Y21)
+	ACC32(384, Z6, Y22)
+	ACC32(448, Z7, Y23)
+	ADDQ $512, SI
+	ADDQ $4, DX
+	DECQ CX
+	JNZ  zstep
+
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z5, 320(DI)
+	VMOVUPS Z6, 384(DI)
+	VMOVUPS Z7, 448(DI)
 	VZEROUPPER
 	RET

@@ -39,6 +39,16 @@ func f16AccRef(m Matrix, x []float32, n int) []float32 {
 // 64-column chunk, one and several vectors, on one and several goroutines; and the fp16
 // accumulator really is one (the sums differ from float32 accumulation).
 func TestMatVecF16AccEqualsReference(t *testing.T) {
+	wide := useAVX512F16Acc
+	defer func() { useAVX512F16Acc = wide }()
+	if wide {
+		t.Run("avx512", testMatVecF16AccEqualsReference)
+	}
+	useAVX512F16Acc = false
+	t.Run("avx2", testMatVecF16AccEqualsReference)
+}
+
+func testMatVecF16AccEqualsReference(t *testing.T) {
 	implementations(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(5, 9))
 		differs := 0
