@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// The AVX-512 LUT8 product (rows in pairs and one left over) and row decode must equal the AVX2
-// ones bit for bit (gate reports embedded in bundles are compared byte for byte across
-// machines), for every column count around its 64-column steps, tables with subnormal,
-// negative-zero and huge fp16 entries, and a group split across the row range.
+// The AVX-512 LUT8 product and row decode must equal the AVX2 ones bit for bit (gate reports
+// embedded in bundles are compared byte for byte across machines), for every column count
+// around its 64-column steps, tables with subnormal, negative-zero and huge fp16 entries, and a
+// group split across the row range.
 func TestLUT8AVX512BitIdentical(t *testing.T) {
 	if !useAVX512LUT8 {
 		t.Skip("no AVX-512 VBMI on this CPU")
