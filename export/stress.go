@@ -22,9 +22,10 @@ import (
 type StressMode string
 
 const (
-	// StressAuto (the default) is StressRecord where the stress is cheap (the weights fit the
-	// interpreter's fp16-accumulate cache: about twice the exact gate's cost) and a recorded
-	// "not run" note where it is not (at Qwen3.5-0.8B it would take many times the exact gate).
+	// StressAuto (the default) is StressRecord: the fp16-accumulate products run from the stored
+	// weights at every model size (kernels.MatVecF16Acc), the stress gate costing about 1.6 times
+	// the exact gate at Qwen3.5-0.8B (docs/numerics.md). It stays a mode of its own so a rule
+	// that skips the stress where it is too dear has one place to go: here.
 	StressAuto   StressMode = "auto"
 	StressRecord StressMode = "record" // run it and record it; the exact verdict decides
 	StressGates  StressMode = "gate"   // run it; the bundle passes only if both verdicts pass
@@ -50,10 +51,6 @@ func stressApplies(m *graph.Module) bool { return m.Dynamic() && m.HasF16Matmul(
 // j.result.Gate when mode is StressGate. It records nothing when the stress does not apply.
 func (j *job) stressGate(ctx context.Context, ref *oracle.Model, prompts []oracle.GatePrompt, gopt oracle.GateOptions, mode StressMode) error {
 	if mode == StressOff || j.contract == graph.HostPrefill || !stressApplies(j.shipped) {
-		return nil
-	}
-	if mode == StressAuto && !interp.F16AccumulateCached(j.shipped) {
-		j.result.Warnings = append(j.result.Warnings, "fp16-accumulation stress gate not run: the weights exceed the stress interpreter's cache, where it costs many times the exact gate; --gate-stress record runs it anyway")
 		return nil
 	}
 	if mode == StressAuto {

@@ -63,29 +63,6 @@ func accumulateF16(acc, x, bt []float32, B int) {
 	}
 }
 
-// f16AccCacheFloats was the budget (256 MB) of the transposed weights the fp16-accumulate mode
-// once kept per interpreter; the default stress rule still counts the matrix constants against
-// it (F16AccumulateCached).
-const f16AccCacheFloats = 1 << 26
-
-// F16AccumulateCached reports whether every matrix constant of m's @main fits 2^26 float32
-// values together (256 MB). The fp16-accumulate mode no longer keeps transposed copies (fused
-// weight products run kernels.MatVecF16Acc from the stored encodings), so this is only the
-// size class the stress gate's default once ran on (docs/numerics.md).
-func F16AccumulateCached(m *graph.Module) bool {
-	f := m.Func("main")
-	if f == nil {
-		return true
-	}
-	var n int64
-	for _, op := range f.Body {
-		if op.Name == graph.OpConstant && len(op.Results) == 1 && op.Results[0].Type.Rank() == 2 {
-			n += op.Results[0].Type.NumElements()
-		}
-	}
-	return n <= f16AccCacheFloats
-}
-
 // execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator, straight from the weight's
 // stored encoding: kernels.MatVecF16Acc decodes and transposes tiles of rows as it goes, and its
 // sums equal accumulateF16 over a transposed copy bit for bit.
