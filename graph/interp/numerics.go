@@ -63,6 +63,30 @@ func accumulateF16(acc, x, bt []float32, B int) {
 	}
 }
 
+// f16AccDefaultFloats is the weight size up to which the stress gate runs by default (2^26
+// matrix values, 64 MB as int8): there it costs seconds. Past it the fp16-accumulate products
+// run from the stored weights too (kernels.MatVecF16Acc), but the stress gate costs about 2.3
+// times the exact gate (Qwen3.5-0.8B: 116 s against 50 s on 2 cores, docs/numerics.md), so
+// qconv export's default records a "not run" note instead.
+const f16AccDefaultFloats = 1 << 26
+
+// F16AccumulateCached reports whether every matrix constant of m's @main together is at most
+// f16AccDefaultFloats values: the models the stress gate runs on by default (export/stress.go).
+// The name is the rule's history: those weights once had to fit a cache of transposed copies.
+func F16AccumulateCached(m *graph.Module) bool {
+	f := m.Func("main")
+	if f == nil {
+		return true
+	}
+	var n int64
+	for _, op := range f.Body {
+		if op.Name == graph.OpConstant && len(op.Results) == 1 && op.Results[0].Type.Rank() == 2 {
+			n += op.Results[0].Type.NumElements()
+		}
+	}
+	return n <= f16AccDefaultFloats
+}
+
 // execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator, straight from the weight's
 // stored encoding: kernels.MatVecF16Acc decodes and transposes tiles of rows as it goes, and its
 // sums equal accumulateF16 over a transposed copy bit for bit.
