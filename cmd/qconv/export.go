@@ -101,7 +101,7 @@ only then moved into place; a failed gate exits 3 and publishes nothing.
 	fl.BoolVar(&f.check, "check", false, "regenerate under $TMPDIR and compare with the bundles on disk by content (dates and the checkpoint's path do not count); exit 4 on any drift")
 	fl.BoolVar(&f.stale, "ignore-stale", false, "with --check: list bundles in the output tree this recipe does not produce, without counting them as drift")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON document on stdout")
-	fl.StringVar(&f.stress, "gate-stress", "auto", "gate dynamic fp16 graphs again with matmuls accumulated in fp16 (measured on device): auto (default: record where the weights fit the stress interpreter's cache, else a recorded note), record (always; the exact verdict decides), gate (both must pass), off")
+	fl.StringVar(&f.stress, "gate-stress", "auto", "gate dynamic fp16 graphs again with matmuls accumulated in fp16 (measured on device): auto (default: record up to 2^26 weight values, else a recorded note), record (always; the exact verdict decides), gate (both must pass), off")
 	registerRecipeFlags(cmd, &f.recipe)
 	f.gate.register(cmd)
 	return cmd

@@ -96,7 +96,6 @@ type Interpreter struct {
 	out      map[string]*Array
 	produced map[*Array]bool // state arrays this interpreter handed to the caller's map
 	free     [][]float32     // buffers of old states, reused for new values
-	acc      f16AccCache     // transposed weights of the fp16-accumulate mode (numerics.go)
 }
 
 // interpOptions adjusts planning (tests use it to compare fused and unfused products).

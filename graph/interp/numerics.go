@@ -53,9 +53,6 @@ func markF16Accumulate(steps []*interpStep) {
 	}
 }
 
-// f16AccBlock is how many weight rows execFusedMatmulF16Acc dequantizes and transposes at once.
-const f16AccBlock = 256
-
 // accumulateF16 sets acc[:B] = Σ_k x[k]·bt[k*B:(k+1)*B], rounding the running sum to fp16 after
 // every term.
 func accumulateF16(acc, x, bt []float32, B int) {
@@ -66,16 +63,16 @@ func accumulateF16(acc, x, bt []float32, B int) {
 	}
 }
 
-// f16AccCacheFloats bounds the dequantized, transposed weights one interpreter keeps for the
-// fp16-accumulate mode (256 MB): small models run from the cache, larger weights beyond it are
-// dequantized block by block at every call instead.
-const f16AccCacheFloats = 1 << 26
+// f16AccDefaultFloats is the weight size up to which the stress gate runs by default (2^26
+// matrix values, 64 MB as int8): there it costs seconds. Past it the fp16-accumulate products
+// run from the stored weights too (kernels.MatVecF16Acc), but the stress gate costs about 2.3
+// times the exact gate (Qwen3.5-0.8B: 116 s against 50 s on 2 cores, docs/numerics.md), so
+// qconv export's default records a "not run" note instead.
+const f16AccDefaultFloats = 1 << 26
 
-// F16AccumulateCached reports whether every matrix constant of m's @main fits the
-// fp16-accumulate cache together, the case where the stress mode runs at about twice the exact
-// mode's cost. Past the cache each call dequantizes and transposes its weights again, which at
-// Qwen3.5-0.8B makes a stress gate take many times the exact one (qconv export's default then
-// skips it; docs/numerics.md).
+// F16AccumulateCached reports whether every matrix constant of m's @main together is at most
+// f16AccDefaultFloats values: the models the stress gate runs on by default (export/stress.go).
+// The name is the rule's history: those weights once had to fit a cache of transposed copies.
 func F16AccumulateCached(m *graph.Module) bool {
 	f := m.Func("main")
 	if f == nil {
@@ -87,73 +84,19 @@ func F16AccumulateCached(m *graph.Module) bool {
 			n += op.Results[0].Type.NumElements()
 		}
 	}
-	return n <= f16AccCacheFloats
+	return n <= f16AccDefaultFloats
 }
 
-// f16AccCache holds weights as [cols, rows] float32 (columns contiguous), for the axpy form.
-type f16AccCache struct {
-	t    map[*fusedWeight][]float32
-	used int
-}
-
-// transposed returns w transposed and dequantized, or nil when it does not fit the budget.
-func (c *f16AccCache) transposed(w *fusedWeight) []float32 {
-	if t, ok := c.t[w]; ok {
-		return t
-	}
-	n := w.rows * w.cols
-	if c.used+n > f16AccCacheFloats {
-		return nil
-	}
-	if c.t == nil {
-		c.t = map[*fusedWeight][]float32{}
-	}
-	t := make([]float32, n)
-	row := make([]float32, w.cols)
-	for j := 0; j < w.rows; j++ {
-		w.m.Row(j, row)
-		for k, v := range row {
-			t[k*w.rows+j] = v
-		}
-	}
-	c.t[w], c.used = t, c.used+n
-	return t
-}
-
-// execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator. The weight comes from the
-// interpreter's cache of transposed weights, or, past its budget, is dequantized and transposed
-// f16AccBlock rows at a time.
+// execFusedMatmulF16Acc is execFusedMatmul with an fp16 accumulator, straight from the weight's
+// stored encoding: kernels.MatVecF16Acc decodes and transposes tiles of rows as it goes, and its
+// sums equal accumulateF16 over a transposed copy bit for bit.
 func execFusedMatmulF16Acc(fr *interpFrame, st *interpStep) error {
 	x, w, out, err := fusedMatmulOperands(fr, st)
 	if err != nil {
 		return err
 	}
-	K, N := w.cols, w.rows
-	n := len(x.F) / K
-	if fr.it != nil {
-		if t := fr.it.acc.transposed(w); t != nil {
-			for v := 0; v < n; v++ {
-				accumulateF16(out.F[v*N:(v+1)*N], x.F[v*K:(v+1)*K], t, N)
-			}
-			return nil
-		}
-	}
-	buf := fr.scratchF(2*f16AccBlock*K + f16AccBlock)
-	rows, bt, acc := buf[:f16AccBlock*K], buf[f16AccBlock*K:2*f16AccBlock*K], buf[2*f16AccBlock*K:]
-	for j0 := 0; j0 < N; j0 += f16AccBlock {
-		B := min(f16AccBlock, N-j0)
-		for j := 0; j < B; j++ {
-			w.m.Row(j0+j, rows[j*K:(j+1)*K])
-		}
-		for k := 0; k < K; k++ {
-			for j := 0; j < B; j++ {
-				bt[k*B+j] = rows[j*K+k]
-			}
-		}
-		for v := 0; v < n; v++ {
-			accumulateF16(acc[:B], x.F[v*K:(v+1)*K], bt[:K*B], B)
-			copy(out.F[v*N+j0:v*N+j0+B], acc[:B])
-		}
+	if n := len(x.F) / w.cols; n > 0 {
+		kernels.MatVecF16Acc(w.m, out.F, x.F, n)
 	}
 	return nil
 }

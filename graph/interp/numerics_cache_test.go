@@ -6,7 +6,7 @@ import (
 	"qconv/graph"
 )
 
-// The stress mode is run by default only where every matrix constant fits its cache together:
+// The stress mode is run by default only where the matrix constants hold at most 2^26 values together:
 // one [8192, 8193] int8 weight (just over 2^26 values) does not, one [8192, 8192] does, and
 // vectors never count.
 func TestF16AccumulateCached(t *testing.T) {

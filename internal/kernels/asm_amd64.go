@@ -102,8 +102,35 @@ func readSumAVX(p unsafe.Pointer, n int) uint64
 // VBMI byte permutes (Zen 4 and later, Ice Lake and later).
 var useAVX512LUT8 = useAsm && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI
 
-// gemvLUT8AVX512 is gemvLUT8AVX, bit for bit, looking the fp16 table up with byte permutes:
-// bytes holds its 256 low bytes, then its 256 high bytes; lut is the same table as float32.
+// gemvLUT8AVX512 is gemvLUT8AVX, bit for bit, looking the fp16 table lut16 up with byte
+// permutes; lut is the same table as float32 (read only when cols is not a multiple of 64) and
+// xp is x permuted by lut8Permute.
 //
 //go:noescape
-func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, bytes *[512]byte, x, dst *float32, rows, cols int)
+func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, lut16 unsafe.Pointer, x, xp, dst *float32, rows, cols int)
+
+// transpose8AVX transposes rowGroups×colGroups blocks of 8×8 float32 from src (rows srcStride
+// bytes apart) to dst (rows dstStride bytes apart); f16acc_amd64.s.
+//
+//go:noescape
+func transpose8AVX(dst, src *float32, srcStride, dstStride, rowGroups, colGroups int)
+
+// f16acc64AVX runs k >= 1 steps of 64 fp16-accumulated sums whose terms are stride bytes
+// apart (f16AccSteps).
+//
+//go:noescape
+func f16acc64AVX(acc, t, x *float32, k, stride int)
+
+// useAVX512F16Acc selects f16acc128AVX512.
+var useAVX512F16Acc = useAsm && cpu.X86.HasAVX512F
+
+// f16acc128AVX512 runs k >= 1 steps of 128 fp16-accumulated sums (f16AccSteps).
+//
+//go:noescape
+func f16acc128AVX512(acc, t, x *float32, k int)
+
+// decodeLUT8AVX512 decodes cols (a multiple of 64) LUT8 indices through the fp16 table lut16
+// (AVX-512 VBMI, like gemvLUT8AVX512).
+//
+//go:noescape
+func decodeLUT8AVX512(dst *float32, idx, lut16 unsafe.Pointer, cols int)

@@ -47,6 +47,15 @@ func readSumAVX(p unsafe.Pointer, n int) uint64 { noAsm(); return 0 }
 
 var useAVX512LUT8 = false
 
-func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, bytes *[512]byte, x, dst *float32, rows, cols int) {
+func gemvLUT8AVX512(idx unsafe.Pointer, lut *[256]float32, lut16 unsafe.Pointer, x, xp, dst *float32, rows, cols int) {
 	noAsm()
 }
+
+func transpose8AVX(dst, src *float32, srcStride, dstStride, rowGroups, colGroups int) { noAsm() }
+func f16acc64AVX(acc, t, x *float32, k, stride int)                                   { noAsm() }
+
+var useAVX512F16Acc = false
+
+func f16acc128AVX512(acc, t, x *float32, k int) { noAsm() }
+
+func decodeLUT8AVX512(dst *float32, idx, lut16 unsafe.Pointer, cols int) { noAsm() }

@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// The AVX-512 LUT8 product must equal the AVX2 one bit for bit (gate reports embedded in
-// bundles are compared byte for byte across machines), for every column count around its
-// 64-column steps, tables with subnormal, negative-zero and huge fp16 entries, and a group
-// split across the row range.
+// The AVX-512 LUT8 product and row decode must equal the AVX2 ones bit for bit (gate reports
+// embedded in bundles are compared byte for byte across machines), for every column count
+// around its 64-column steps, tables with subnormal, negative-zero and huge fp16 entries, and a
+// group split across the row range.
 func TestLUT8AVX512BitIdentical(t *testing.T) {
 	if !useAVX512LUT8 {
 		t.Skip("no AVX-512 VBMI on this CPU")
@@ -52,6 +52,20 @@ func TestLUT8AVX512BitIdentical(t *testing.T) {
 			for r := rr[0]; r < rr[1]; r++ {
 				if math.Float32bits(got[r]) != math.Float32bits(want[r]) {
 					t.Errorf("cols %d rows %v: row %d: AVX-512 %v, AVX2 %v", cols, rr, r, got[r], want[r])
+				}
+			}
+			// Row (the multi-vector and fp16-accumulate products decode with it).
+			for _, r := range rr {
+				r = min(r, rows-1)
+				gotRow, wantRow := make([]float32, cols), make([]float32, cols)
+				m.Row(r, gotRow)
+				useAVX512LUT8 = false
+				m.Row(r, wantRow)
+				useAVX512LUT8 = true
+				for c := range gotRow {
+					if math.Float32bits(gotRow[c]) != math.Float32bits(wantRow[c]) {
+						t.Fatalf("cols %d: Row(%d)[%d]: AVX-512 %v, AVX2 %v", cols, r, c, gotRow[c], wantRow[c])
+					}
 				}
 			}
 			var sum float64

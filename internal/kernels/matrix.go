@@ -450,22 +450,15 @@ func (m LUTMatrix) MulRows(dst, x []float32, n, r0, r1 int) {
 		return
 	}
 	var table [256]float32
-	var split [512]byte
 	k := 1 << m.Bits
+	if m.Bits == 8 && useAsm && useAVX512LUT8 && m.C >= 64 {
+		m.mulRowsLUT8AVX512(dst, x, r0, r1, &table)
+		return
+	}
 	for r := r0; r < r1; {
 		g := r / m.GroupRows
 		end := min(r1, (g+1)*m.GroupRows)
 		F16ToF32(table[:k], m.LUT[2*g*k:2*(g+1)*k])
-		if m.Bits == 8 && useAVX512LUT8 && m.C >= 64 {
-			lut := m.LUT[2*g*k : 2*(g+1)*k]
-			for i := range 256 {
-				split[i], split[256+i] = lut[2*i], lut[2*i+1]
-			}
-			idx := m.Idx[r*m.C : end*m.C]
-			gemvLUT8AVX512(ptr(idx), &table, &split, &x[0], &dst[r], end-r, m.C)
-			r = end
-			continue
-		}
 		if m.Bits == 4 {
 			idx := m.Idx[r*m.C/2 : end*m.C/2]
 			gemvLUT4AVX(ptr(idx), (*[16]float32)(table[:16]), &x[0], &dst[r], end-r, m.C)
@@ -481,6 +474,41 @@ func (m LUTMatrix) MulRows(dst, x []float32, n, r0, r1 int) {
 	}
 }
 
+// mulRowsLUT8AVX512 is the one-vector LUT8 product with gemvLUT8AVX512, group by group.
+func (m LUTMatrix) mulRowsLUT8AVX512(dst, x []float32, r0, r1 int, table *[256]float32) {
+	p := getScratch(m.C &^ 63)
+	xp := *p
+	lut8Permute(xp, x[:len(xp)])
+	for r := r0; r < r1; {
+		g := r / m.GroupRows
+		end := min(r1, (g+1)*m.GroupRows)
+		lut := m.LUT[512*g : 512*(g+1)]
+		if m.C%64 != 0 { // the 1-63 column tail reads the float32 table
+			F16ToF32(table[:], lut)
+		}
+		idx := m.Idx[r*m.C : end*m.C]
+		gemvLUT8AVX512(ptr(idx), table, ptr(lut), &x[0], &xp[0], &dst[r], end-r, m.C)
+		r = end
+	}
+	scratchPool.Put(p)
+}
+
+// lut8Permute sets xp to x in the column order gemvLUT8AVX512 widens its weights in: within
+// every 64 columns the 8-column groups 1 and 2, and 5 and 6, swapped. len(xp) is a multiple
+// of 64.
+func lut8Permute(xp, x []float32) {
+	for b := 0; b+64 <= len(xp); b += 64 {
+		d, s := xp[b:b+64], x[b:b+64]
+		copy(d[0:8], s[0:8])
+		copy(d[8:16], s[16:24])
+		copy(d[16:24], s[8:16])
+		copy(d[24:40], s[24:40])
+		copy(d[40:48], s[48:56])
+		copy(d[48:56], s[40:48])
+		copy(d[56:64], s[56:64])
+	}
+}
+
 func (m LUTMatrix) Row(r int, dst []float32) {
 	checkRowArgs("LUTMatrix", m.R, m.C, r, dst)
 	m.check()
@@ -493,6 +521,13 @@ func (m LUTMatrix) row(r int, dst []float32) {
 	g := r / m.GroupRows
 	F16ToF32(table[:k], m.LUT[2*g*k:2*(g+1)*k])
 	switch {
+	case m.Bits == 8 && useAsm && useAVX512LUT8 && m.C >= 64:
+		idx := m.Idx[r*m.C : (r+1)*m.C]
+		c := m.C &^ 63
+		decodeLUT8AVX512(&dst[0], ptr(idx), ptr(m.LUT[512*g:512*(g+1)]), c)
+		if c < m.C {
+			decodeLUT8AVX(&dst[c], ptr(idx[c:]), &table, m.C-c)
+		}
 	case m.Bits == 8 && useAsm:
 		decodeLUT8AVX(&dst[0], ptr(m.Idx[r*m.C:(r+1)*m.C]), &table, m.C)
 	case m.Bits == 8:
