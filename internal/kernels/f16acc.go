@@ -3,6 +3,7 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // The fp16-accumulate product of the interpreter's stress mode (graph/interp/numerics.go,
@@ -43,7 +44,22 @@ func MatVecF16Acc(m Matrix, dst, x []float32, n int) {
 	// A few tiles per piece: each piece decodes its rows once, so pieces are not too small.
 	chunkTiles := max(1, tiles/(workers*chunksPerWorker))
 	chunkRows := chunkTiles * f16AccTile
-	parallelRows(rows, chunkRows, workers, func(r0, r1 int) { MulRowsF16Acc(m, dst, x, n, r0, r1) })
+	var next atomic.Int64
+	work := func() {
+		for {
+			r0 := int(next.Add(int64(chunkRows))) - chunkRows
+			if r0 >= rows {
+				return
+			}
+			MulRowsF16Acc(m, dst, x, n, r0, min(r0+chunkRows, rows))
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // f16AccScratch is one goroutine's buffers: the tile's decoded rows, its transposed chunk and

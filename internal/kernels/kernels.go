@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Matrix is a row-major [Rows, Cols] weight matrix in some stored encoding.
@@ -66,7 +67,22 @@ func MatVec(m Matrix, dst, x []float32, n int) {
 	// written into bundles are compared byte for byte on other machines).
 	chunkRows := (rows + chunks - 1) / chunks
 	chunkRows += chunkRows & 1
-	parallelRows(rows, chunkRows, workers, func(r0, r1 int) { m.MulRows(dst, x, n, r0, r1) })
+	var next atomic.Int64
+	work := func() {
+		for {
+			r0 := int(next.Add(int64(chunkRows))) - chunkRows
+			if r0 >= rows {
+				return
+			}
+			m.MulRows(dst, x, n, r0, min(r0+chunkRows, rows))
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // checkMulArgs panics unless MulRows(dst, x, n, r0, r1) stays inside a
