@@ -286,6 +286,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		trimResident(opt, jobs) // the next write faults back only what it reads (memory.go)
 	}
 	// Gate (pairs gate together: the prefill companion is judged against its decode graph).
+	defer tightenGC()() // memory.go
 	for _, j := range jobs {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -70,3 +70,22 @@ func copyFileNew(dst, src string) error {
 	}
 	return out.Close()
 }
+
+// gateGCPercent is the heap growth over the live heap the collector allows while gates run
+// (GOGC; the runtime's default is 100). A gate's heap is mostly pointer-free rows of logits and
+// activations, cheap to collect, and the default lets garbage rows of earlier steps and prompts
+// double the resident heap.
+const gateGCPercent = 25
+
+// tightenGC lowers the collector's target to gateGCPercent unless the user set GOGC, and
+// returns the function that restores it.
+func tightenGC() (restore func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	old := debug.SetGCPercent(gateGCPercent)
+	if old >= 0 && old < gateGCPercent {
+		debug.SetGCPercent(old)
+	}
+	return func() { debug.SetGCPercent(old) }
+}
