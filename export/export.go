@@ -283,7 +283,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		trimResident(opt, jobs) // the next write faults back only what it reads (memory.go)
+		dropStaged(jobs) // the next write faults back only what it copies (memory.go)
 	}
 	// Gate (pairs gate together: the prefill companion is judged against its decode graph).
 	defer tightenGC()() // memory.go
@@ -314,7 +314,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			opt.Progress.Add(int64(pct - last))
 			last = pct
 		}
-		trimResident(opt, jobs) // the gate holds only what it reads (memory.go)
+		residentForGate(opt, jobs, j) // the gate holds only what it reads (memory.go)
 		err := j.gate(ctx, ref, prompts, gopt)
 		opt.Progress.Done()
 		if err != nil {

@@ -4,9 +4,11 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
+	"qconv/graph"
 	"qconv/internal/atomicfile"
 )
 
@@ -16,17 +18,20 @@ import (
 // pages a process has touched count in its RSS for as long as the mapping holds them, so without
 // care the peak RSS is the checkpoint plus every bundle read so far. Instead:
 //
-//   - before a bundle is gated, every mapping is dropped from the process's resident set
+//   - after each write, the staged bundles' pages are dropped from the process's resident set
 //     (madvise MADV_DONTNEED: the pages stay in the page cache, a later read faults them back
-//     in without I/O), so the gate holds the checkpoint, its own bundle (and, for the prefill
-//     companion, its decode partner) and nothing else;
+//     in without I/O); the checkpoint stays, the next write reads it again;
+//   - before a gate, every mapping but the gated bundle's (and, for the prefill companion, its
+//     decode partner's) is dropped, and the gated one is populated in one call (cheaper than a
+//     page fault per 4 KiB, which the gate would take anyway);
 //   - the companion check does not read the reference: the checkpoint is dropped before it;
 //   - a gated bundle that no later gate needs is unmapped (releaseUnneeded), and the heap the
 //     gate's interpreters used is handed back to the OS at once;
 //   - a twin (identical bytes) is copied file to file, never through the heap.
 //
 // Mappings are read-only views of files this run wrote and fsynced, and the checkpoint is
-// read-only: dropping their pages never changes a byte, and nothing here touches publishing.
+// read-only: dropping or populating their pages never changes a byte, and nothing here touches
+// staging or publishing.
 
 // dropResident drops a read-only shared file mapping's pages from the resident set.
 func dropResident(b []byte) {
@@ -35,17 +40,39 @@ func dropResident(b []byte) {
 	}
 }
 
-// trimResident drops the pages of every staged bundle's mapping and of the checkpoint from the
-// process's resident set, and returns the heap's free memory to the OS: the start of a phase
-// that reads only what it faults back in.
-func trimResident(opt Options, jobs []*job) {
+// populate maps in a read-only file mapping's pages in one call where the kernel can
+// (MADV_POPULATE_READ, Linux 5.14); elsewhere the reader faults them in as before.
+func populate(b []byte) {
+	if len(b) > 0 {
+		_ = unix.Madvise(b, unix.MADV_POPULATE_READ)
+	}
+}
+
+// dropStaged drops every staged bundle's pages from the resident set, except keep's.
+func dropStaged(jobs []*job, keep ...*job) {
 	for _, o := range jobs {
-		dropResident(o.mapping)
+		if !slices.Contains(keep, o) {
+			dropResident(o.mapping)
+		}
 	}
-	if opt.Checkpoint != nil {
-		opt.Checkpoint.DropResident()
+}
+
+// residentForGate leaves resident what j's gate reads: the checkpoint (for the reference) and
+// j's bundle, or, for a prefill companion, the two ios-gpu bundles and not the checkpoint. The
+// heap's free memory goes back to the OS.
+func residentForGate(opt Options, jobs []*job, j *job) {
+	keep := []*job{j}
+	if j.contract == graph.HostPrefill && j.partner != nil {
+		keep = append(keep, j.partner)
+		if opt.Checkpoint != nil {
+			opt.Checkpoint.DropResident()
+		}
 	}
+	dropStaged(jobs, keep...)
 	debug.FreeOSMemory()
+	for _, k := range keep {
+		populate(k.mapping)
+	}
 }
 
 // copyFileNew copies src to a new file dst (exclusive create, fsynced) without holding the

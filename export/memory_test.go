@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"qconv/graph"
 	"qconv/internal/testfix"
 )
 
@@ -84,6 +85,73 @@ func TestDropResident(t *testing.T) {
 		t.Fatal("bytes changed after dropResident")
 	}
 	dropResident(nil) // an unmapped (released) job: no-op
+	if err := unix.Madvise(m, unix.MADV_POPULATE_READ); err != nil {
+		t.Logf("MADV_POPULATE_READ unsupported here (%v): populate is a no-op", err)
+		return
+	}
+	dropResident(m)
+	populate(m)
+	if rss := mappedRssKiB(t, m); rss < size/1024*9/10 {
+		t.Fatalf("after populate, %d KiB resident, want about %d", rss, size/1024)
+	}
+}
+
+// mapTemp maps a new file of n random bytes read-only and touches every page.
+func mapTemp(t *testing.T, n int) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "main.mlirb")
+	b := make([]byte, n)
+	rand.Read(b)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, n, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(m) })
+	if !bytes.Equal(m, b) {
+		t.Fatal("mapping differs from the file")
+	}
+	return m
+}
+
+// touch reads one byte of every page of b.
+func touch(b []byte) (s byte) {
+	for i := 0; i < len(b); i += 4096 {
+		s += b[i]
+	}
+	return s
+}
+
+// Before a gate only the gated bundle stays resident; a prefill companion's check also keeps
+// its decode partner (it runs both graphs).
+func TestResidentForGate(t *testing.T) {
+	const size = 4 << 20
+	dec := &job{contract: graph.HostDecode, mapping: mapTemp(t, size)}
+	pre := &job{contract: graph.HostPrefill, partner: dec, mapping: mapTemp(t, size)}
+	other := &job{contract: graph.Pipelined, mapping: mapTemp(t, size)}
+	jobs := []*job{other, dec, pre}
+	resident := func() (o, d, p bool) {
+		in := func(j *job) bool { return mappedRssKiB(t, j.mapping) > size/1024/2 }
+		return in(other), in(dec), in(pre)
+	}
+	residentForGate(Options{}, jobs, pre)
+	touch(dec.mapping) // the companion check reads both
+	touch(pre.mapping)
+	if o, d, p := resident(); o || !d || !p {
+		t.Errorf("gating the companion: resident other=%v decode=%v prefill=%v, want false true true", o, d, p)
+	}
+	residentForGate(Options{}, jobs, other)
+	touch(other.mapping)
+	if o, d, p := resident(); !o || d || p {
+		t.Errorf("gating another bundle: resident other=%v decode=%v prefill=%v, want true false false", o, d, p)
+	}
 }
 
 // fileRssKiB sums the resident size of this process's mappings of path.

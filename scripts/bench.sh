@@ -18,7 +18,7 @@
 #              and ~30 minutes on 2 cores; run it through flock /tmp/qconv-heavy.lock on a
 #              shared machine.
 #
-# Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 12-15 minutes on 2 cores, ~7 GB of
+# Needs go, /usr/bin/time (GNU, for -v), jq, pgrep, column. About 15-20 minutes on 2 cores, ~7 GB of
 # disk at its peak (checkpoint, bundles and the bytecode benchmark's file), ~8 GB of RAM.
 #
 # Gated runs use a view of the checkpoint without its tokenizer files (symlinks to config and
