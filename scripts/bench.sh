@@ -362,6 +362,12 @@ for t in ios-gpu ios-ane; do
 	n=BenchmarkInterpDecodeVsOracle/$t-2
 	row "interp decode tok/s $t (int8-lut), 2 cores" "$(metric "$y" "$n" interp-tok/s)" "$(metric "$y" "$n" oracle-tok/s) (oracle)" "$(div "$(metric "$y" "$n" interp-tok/s)" "$(metric "$y" "$n" oracle-tok/s)")" "candidate speed relative to the reference: explains the per-target gate times below"
 done
+measure host-window export "$work/export.test" -test.run '^$' -test.bench 'HostWindow' -test.cpu 2 -test.benchtime 64x
+w=$logs/host-window.out
+for p in 16 512; do
+	n=BenchmarkHostWindow/pos$p-2
+	row "ios-gpu decode tok/s at position $p+, 2 cores" "$(metric "$w" "$n" window-tok/s) (cache window)" "$(metric "$w" "$n" all-slots-tok/s) (all 2048 slots)" "$(div "$(metric "$w" "$n" window-tok/s)" "$(metric "$w" "$n" all-slots-tok/s)") (median pair $(div 1 "$(metric "$w" "$n" median-ratio)"))" "speed-up of the host-cache session on a growing window over feeding all 2048 slots every step (same logits bit for bit; docs/performance.md)"
+done
 n=BenchmarkCompanionPrefill-2
 row "ios-gpu prompt: 16-token companion block" "$(metric "$y" $n companion-tok/s) tok/s" "$(metric "$y" $n decode-tok/s) tok/s (16 decode steps, fresh sessions)" "$(div "$(metric "$y" $n companion-tok/s)" "$(metric "$y" $n decode-tok/s)")" "the companion check's prompt path against decoding the same tokens"
 

@@ -144,6 +144,13 @@ func TestHostWindowMatchesFullCache(t *testing.T) {
 				t.Fatalf("session runs with %d of %d slots, want the %d-slot window", s.win, ctx, minHostWindow)
 			}
 			naive := newNaiveHost(t, dec, pre)
+			allSlots, err := NewSessionAllSlots(dec, pre) // the benchmarks' baseline
+			if err != nil {
+				t.Fatal(err)
+			}
+			if allSlots.win != ctx {
+				t.Fatalf("NewSessionAllSlots runs with %d of %d slots", allSlots.win, ctx)
+			}
 			// The prompt (blocks through the companion when given), then one token at a time,
 			// forking half way as the gate does.
 			split := 150
@@ -154,6 +161,9 @@ func TestHostWindowMatchesFullCache(t *testing.T) {
 			}
 			if i := sameBits(got, want[len(want)-1]); i >= 0 {
 				t.Fatalf("prompt logits differ at %d: %v vs %v", i, got[i], want[len(want)-1][i])
+			}
+			if all, err := allSlots.Prefill(ids[:split]); err != nil || sameBits(all, got) >= 0 {
+				t.Fatalf("NewSessionAllSlots differs from the windowed session (%v)", err)
 			}
 			s, err = s.Fork()
 			if err != nil {
