@@ -238,9 +238,10 @@ done
 
 say "build"
 go build -o "$work/qconv" ./cmd/qconv
-for pkg in oracle quant export graph; do
+for pkg in oracle quant export; do
 	go test -c -o "$work/$pkg.test" "./$pkg"
 done
+go test -c -o "$work/mlir.test" ./graph/mlir # the bytecode writer and reader (BenchmarkBigModel)
 go test -c -o "$work/kernels.test" ./internal/kernels
 qconv=$work/qconv
 
@@ -389,9 +390,9 @@ row "  gate peak RSS" "$M_RSS MiB (anon $M_ANON, file $M_FILE)" "$(gib "$ck_byte
 rm -rf "$work/out/nogate"
 
 # --- bytecode ------------------------------------------------------------------------------------
-say "bytecode write/read of a 1.22 GB int8-shaped module (graph BenchmarkBigModel)"
+say "bytecode write/read of a 1.22 GB int8-shaped module (graph/mlir BenchmarkBigModel)"
 sync # start from clean page cache: file writes slow down once dirty pages pile up
-measure bytecode graph "$work/graph.test" -test.run '^$' -test.bench 'BigModel' -test.cpu 2 -test.benchtime 2x
+measure bytecode graph/mlir "$work/mlir.test" -test.run '^$' -test.bench 'BigModel' -test.cpu 2 -test.benchtime 2x
 g=$logs/bytecode.out
 grep -q '^BenchmarkBigModel' "$g" || { echo "bench.sh: bytecode benchmark failed" >&2; tail "$g" >&2; exit 1; }
 bm() { metric "$g" "BenchmarkBigModel/$1-2" MB/s; }
