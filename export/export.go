@@ -283,8 +283,10 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		dropStaged(jobs) // the next write faults back only what it copies (memory.go)
 	}
 	// Gate (pairs gate together: the prefill companion is judged against its decode graph).
+	defer tightenGC()() // memory.go
 	for _, j := range jobs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -312,6 +314,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			opt.Progress.Add(int64(pct - last))
 			last = pct
 		}
+		residentForGate(opt, jobs, j) // the gate holds only what it reads (memory.go)
 		err := j.gate(ctx, ref, prompts, gopt)
 		opt.Progress.Done()
 		if err != nil {
@@ -531,11 +534,7 @@ func (j *job) copyTwin(opt Options) error {
 	}
 	src := filepath.Join(j.twin.tmp, j.twin.name+".aimodel")
 	for _, f := range []string{"main.mlirb", "main.hash", "metadata.json"} {
-		b, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			return err
-		}
-		if err := atomicfile.WriteNew(filepath.Join(dst, f), b); err != nil {
+		if err := copyFileNew(filepath.Join(dst, f), filepath.Join(src, f)); err != nil { // file to file, not through the heap
 			return err
 		}
 	}

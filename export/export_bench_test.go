@@ -1,6 +1,7 @@
 package export
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -220,4 +221,76 @@ func BenchmarkCompanionPrefill(b *testing.B) {
 	b.ReportMetric(tokens/stepTime.Seconds(), "decode-tok/s")
 	b.ReportMetric(float64(blockTime)/float64(stepTime), "companion/decode")
 	benchutil.LogMemory(b)
+}
+
+// BenchmarkHostWindow times ios-gpu decode steps of a session on a growing cache window (what
+// the gate runs) against a session feeding all 2048 cache slots every step (the host-cache
+// contract as written), alternating one step of each, after a 16-token prompt (pos16) and after a
+// 512-token one fed through the prefill companion (pos512), 64 steps from each. Both give the same
+// logits bit for bit (graph/interp's TestHostWindowMatchesFullCache); window/all is the ratio of
+// step times (below 1: the window is faster).
+func BenchmarkHostWindow(b *testing.B) {
+	ck := synthCheckpoint(b)
+	defer ck.Close()
+	t, err := recipe.TargetByName("ios-gpu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	built := benchBuild(b, ck, t)
+	for _, n := range []int{16, 512} {
+		b.Run(fmt.Sprintf("pos%d", n), func(b *testing.B) {
+			prompt := make([]int, n)
+			for i := range prompt {
+				prompt[i] = (i*7919 + 11) % ck.Config.VocabSize
+			}
+			start := func(all bool) *interp.Session {
+				newSession := interp.NewSession
+				if all {
+					newSession = interp.NewSessionAllSlots
+				}
+				s, err := newSession(built.Decode, built.Prefill)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Prefill(prompt); err != nil {
+					b.Fatal(err)
+				}
+				return s
+			}
+			win0, all0 := start(false), start(true)
+			var win, all *interp.Session
+			reset := func() {
+				if win, err = win0.Fork(); err != nil {
+					b.Fatal(err)
+				}
+				if all, err = all0.Fork(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reset()
+			var clocks benchutil.TwoClocks
+			for i := 0; b.Loop(); i++ {
+				if i%64 == 63 {
+					b.StopTimer()
+					reset()
+					b.StartTimer()
+				}
+				id := (i*104729 + 7) % ck.Config.VocabSize
+				clocks.Pair(func() {
+					if _, err := win.Step(id); err != nil {
+						b.Fatal(err)
+					}
+				}, func() {
+					if _, err := all.Step(id); err != nil {
+						b.Fatal(err)
+					}
+				})
+			}
+			k := clocks.N()
+			b.ReportMetric(k/clocks.Work.Seconds(), "window-tok/s")
+			b.ReportMetric(k/clocks.Base.Seconds(), "all-slots-tok/s")
+			b.ReportMetric(float64(clocks.Work)/float64(clocks.Base), "window/all")
+			b.ReportMetric(clocks.MedianWorkOverBase(), "median-ratio")
+		})
+	}
 }

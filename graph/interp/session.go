@@ -28,8 +28,11 @@ type Session struct {
 
 	// host cache
 	ctx, block              int
-	pastK, pastV, conv, rec *Array
+	pastK, pastV, conv, rec *Array // past_k/past_v hold win slots (session_window.go)
 	cd                      graph.DType
+	win                     int          // cache slots the graphs run with: ctx, or a window below it
+	windows                 *hostWindows // nil: the graphs run with all ctx slots
+	decWin, preWin          *Interpreter // the graphs specialized to win slots (nil until used)
 }
 
 // NewSession prepares a session on dec (a Pipelined or HostDecode module); pre, if non-nil, is the
@@ -77,8 +80,7 @@ func NewSessionNumerics(dec, pre *graph.Module, n Numerics) (*Session, error) {
 		pk := f.Arg(graph.InPastK).Value.Type
 		s.ctx = int(pk.Shape[3])
 		s.cd = pk.DType
-		s.pastK = NewArray(pk.DType, pk.Shape...)
-		s.pastV = NewArray(pk.DType, pk.Shape...)
+		s.win = s.ctx
 		ct, rt := f.Arg(graph.InConvState).Value.Type, f.Arg(graph.InRecState).Value.Type
 		s.conv = NewArray(ct.DType, ct.Shape...)
 		s.rec = NewArray(rt.DType, rt.Shape...)
@@ -92,6 +94,16 @@ func NewSessionNumerics(dec, pre *graph.Module, n Numerics) (*Session, error) {
 				return nil, err
 			}
 		}
+		if s.windows, err = newHostWindows(dec, pre, s.ctx); err != nil {
+			return nil, err
+		}
+		if s.windows != nil {
+			s.win = hostWindow(1, s.ctx)
+		}
+		shape := slices.Clone(pk.Shape)
+		shape[3] = int64(s.win)
+		s.pastK = NewArray(pk.DType, shape...)
+		s.pastV = NewArray(pk.DType, shape...)
 	default:
 		return nil, fmt.Errorf("session: @main follows neither the pipelined nor the host-cache contract")
 	}
@@ -110,7 +122,7 @@ func (s *Session) Fork() (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.pos, n.kvCap = s.pos, s.kvCap
+	n.pos, n.kvCap, n.win, n.windows = s.pos, s.kvCap, s.win, s.windows
 	for k, v := range s.states {
 		n.states[k] = cloneArray(v)
 	}
@@ -183,17 +195,17 @@ func (s *Session) growKV(capacity int64) {
 // hostMask builds the additive mask for q tokens at positions pos..pos+q-1: the past slots below
 // pos are visible, the rest of the past masked, and within the block token i sees tokens <= i.
 func (s *Session) hostMask(q int) *Array {
-	m := NewArray(s.cd, 1, 1, int64(q), int64(s.ctx+q))
-	w := s.ctx + q
+	m := NewArray(s.cd, 1, 1, int64(q), int64(s.win+q))
+	w := s.win + q
 	for i := 0; i < q; i++ {
 		row := m.F[i*w : (i+1)*w]
 		for j := range row {
 			switch {
 			case j < s.pos:
 				row[j] = 0
-			case j < s.ctx:
+			case j < s.win:
 				row[j] = graph.MaskedScore
-			case j-s.ctx <= i:
+			case j-s.win <= i:
 				row[j] = 0
 			default:
 				row[j] = graph.MaskedScore
@@ -203,10 +215,17 @@ func (s *Session) hostMask(q int) *Array {
 	return m
 }
 
-func (s *Session) runHost(it *Interpreter, ids []int) (map[string]*Array, error) {
+func (s *Session) runHost(prefill bool, ids []int) (map[string]*Array, error) {
 	q := len(ids)
 	if s.pos+q > s.ctx {
 		return nil, fmt.Errorf("context full: %d tokens fed, the graph's static context is %d", s.pos+q, s.ctx)
+	}
+	if s.pos+q > s.win {
+		s.growHost(hostWindow(s.pos+q, s.ctx))
+	}
+	it, err := s.hostInterp(prefill)
+	if err != nil {
+		return nil, err
 	}
 	positions := make([]int, q)
 	for i := range positions {
@@ -242,7 +261,7 @@ func (s *Session) runHost(it *Interpreter, ids []int) (map[string]*Array, error)
 }
 
 func (s *Session) stepHost(id int) ([]float32, error) {
-	out, err := s.runHost(s.decIt, []int{id})
+	out, err := s.runHost(false, []int{id})
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +284,7 @@ func (s *Session) Prefill(ids []int) ([]float32, error) {
 	i := 0
 	if s.preIt != nil {
 		for ; i+s.block <= len(ids); i += s.block {
-			out, err := s.runHost(s.preIt, ids[i:i+s.block])
+			out, err := s.runHost(true, ids[i:i+s.block])
 			if err != nil {
 				return nil, err
 			}

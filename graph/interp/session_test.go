@@ -107,6 +107,9 @@ func TestGraphsMatchReference(t *testing.T) {
 			}{
 				{"pipelined", lower.Options{Contract: graph.Pipelined, Compute: graph.F32, StateDType: graph.F32, Weights: w}},
 				{"host-decode", lower.Options{Contract: graph.HostDecode, Compute: graph.F32, StateDType: graph.F32, Context: longest, GreedyHead: true, Weights: w}},
+				// A context above the session's smallest cache window: the session runs the graph
+				// on a growing window of the cache (session_window.go).
+				{"host-decode windowed", lower.Options{Contract: graph.HostDecode, Compute: graph.F32, StateDType: graph.F32, Context: 4 * max(longest, minHostWindow), GreedyHead: true, Weights: w}},
 			}
 			for _, c := range contracts {
 				m := lowerFor(t, ck, c.opt)
