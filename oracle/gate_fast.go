@@ -24,14 +24,9 @@ func (cp *candPass) teacherForce(cand Candidate, gen []int) error {
 		cp.decodeRows = append(cp.decodeRows, row)
 		return nil
 	}
-	for _, id := range gen {
-		row, err := cand.Step(id)
-		if err != nil {
-			return err
-		}
-		cp.decodeRows = append(cp.decodeRows, row)
-	}
-	return nil
+	rows, err := feedAll(cand, gen)
+	cp.decodeRows = append(cp.decodeRows, rows...)
+	return err
 }
 
 // rowJudgement is what the gate keeps of one candidate row once it has been compared with the
@@ -61,61 +56,114 @@ func judgeRow(ref, cand []float32) rowJudgement {
 }
 
 // promptJudge judges the candidate's prompt rows against the reference's as both become
-// available (the reference's prefill usually finishes long before the candidate has stepped
-// the prompt), keeping only each row's judgement and the last row, and the prefill cosine's
-// sums in the order of the flattened rows.
+// available, keeping only each row's judgement, the last row, and the prefill cosine's sums in
+// the order of the flattened rows. The reference's rows arrive in chunks (gate_stream.go); a
+// chunk is given back as soon as its last row is judged. Candidate rows that arrive before the
+// reference's wait, at most pendingRows of them; a candidate further ahead waits for the
+// reference.
 type promptJudge struct {
-	ref        <-chan [][]float32
-	refRows    [][]float32
+	src        <-chan refChunk
+	cur        refChunk // the reference chunk being judged
+	off        int      // rows of cur judged
 	pending    [][]float32
 	rows       []rowJudgement
 	last       []float32
+	lastBuf    []float32 // the last row's copy when the candidate's rows are borrowed (Feed)
 	ab, aa, bb float64
 	failed     bool
 }
 
-func (pj *promptJudge) add(row []float32) {
-	pj.last = row
-	pj.pending = append(pj.pending, row)
-	if pj.refRows == nil && !pj.failed {
-		select {
-		case r := <-pj.ref:
-			pj.refRows, pj.failed = r, r == nil
-		default:
-			return
-		}
+// add judges one candidate row, or keeps it until the reference's row is there. borrowed rows
+// (Feed's) are valid only during the call and are copied when kept.
+func (pj *promptJudge) add(row []float32, borrowed bool) {
+	if borrowed {
+		pj.lastBuf = append(pj.lastBuf[:0], row...)
+		pj.last = pj.lastBuf
+	} else {
+		pj.last = row
 	}
-	pj.drain()
+	if len(pj.pending) >= pendingRows {
+		pj.drain(true)
+	}
+	pj.drain(false)
+	if pj.failed {
+		return
+	}
+	if len(pj.pending) == 0 && pj.judgeNext(row, false) {
+		return
+	}
+	if pj.failed {
+		return
+	}
+	if borrowed {
+		row = slices.Clone(row)
+	}
+	holdRows(1)
+	pj.pending = append(pj.pending, row)
 }
 
 // finish waits for the reference's rows and judges what is pending; false if the reference
 // failed.
 func (pj *promptJudge) finish() bool {
-	if pj.refRows == nil && !pj.failed {
-		r := <-pj.ref
-		pj.refRows, pj.failed = r, r == nil
+	pj.drain(true)
+	if pj.cur.release != nil { // a prompt's rows end with a chunk's; this is for safety
+		pj.cur.release()
+		pj.cur = refChunk{}
 	}
-	pj.drain()
 	return !pj.failed
 }
 
-func (pj *promptJudge) drain() {
-	if pj.failed {
-		pj.pending = nil
-		return
-	}
-	for _, row := range pj.pending {
-		ref := pj.refRows[len(pj.rows)]
-		for i := range ref {
-			x, y := float64(ref[i]), float64(row[i])
-			pj.ab += x * y
-			pj.aa += x * x
-			pj.bb += y * y
+// drain judges pending rows in order, as far as the reference's rows are there or, with wait,
+// all of them.
+func (pj *promptJudge) drain(wait bool) {
+	for len(pj.pending) > 0 && !pj.failed {
+		if !pj.judgeNext(pj.pending[0], wait) {
+			break
 		}
-		pj.rows = append(pj.rows, judgeRow(ref, row))
+		pj.pending[0] = nil // garbage now
+		pj.pending = pj.pending[1:]
+		holdRows(-1)
 	}
-	clear(pj.pending) // the rows are garbage now
-	pj.pending = pj.pending[:0]
+	if pj.failed {
+		holdRows(-len(pj.pending))
+		pj.pending = nil
+	}
+}
+
+// judgeNext judges row against the reference's next row and reports whether it could: false
+// when that row has not arrived (without wait) or the reference failed.
+func (pj *promptJudge) judgeNext(row []float32, wait bool) bool {
+	if pj.off == len(pj.cur.rows) {
+		var c refChunk
+		if wait {
+			c = <-pj.src
+		} else {
+			select {
+			case c = <-pj.src:
+			default:
+				return false
+			}
+		}
+		if c.rows == nil {
+			pj.failed = true
+			return false
+		}
+		pj.cur, pj.off = c, 0
+	}
+	ref := pj.cur.rows[pj.off]
+	pj.off++
+	for i := range ref {
+		x, y := float64(ref[i]), float64(row[i])
+		pj.ab += x * y
+		pj.aa += x * x
+		pj.bb += y * y
+	}
+	pj.rows = append(pj.rows, judgeRow(ref, row))
+	if pj.off == len(pj.cur.rows) && pj.cur.release != nil {
+		pj.cur.release() // the buffer is the reference's again
+		pj.cur, pj.off = refChunk{}, 0
+	}
+	return true
 }
 
 // cosine of the flattened prompt rows (float64 sums); NaN when either side is all zero.
