@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"qconv/internal/kernels"
 )
@@ -171,8 +172,8 @@ func (c *replayCandidate) Feed(ids []int, row func(int, []float32) error) error 
 }
 
 // The gate holds at most maxHeldRows prompt rows at once on a 519-token prompt, whichever side
-// runs ahead: the reference (the candidate steps per token) or the candidate (it replays its
-// rows at once); and gives every row back. The reports stay the Step gate's.
+// runs ahead: the reference (the candidate steps slowly) or the candidate (it replays its rows
+// at once); and gives every row back. The reports stay the Step gate's.
 func TestGateHeldRowsBounded(t *testing.T) {
 	m, prompts, _ := gateFixture(t)
 	long := []GatePrompt{longPrompt(prompts)}
@@ -193,7 +194,9 @@ func TestGateHeldRowsBounded(t *testing.T) {
 		name string
 		cand func() (Candidate, error)
 	}{
-		{"step", func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState()}, nil }},
+		{"step", func() (Candidate, error) {
+			return &slowCandidate{refCandidate{m: m, st: m.NewState()}, time.Millisecond, new(atomic.Int64)}, nil
+		}},
 		{"replay", func() (Candidate, error) {
 			return &replayCandidate{refCandidate: &refCandidate{m: m, st: m.NewState()}, prompt: ids, rows: rows, end: pre.st}, nil
 		}},

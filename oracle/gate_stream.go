@@ -90,7 +90,12 @@ func (rr *refRun) getBuf() ([]float32, error) {
 	}
 }
 
-func (rr *refRun) putBuf(buf []float32) { rr.bufs.free <- buf }
+func (rr *refRun) putBuf(buf []float32) {
+	select {
+	case rr.bufs.free <- buf:
+	default: // never: at most cap(free) buffers are made
+	}
+}
 
 // weakOpen says whether the prompts may still prove too weak: a minimum is set, the prompts
 // run so far have not reached it, and no scouting has settled it.
