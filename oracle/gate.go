@@ -153,7 +153,9 @@ type candPass struct {
 // Gate runs every prompt through the reference and a fresh candidate from newCand and judges:
 // teacher-forced top-1 along the reference trajectory at every confident position, the free
 // greedy rollout (equal, or first diverging at a tie), and the prefill logit cosine. The
-// reference and the candidate of a prompt run concurrently.
+// reference and the candidate of a prompt run concurrently; the reference's prompt rows reach
+// the judge in chunks (gate_stream.go), and a SequenceCandidate is fed through Feed
+// (gate_feed.go).
 func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, opt GateOptions) (*GateReport, error) {
 	if opt.Tokens < 1 {
 		return nil, fmt.Errorf("gate: %d tokens per prompt, need at least 1", opt.Tokens)
