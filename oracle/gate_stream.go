@@ -69,6 +69,8 @@ var errWeakFound = errors.New("gate prompts too weak: reference stopped")
 func (rr *refRun) getBuf() ([]float32, error) {
 	b := &rr.bufs
 	select {
+	case <-rr.stopped: // Gate is returning: stop within the prompt, not after it
+		return nil, errReferenceStopped
 	case buf := <-b.free:
 		return buf, nil
 	default:
