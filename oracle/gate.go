@@ -194,7 +194,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 	for i, p := range prompts {
 		fut := rr.futs[i]
 		var candErr error
-		cp := &candPass{prompt: promptJudge{src: fut.chunks}}
+		cp := &candPass{prompt: newPromptJudge(fut.chunks, len(p.IDs))}
 		var cand Candidate
 		var wg sync.WaitGroup
 		wg.Go(func() {

@@ -2,7 +2,10 @@ package oracle
 
 import (
 	"math"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"qconv/internal/kernels"
 )
@@ -58,19 +61,67 @@ func judgeRow(ref, cand []float32) rowJudgement {
 // promptJudge judges the candidate's prompt rows against the reference's as both become
 // available, keeping only each row's judgement, the last row, and the prefill cosine's sums in
 // the order of the flattened rows. The reference's rows arrive in chunks (gate_stream.go); a
-// chunk is given back as soon as its last row is judged. Candidate rows that arrive before the
+// chunk is given back as soon as its rows are judged. Candidate rows that arrive before the
 // reference's wait, at most pendingRows of them; a candidate further ahead waits for the
-// reference.
+// reference. A row's judgement (four passes of exp over the vocabulary: ~20 ms at Qwen3.5's)
+// runs on a worker of its own, at most judgeWorkers at once, so the candidate goes on meanwhile;
+// only the cosine's running sums, cheap and order-dependent, stay on the caller.
 type promptJudge struct {
 	src        <-chan refChunk
-	cur        refChunk // the reference chunk being judged
-	off        int      // rows of cur judged
-	pending    [][]float32
-	rows       []rowJudgement
+	cur        *judgeChunk // the reference chunk being judged
+	off        int         // rows of cur handed out
+	pending    []ownedRow
+	rows       []rowJudgement // one per prompt position, filled by the workers
+	n          int            // rows handed to workers
 	last       []float32
 	lastBuf    []float32 // the last row's copy when the candidate's rows are borrowed (Feed)
 	ab, aa, bb float64
 	failed     bool
+	jobs       sync.WaitGroup
+	sem        chan struct{}
+}
+
+// judgeWorkers is how many rows are judged at once.
+var judgeWorkers = max(2, runtime.GOMAXPROCS(0))
+
+// judgeChunk is a reference chunk shared by the workers judging its rows: given back when the
+// last of them is done and no row of it is left to hand out.
+type judgeChunk struct {
+	refChunk
+	refs atomic.Int32
+}
+
+func (c *judgeChunk) unref() {
+	if c.refs.Add(-1) == 0 && c.release != nil {
+		c.release()
+	}
+}
+
+// ownedRow is a candidate row the judge may keep: the candidate's own (Step), or a copy from
+// rowCopies.
+type ownedRow struct {
+	v      []float32
+	copied bool
+}
+
+// rowCopies recycles the judge's copies of borrowed rows.
+var rowCopies sync.Pool
+
+func copyRow(row []float32) ownedRow {
+	if b, ok := rowCopies.Get().(*[]float32); ok && cap(*b) >= len(row) {
+		return ownedRow{append((*b)[:0], row...), true}
+	}
+	return ownedRow{slices.Clone(row), true}
+}
+
+func (r ownedRow) done() {
+	if r.copied {
+		rowCopies.Put(&r.v)
+	}
+}
+
+func newPromptJudge(src <-chan refChunk, n int) promptJudge {
+	return promptJudge{src: src, rows: make([]rowJudgement, n), sem: make(chan struct{}, judgeWorkers)}
 }
 
 // add judges one candidate row, or keeps it until the reference's row is there. borrowed rows
@@ -86,32 +137,34 @@ func (pj *promptJudge) add(row []float32, borrowed bool) {
 		pj.drain(true)
 	}
 	pj.drain(false)
-	if pj.failed {
-		return
+	if pj.failed || pj.n+len(pj.pending) >= len(pj.rows) {
+		return // the reference failed, or a candidate feeding more rows than the prompt has
 	}
-	if len(pj.pending) == 0 && pj.judgeNext(row, false) {
-		return
-	}
-	if pj.failed {
-		return
-	}
+	own := ownedRow{v: row}
 	if borrowed {
-		row = slices.Clone(row)
+		own = copyRow(row)
+	}
+	if len(pj.pending) == 0 && pj.judgeNext(own, false) {
+		return
+	}
+	if pj.failed {
+		own.done()
+		return
 	}
 	holdRows(1)
-	pj.pending = append(pj.pending, row)
+	pj.pending = append(pj.pending, own)
 }
 
 // finish waits for the reference's rows and judges what is pending; false if the reference
 // failed.
 func (pj *promptJudge) finish() bool {
 	pj.drain(true)
-	if pj.cur.release != nil { // a prompt's rows end with a chunk's; this is for safety
-		pj.cur.release()
-		pj.cur = refChunk{}
-	}
+	pj.wait()
 	return !pj.failed
 }
+
+// wait waits for the rows being judged.
+func (pj *promptJudge) wait() { pj.jobs.Wait() }
 
 // drain judges pending rows in order, as far as the reference's rows are there or, with wait,
 // all of them.
@@ -120,20 +173,23 @@ func (pj *promptJudge) drain(wait bool) {
 		if !pj.judgeNext(pj.pending[0], wait) {
 			break
 		}
-		pj.pending[0] = nil // garbage now
+		pj.pending[0] = ownedRow{}
 		pj.pending = pj.pending[1:]
 		holdRows(-1)
 	}
 	if pj.failed {
+		for _, r := range pj.pending {
+			r.done()
+		}
 		holdRows(-len(pj.pending))
 		pj.pending = nil
 	}
 }
 
-// judgeNext judges row against the reference's next row and reports whether it could: false
-// when that row has not arrived (without wait) or the reference failed.
-func (pj *promptJudge) judgeNext(row []float32, wait bool) bool {
-	if pj.off == len(pj.cur.rows) {
+// judgeNext hands row to a worker to be judged against the reference's next row and reports
+// whether it could: false when that row has not arrived (without wait) or the reference failed.
+func (pj *promptJudge) judgeNext(row ownedRow, wait bool) bool {
+	if pj.cur == nil {
 		var c refChunk
 		if wait {
 			c = <-pj.src
@@ -148,20 +204,35 @@ func (pj *promptJudge) judgeNext(row []float32, wait bool) bool {
 			pj.failed = true
 			return false
 		}
-		pj.cur, pj.off = c, 0
+		pj.cur, pj.off = &judgeChunk{refChunk: c}, 0
+		pj.cur.refs.Store(1) // until its last row is handed out
 	}
-	ref := pj.cur.rows[pj.off]
+	c := pj.cur
+	ref := c.rows[pj.off]
 	pj.off++
 	for i := range ref {
-		x, y := float64(ref[i]), float64(row[i])
+		x, y := float64(ref[i]), float64(row.v[i])
 		pj.ab += x * y
 		pj.aa += x * x
 		pj.bb += y * y
 	}
-	pj.rows = append(pj.rows, judgeRow(ref, row))
-	if pj.off == len(pj.cur.rows) && pj.cur.release != nil {
-		pj.cur.release() // the buffer is the reference's again
-		pj.cur, pj.off = refChunk{}, 0
+	k := pj.n
+	pj.n++
+	c.refs.Add(1)
+	pj.sem <- struct{}{}
+	pj.jobs.Add(1)
+	holdRows(1)
+	go func() {
+		defer pj.jobs.Done()
+		pj.rows[k] = judgeRow(ref, row.v)
+		row.done()
+		holdRows(-1)
+		<-pj.sem
+		c.unref()
+	}()
+	if pj.off == len(c.rows) {
+		pj.cur = nil
+		c.unref()
 	}
 	return true
 }

@@ -26,8 +26,13 @@ var errJudgeStopped = errors.New("the reference failed: candidate stopped")
 // feedPrompt feeds the prompt to cand, handing each row to cp.prompt as it comes, through Feed
 // when cand has it. It stops early, with errWeakStop, once weak is set, and without an error once
 // the judge has seen the reference fail (cp.prompt.finish then says so).
-func (cp *candPass) feedPrompt(cand Candidate, ids []int, weak *atomic.Bool) error {
+func (cp *candPass) feedPrompt(cand Candidate, ids []int, weak *atomic.Bool) (err error) {
 	pj := &cp.prompt
+	defer func() {
+		if err != nil {
+			pj.wait() // no worker outlives a gate that stops here
+		}
+	}()
 	if sc, ok := cand.(SequenceCandidate); ok {
 		next := 0
 		err := sc.Feed(ids, func(i int, logits []float32) error {

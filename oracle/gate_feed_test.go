@@ -211,7 +211,7 @@ func TestGateHeldRowsBounded(t *testing.T) {
 		}
 		peak := rowsHeld.peak.Load()
 		t.Logf("%s: peak %d prompt rows held of %d (bound %d)", c.name, peak, len(ids), maxHeldRows)
-		if peak > maxHeldRows || peak < refChunkRows {
+		if peak > int64(maxHeldRows) || peak < refChunkRows {
 			t.Errorf("%s: peak %d prompt rows held, want %d..%d", c.name, peak, refChunkRows, maxHeldRows)
 		}
 		if n := rowsHeld.n.Load(); n != 0 {

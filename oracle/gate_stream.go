@@ -26,8 +26,8 @@ const refAheadChunks = 3
 const pendingRows = refChunkRows
 
 // maxHeldRows bounds the prompt rows the gate holds at once (rowsHeld): the reference's chunks
-// in flight and the candidate's pending rows.
-const maxHeldRows = refAheadChunks*refChunkRows + pendingRows
+// in flight, the candidate's pending rows and those being judged.
+var maxHeldRows = refAheadChunks*refChunkRows + pendingRows + judgeWorkers
 
 // refChunk is consecutive prompt positions' reference rows.
 type refChunk struct {
