@@ -280,6 +280,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		}
 		pr.Failures = append(pr.Failures, fmt.Sprintf(format, args...))
 	}
+	decode := judgeRows(tr.rows[L:], cp.decodeRows)
 	for pos := range L + len(cp.decodeRows) {
 		var j rowJudgement
 		phase := "prompt"
@@ -287,7 +288,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 			j = cp.prompt.rows[pos]
 		} else {
 			phase = "decode"
-			j = judgeRow(tr.rows[pos], cp.decodeRows[pos-L])
+			j = decode[pos-L]
 		}
 		refID, candID := tr.tops[pos], j.candID
 		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: j.candMargin}

@@ -58,6 +58,22 @@ func judgeRow(ref, cand []float32) rowJudgement {
 	return j
 }
 
+// judgeRows is judgeRow of each pair, judgeWorkers at a time.
+func judgeRows(ref, cand [][]float32) []rowJudgement {
+	out := make([]rowJudgement, len(cand))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(judgeWorkers, len(cand)) {
+		wg.Go(func() {
+			for k := int(next.Add(1)) - 1; k < len(cand); k = int(next.Add(1)) - 1 {
+				out[k] = judgeRow(ref[k], cand[k])
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // promptJudge judges the candidate's prompt rows against the reference's as both become
 // available, keeping only each row's judgement, the last row, and the prefill cosine's sums in
 // the order of the flattened rows. The reference's rows arrive in chunks (gate_stream.go); a
