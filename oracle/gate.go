@@ -133,43 +133,12 @@ type GateTotals struct {
 
 // refTrajectory is the reference's side of one prompt.
 type refTrajectory struct {
-	rows    [][]float32 // logits after each fed token: prompt positions, then each generated token
+	// rows are the logits after each fed token: prompt positions (nil unless kept: they stream
+	// to the judge, gate_stream.go), then after each generated token.
+	rows    [][]float32
+	tops    []int // each row's top-1
 	gen     []int
 	margins []float64
-}
-
-// trajectory runs the reference on one prompt; prefilled, when set, receives the prompt
-// positions' rows as soon as they exist (nil if the prefill fails), exactly once.
-func (m *Model) trajectory(ids []int, n int, prefilled chan<- [][]float32) (*refTrajectory, error) {
-	st := m.NewState()
-	all, err := m.PrefillAll(st, ids)
-	if err != nil {
-		if prefilled != nil {
-			prefilled <- nil
-		}
-		return nil, err
-	}
-	V := m.VocabSize()
-	tr := &refTrajectory{}
-	for i := range ids {
-		tr.rows = append(tr.rows, all[i*V:(i+1)*V])
-	}
-	if prefilled != nil {
-		prefilled <- tr.rows[:len(ids):len(ids)]
-	}
-	last := tr.rows[len(tr.rows)-1]
-	for k := 0; k < n; k++ {
-		id := kernels.Argmax(last)
-		tr.gen = append(tr.gen, id)
-		if last, err = m.Decode(st, id); err != nil {
-			return nil, err
-		}
-		tr.rows = append(tr.rows, last)
-	}
-	for _, r := range tr.rows {
-		tr.margins = append(tr.margins, Margin(r))
-	}
-	return tr, nil
 }
 
 // candPass is the candidate's side of one prompt.
@@ -184,7 +153,9 @@ type candPass struct {
 // Gate runs every prompt through the reference and a fresh candidate from newCand and judges:
 // teacher-forced top-1 along the reference trajectory at every confident position, the free
 // greedy rollout (equal, or first diverging at a tie), and the prefill logit cosine. The
-// reference and the candidate of a prompt run concurrently.
+// reference and the candidate of a prompt run concurrently; the reference's prompt rows reach
+// the judge in chunks (gate_stream.go), and a SequenceCandidate is fed through Feed
+// (gate_feed.go).
 func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, opt GateOptions) (*GateReport, error) {
 	if opt.Tokens < 1 {
 		return nil, fmt.Errorf("gate: %d tokens per prompt, need at least 1", opt.Tokens)
@@ -222,28 +193,18 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 	}
 	for i, p := range prompts {
 		fut := rr.futs[i]
-		var tr *refTrajectory
-		var refErr, candErr error
-		cp := &candPass{prompt: promptJudge{ref: fut.prefill}}
+		var candErr error
+		cp := &candPass{prompt: newPromptJudge(fut.chunks, len(p.IDs))}
 		var cand Candidate
 		var wg sync.WaitGroup
-		wg.Go(func() { <-fut.done; tr, refErr = fut.tr, fut.err })
 		wg.Go(func() {
-			// The candidate's prompt pass and free rollout need nothing from the reference.
+			// The candidate's prompt pass is judged as the reference's rows come; its free
+			// rollout needs nothing from the reference.
 			if cand, candErr = newCand(); candErr != nil {
 				return
 			}
-			for _, id := range p.IDs {
-				if rr.weak.Load() {
-					candErr = errWeakStop
-					return
-				}
-				row, err := cand.Step(id)
-				if err != nil {
-					candErr = err
-					return
-				}
-				cp.prompt.add(row)
+			if candErr = cp.feedPrompt(cand, p.IDs, &rr.weak); candErr != nil {
+				return
 			}
 			if !cp.prompt.finish() {
 				return // the reference failed; Gate reports its error
@@ -269,14 +230,28 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			}
 		})
 		wg.Wait()
-		if refErr != nil {
-			return nil, fmt.Errorf("gate: prompt %s: reference: %w", p.Name, refErr)
-		}
 		if candErr == errWeakStop || rr.weak.Load() {
 			return weakErr()
 		}
 		if candErr != nil {
+			// The reference may be waiting for the judge to give its buffers back: do not wait
+			// for it, but report its own failure first when it has one.
+			select {
+			case <-fut.done:
+				if fut.err != nil && fut.err != errReferenceStopped {
+					return nil, fmt.Errorf("gate: prompt %s: reference: %w", p.Name, fut.err)
+				}
+			default:
+			}
 			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, candErr)
+		}
+		<-fut.done
+		tr, refErr := fut.tr, fut.err
+		if rr.weak.Load() { // a reference that found the prompts weak stops mid-set
+			return weakErr()
+		}
+		if refErr != nil {
+			return nil, fmt.Errorf("gate: prompt %s: reference: %w", p.Name, refErr)
 		}
 		// Teacher forcing on the reference's continuation.
 		if err := cp.teacherForce(cand, tr.gen); err != nil {
@@ -305,6 +280,7 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 		}
 		pr.Failures = append(pr.Failures, fmt.Sprintf(format, args...))
 	}
+	decode := judgeRows(tr.rows[L:], cp.decodeRows)
 	for pos := range L + len(cp.decodeRows) {
 		var j rowJudgement
 		phase := "prompt"
@@ -312,9 +288,9 @@ func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GateP
 			j = cp.prompt.rows[pos]
 		} else {
 			phase = "decode"
-			j = judgeRow(tr.rows[pos], cp.decodeRows[pos-L])
+			j = decode[pos-L]
 		}
-		refID, candID := kernels.Argmax(tr.rows[pos]), j.candID
+		refID, candID := tr.tops[pos], j.candID
 		st := GateStep{Pos: pos, Phase: phase, RefID: refID, CandID: candID, RefMargin: tr.margins[pos], CandMargin: j.candMargin}
 		st.Verdict = verdict(refID, candID, st.RefMargin, opt.MinMargin, j.nan)
 		pr.TeacherForcedSteps++

@@ -44,10 +44,12 @@ func trajKey(ids []int, n int) string {
 
 // refFuture is the reference's side of one prompt, produced ahead of the candidate.
 type refFuture struct {
-	prefill chan [][]float32 // the prompt positions' rows, or nil on failure: exactly one value
-	done    chan struct{}    // closed when tr or err is set
-	tr      *refTrajectory
-	err     error
+	// chunks are the prompt positions' rows in order (gate_stream.go), or a chunk of nil rows
+	// when the reference failed or stopped before them.
+	chunks chan refChunk
+	done   chan struct{} // closed when tr or err is set
+	tr     *refTrajectory
+	err    error
 }
 
 // errReferenceStopped marks the prompts after one whose reference run failed.
@@ -57,49 +59,70 @@ var errReferenceStopped = errors.New("reference stopped at an earlier prompt's e
 // candidate, and counts the confident teacher-forced positions of the whole set. When that
 // count is known to be below opt.MinConfident, weak is set: the verdict is a *WeakPromptsError
 // whatever the candidate does, so Gate stops stepping it instead of finishing every prompt.
+// The reference runs at most refAheadChunks chunks of prompt rows ahead of the judge; when that
+// holds it back while the count is open, it scouts the rest of the set to settle it (scout).
 type refRun struct {
 	futs      []*refFuture
 	weak      atomic.Bool
-	stop      atomic.Bool   // Gate is returning: run no further prompt
+	stopped   chan struct{} // closed when Gate is returning: run no further chunk or prompt
 	exited    chan struct{} // closed when the goroutine has returned (it reads the mapped checkpoint)
-	confident int           // valid once weak is set
+	confident int           // the prompts done so far; the whole set's once weak is set
+	stopOnce  sync.Once
+
+	// Owned by the goroutine.
+	m       *Model
+	prompts []GatePrompt
+	opt     GateOptions
+	bufs    rowBufs
+	cur     int  // the prompt being run
+	scouted bool // the count has been settled by scouting
 }
 
-// close stops the reference after its current prompt and waits for its goroutine: the caller may
+// close stops the reference after its current chunk and waits for its goroutine: the caller may
 // unmap the checkpoint as soon as Gate returns, so nothing may still be reading it.
 func (rr *refRun) close() {
-	rr.stop.Store(true)
+	rr.stopOnce.Do(func() { close(rr.stopped) })
 	<-rr.exited
 }
 
 func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
-	rr := &refRun{futs: make([]*refFuture, len(prompts)), exited: make(chan struct{})}
-	for i := range rr.futs {
-		rr.futs[i] = &refFuture{prefill: make(chan [][]float32, 1), done: make(chan struct{})}
+	rr := &refRun{futs: make([]*refFuture, len(prompts)), stopped: make(chan struct{}), exited: make(chan struct{}),
+		m: m, prompts: prompts, opt: opt}
+	longest := 0
+	for i, p := range prompts {
+		longest = max(longest, len(p.IDs))
+		chunks := (len(p.IDs)+refChunkRows-1)/refChunkRows + 1 // and a failure mark: sends never block
+		rr.futs[i] = &refFuture{chunks: make(chan refChunk, chunks), done: make(chan struct{})}
 	}
+	rr.bufs = rowBufs{free: make(chan []float32, refAheadChunks), size: min(longest, refChunkRows) * m.vocab}
 	go func() {
 		defer close(rr.exited)
 		var failed error
 		for i, p := range prompts {
 			f := rr.futs[i]
-			if failed == nil && rr.stop.Load() {
-				failed = errReferenceStopped
+			rr.cur = i
+			if failed == nil {
+				select {
+				case <-rr.stopped:
+					failed = errReferenceStopped
+				default:
+				}
 			}
 			if failed != nil {
-				f.prefill <- nil
+				f.chunks <- refChunk{}
 				f.err = errReferenceStopped
 				close(f.done)
 				continue
 			}
-			f.tr, f.err = m.sharedTrajectory(p.IDs, opt.Tokens, f.prefill)
+			f.tr, f.err = m.sharedTrajectory(p.IDs, opt.Tokens, rr.getBuf, rr.putBuf, func(c refChunk) { f.chunks <- c })
 			if f.err != nil {
+				f.chunks <- refChunk{}
 				failed = f.err
-			} else {
-				for _, mg := range f.tr.margins {
-					if !(mg < opt.MinMargin) { // the count judge makes
-						rr.confident++
-					}
+				if f.err == errWeakFound {
+					f.err = errReferenceStopped
 				}
+			} else {
+				rr.confident += f.tr.confident(opt.MinMargin) // the count judge makes
 			}
 			close(f.done)
 		}
@@ -110,21 +133,22 @@ func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
 	return rr
 }
 
-// sharedTrajectory is trajectory, through m's shared trajectories when there are any.
-func (m *Model) sharedTrajectory(ids []int, n int, prefilled chan<- [][]float32) (*refTrajectory, error) {
+// sharedTrajectory is trajectory, through m's shared trajectories when there are any (their
+// prompt rows are kept, not streamed through recycled buffers).
+func (m *Model) sharedTrajectory(ids []int, n int, get func() ([]float32, error), put func([]float32), emit func(refChunk)) (*refTrajectory, error) {
 	memo := m.shared
 	if memo == nil {
-		return m.trajectory(ids, n, prefilled)
+		return m.trajectory(ids, n, false, get, put, emit)
 	}
 	key := trajKey(ids, n)
 	memo.mu.Lock()
 	tr := memo.m[key]
 	memo.mu.Unlock()
 	if tr != nil {
-		prefilled <- tr.rows[:len(ids):len(ids)]
+		tr.emitKept(len(ids), emit)
 		return tr, nil
 	}
-	tr, err := m.trajectory(ids, n, prefilled)
+	tr, err := m.trajectory(ids, n, true, nil, nil, emit)
 	if err == nil {
 		memo.mu.Lock()
 		memo.m[key] = tr
