@@ -22,8 +22,13 @@ type CompanionPrompt struct {
 	Blocks       int     `json:"prefill_blocks"`
 	DecodeOnly   []int   `json:"decode_only_ids"`
 	WithPrefill  []int   `json:"with_prefill_ids"`
-	MaxLogitDiff float64 `json:"max_logit_diff"` // over the steps before any divergence
-	Identical    bool    `json:"identical"`
+	MaxLogitDiff float64 `json:"max_logit_diff"` // over the rows compared before any divergence
+	// EndCosine is the cosine of the row after the prompt's last token through the other path
+	// (the companion, @prefill, whole-prompt @main) with the token-by-token row; below
+	// gating.MinPathCosine the prompt fails whatever the ids do (nil in bundles written before it
+	// existed).
+	EndCosine *float64 `json:"end_cosine,omitempty"`
+	Identical bool     `json:"identical"`
 	// FirstDivergence is the first step whose ids differ (-1 when none); a divergence is a tie,
 	// and passes, where the decode-only path's top-2 probability margin is below the gate's.
 	FirstDivergence  int     `json:"first_divergence"`

@@ -605,7 +605,7 @@ func (j *job) gate(ctx context.Context, ref *oracle.Model, prompts []oracle.Gate
 	// A companion has no gate of its own: it is judged by its decode partner's report and the
 	// companion check (gateSummaryOf).
 	dec := j.partner
-	cc, err := gating.CheckCompanion(dec.shipped, j.shipped, gating.FitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate.Tokens, opt.Gate.MinMargin, dec.report)
+	cc, err := gating.CheckCompanion(dec.shipped, j.shipped, gating.FitPrompts(prompts, j.contract, j.recipe.Context, opt.Gate.Tokens), opt.Gate, dec.report)
 	if err != nil {
 		return fmt.Errorf("gating %s: %w", j.name, err)
 	}

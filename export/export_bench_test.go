@@ -130,7 +130,7 @@ func BenchmarkGate(b *testing.B) {
 				}
 				t1 := time.Now()
 				if built.Prefill != nil {
-					if _, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, oracle.DefaultGateOptions().MinMargin, nil); err != nil {
+					if _, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, oracle.DefaultGateOptions(), nil); err != nil {
 						b.Fatal(err)
 					}
 				}

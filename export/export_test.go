@@ -561,11 +561,11 @@ func TestCompanionCheckFromGateReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, nil)
+	own, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reused, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt.Tokens, opt.MinMargin, rep)
+	reused, err := gating.CheckCompanion(built.Decode, built.Prefill, prompts, opt, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,6 +576,12 @@ func TestCompanionCheckFromGateReport(t *testing.T) {
 		a, b := own.Prompts[i], reused.Prompts[i]
 		if !slices.Equal(a.DecodeOnly, b.DecodeOnly) || !slices.Equal(a.WithPrefill, b.WithPrefill) || a.FirstDivergence != b.FirstDivergence || b.DecodeOnlyFrom == "" {
 			t.Errorf("%s: own %+v, from the report %+v", a.Name, a, b)
+		}
+		// The row after the prompt is compared either way, to the same token-by-token bits.
+		if a.EndCosine == nil || b.EndCosine == nil || *a.EndCosine != *b.EndCosine || *a.EndCosine < gating.MinPathCosine {
+			t.Errorf("%s: end-row cosine own %v, from the report %v", a.Name, a.EndCosine, b.EndCosine)
+		} else {
+			t.Logf("%s: end-row cosine %.7f", a.Name, *a.EndCosine)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"qconv/gating"
 	"qconv/graph"
 	"qconv/internal/testfix"
+	"qconv/oracle"
 	"qconv/recipe"
 )
 
@@ -27,13 +28,23 @@ func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := gating.CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
+	eopt := oracle.DefaultGateOptions()
+	eopt.Tokens = 8
+	cc, err := gating.CheckStockEntrypoints(m, prompts, eopt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cc.Passed || len(cc.Prompts) != 2*len(prompts) {
-		t.Fatalf("intact module: passed %v, %d rows for %d prompts", cc.Passed, len(cc.Prompts), len(prompts))
+		t.Fatalf("intact module: passed %v, %d rows for %d prompts: %+v", cc.Passed, len(cc.Prompts), len(prompts), cc.Prompts)
 	}
+	worst := 1.0
+	for _, p := range cc.Prompts {
+		if p.EndCosine == nil {
+			t.Fatalf("%s: the row after the prompt was not compared", p.Name)
+		}
+		worst = min(worst, *p.EndCosine)
+	}
+	t.Logf("intact bf16 module: worst end-row cosine between the paths %.6f (floor %v)", worst, gating.MinPathCosine)
 
 	f := m.Func(graph.FuncPrefill)
 	var read *graph.Value
@@ -52,7 +63,7 @@ func TestStockEntrypointCheckCatchesBrokenPrefill(t *testing.T) {
 	if read == nil {
 		t.Fatal("no read of convStates in @prefill")
 	}
-	cc, err = gating.CheckStockEntrypoints(m, prompts, 8, 0.1, nil)
+	cc, err = gating.CheckStockEntrypoints(m, prompts, eopt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

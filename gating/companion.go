@@ -25,13 +25,15 @@ func (c sessionCandidate) Fork() (oracle.Candidate, error) {
 }
 
 // CheckCompanion runs every prompt long enough for a block through the decode graph alone and
-// through the prefill companion then the decode graph, and requires identical greedy tokens, or
-// a first divergence at a tie (decode-only margin below minMargin), as the gate does.
+// through the prefill companion then the decode graph, and requires the same row after the
+// prompt (cosine at least MinPathCosine) and identical greedy tokens, or a first
+// divergence at a tie (decode-only margin below MinMargin), as the gate does.
 //
 // The decode-only side is the decode graph's free greedy rollout, which the decode bundle's gate
-// already ran on the same bytes: when decodeGate holds the prompt, its candidate ids and margins
-// are used instead of decoding again (then MaxLogitDiff is not measured).
-func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*bundle.CompanionCheck, error) {
+// already ran on the same bytes: when decodeGate holds the prompt, its candidate ids, margins and
+// row after the prompt are used instead of decoding again (then MaxLogitDiff covers that row only).
+func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, opt oracle.GateOptions, decodeGate *oracle.GateReport) (*bundle.CompanionCheck, error) {
+	tokens, minMargin := opt.Tokens, opt.MinMargin
 	cc := &bundle.CompanionCheck{Passed: true, Prompts: []bundle.CompanionPrompt{}}
 	for _, p := range prompts {
 		if len(p.IDs) < recipe.PrefillTokens {
@@ -59,6 +61,11 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 		} else {
 			cp.DecodeOnlyFrom = "the decode bundle's gate (same bytes, same prompt)"
 		}
+		end := la
+		if a == nil {
+			end = decodeOnlyEndRow(decodeGate, p)
+		}
+		checkEndRow(&cp, end, lb)
 		for k := 0; k < tokens; k++ {
 			var ia int
 			var margin float64
@@ -75,7 +82,7 @@ func CheckCompanion(dec, pre *graph.Module, prompts []oracle.GatePrompt, tokens 
 				}
 				if ia != ib {
 					cp.FirstDivergence, cp.DivergenceMargin = k, margin
-					cp.Passed = margin < minMargin
+					cp.Passed = cp.Passed && margin < minMargin
 				}
 			}
 			if k == tokens-1 || cp.FirstDivergence >= 0 && a == nil {
@@ -125,6 +132,20 @@ func decodeOnlyRollout(rep *oracle.GateReport, p oracle.GatePrompt, tokens int) 
 		return pr.CandGen[:tokens], margins[:tokens]
 	}
 	return nil, nil
+}
+
+// decodeOnlyEndRow is the decode graph's row after prompt p from its gate report (nil when the
+// report does not hold it).
+func decodeOnlyEndRow(rep *oracle.GateReport, p oracle.GatePrompt) []float32 {
+	if rep == nil {
+		return nil
+	}
+	for _, pr := range rep.Prompts {
+		if pr.Prompt.Name == p.Name && slices.Equal(pr.Prompt.IDs, p.IDs) {
+			return pr.EndRow
+		}
+	}
+	return nil
 }
 
 // FitPrompts drops prompts whose tokens and generation do not fit a static context (host-cache

@@ -41,7 +41,7 @@ func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts 
 	if err != nil {
 		return nil, nil, err
 	}
-	cc, err := CheckStockEntrypoints(m, prompts, opt.Tokens, opt.MinMargin, rep)
+	cc, err := CheckStockEntrypoints(m, prompts, opt, rep)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -52,10 +52,12 @@ func GateStock(ctx context.Context, m *graph.Module, ref *oracle.Model, prompts 
 // "@prefill then @main" (the prompt but its last token through @prefill in one call) and "@main,
 // whole prompt" (one call), then decodes greedily one token per @main call. Each must give the
 // token-by-token rollout's ids (from decodeGate when it holds the prompt, else decoded here), or
-// first diverge at a tie (token-by-token margin below minMargin), as the ios-gpu companion check
-// requires. Each prompt gives two rows, named "<prompt> (@prefill then @main)" and
+// first diverge at a tie (token-by-token margin below MinMargin), as the ios-gpu companion check
+// requires; and the row after the prompt must be the token-by-token row (cosine at least the
+// MinPathCosine). Each prompt gives two rows, named "<prompt> (@prefill then @main)" and
 // "<prompt> (@main, whole prompt)".
-func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens int, minMargin float64, decodeGate *oracle.GateReport) (*bundle.CompanionCheck, error) {
+func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, opt oracle.GateOptions, decodeGate *oracle.GateReport) (*bundle.CompanionCheck, error) {
+	tokens, minMargin := opt.Tokens, opt.MinMargin
 	cc := &bundle.CompanionCheck{Passed: true, Prompts: []bundle.CompanionPrompt{}}
 	for _, p := range prompts {
 		if len(p.IDs) < 2 {
@@ -63,13 +65,15 @@ func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens 
 		}
 		ids, margins := decodeOnlyRollout(decodeGate, p, tokens)
 		var from string
+		var end []float32
 		if ids == nil {
 			var err error
-			if ids, margins, err = stockStepRollout(m, p.IDs, tokens); err != nil {
+			if ids, margins, end, err = stockStepRollout(m, p.IDs, tokens); err != nil {
 				return nil, err
 			}
 		} else {
 			from = "the gate of @main (same bytes, same prompt)"
+			end = decodeOnlyEndRow(decodeGate, p)
 		}
 		for _, mode := range []string{"@prefill then @main", "@main, whole prompt"} {
 			s, err := interp.NewStockSession(m)
@@ -93,12 +97,13 @@ func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens 
 				return nil, fmt.Errorf("prompt %s, %s: %w", p.Name, mode, err)
 			}
 			cp := bundle.CompanionPrompt{Name: p.Name + " (" + mode + ")", Blocks: 1, FirstDivergence: -1, Passed: true, DecodeOnlyFrom: from}
+			checkEndRow(&cp, end, l)
 			for k := 0; k < tokens; k++ {
 				ib := kernels.Argmax(l)
 				cp.WithPrefill = append(cp.WithPrefill, ib)
 				if ib != ids[k] {
 					cp.FirstDivergence, cp.DivergenceMargin = k, margins[k]
-					cp.Passed = margins[k] < minMargin
+					cp.Passed = cp.Passed && margins[k] < minMargin
 					break
 				}
 				if k < tokens-1 {
@@ -118,27 +123,29 @@ func CheckStockEntrypoints(m *graph.Module, prompts []oracle.GatePrompt, tokens 
 	return cc, nil
 }
 
-// stockStepRollout decodes prompt then tokens greedy ids one token per @main call, with margins.
-func stockStepRollout(m *graph.Module, prompt []int, tokens int) ([]int, []float64, error) {
+// stockStepRollout decodes prompt then tokens greedy ids one token per @main call, with margins,
+// and returns the row after the prompt.
+func stockStepRollout(m *graph.Module, prompt []int, tokens int) ([]int, []float64, []float32, error) {
 	s, err := interp.NewStockSession(m)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var l []float32
 	for _, id := range prompt {
 		if l, err = s.Step(id); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
+	end := slices.Clone(l)
 	var ids []int
 	var margins []float64
 	for k := 0; k < tokens; k++ {
 		ids, margins = append(ids, kernels.Argmax(l)), append(margins, oracle.Margin(l))
 		if k < tokens-1 {
 			if l, err = s.Step(ids[k]); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 	}
-	return ids, margins, nil
+	return ids, margins, end, nil
 }

@@ -54,7 +54,7 @@ func Verify(b *bundle.Bundle, ck *hf.Checkpoint, prompts []oracle.GatePrompt, op
 	if err != nil || b.Companion == nil {
 		return rep, nil, GateError(err)
 	}
-	cc, err := CheckCompanion(dec.Module, b.Module, prompts, opt.Tokens, opt.MinMargin, rep)
+	cc, err := CheckCompanion(dec.Module, b.Module, prompts, opt, rep)
 	if err != nil {
 		return nil, nil, err
 	}

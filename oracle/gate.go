@@ -99,6 +99,10 @@ type GatePromptReport struct {
 	// positions.
 	Length int        `json:"length"`
 	Stats  *GateStats `json:"stats,omitempty"`
+	// EndRow is the candidate's logits after the prompt's last token, kept in memory (not
+	// recorded) for the checks that feed the same prompt through another entrypoint and must
+	// arrive at the same row (gating's companion and entrypoint checks).
+	EndRow []float32 `json:"-"`
 
 	acc *statsAcc
 }
@@ -271,6 +275,9 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 func judge(p GatePrompt, tr *refTrajectory, cp *candPass, opt GateOptions) GatePromptReport {
 	L := len(p.IDs)
 	pr := GatePromptReport{Prompt: p, RefGen: tr.gen, CandGen: cp.greedy, FirstDivergence: -1, Passed: true, Length: L, acc: &statsAcc{}}
+	if len(cp.greedyRows) > 0 {
+		pr.EndRow = cp.greedyRows[0]
+	}
 	more := 0
 	fail := func(format string, args ...any) {
 		pr.Passed = false

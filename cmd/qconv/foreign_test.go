@@ -121,6 +121,21 @@ func TestVerifyAppleFormBundle(t *testing.T) {
 		t.Errorf("verify of an attention declared to see one key: exit %d, want %d\n%s", r.code, exitcode.GateFailed, r.stderr)
 	}
 
+	// A non-causal attention changes only what multi-token calls compute (one query at a time sees
+	// no future key): the gate of @main cannot see it, the entrypoint check's end rows must.
+	nc := writeAppleBundle(t, dir, "noncausal", func(m *graph.Module) {
+		for _, f := range m.Funcs {
+			if graph.CompositeName(f.Composite) == graph.CompositeSDPA {
+				f.Composite = strings.Replace(f.Composite, "is_causal = true", "is_causal = false", 1)
+			}
+		}
+	}, nil)
+	r = cli(t, "", nil, "verify", nc, "--reference", trained, "--json")
+	t.Logf("is_causal = false: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
+	if r.code != exitcode.GateFailed || !strings.Contains(r.stderr, "last row through the prefill path differs") {
+		t.Errorf("verify of a non-causal attention: exit %d, want %d naming the end row\n%s", r.code, exitcode.GateFailed, r.stderr)
+	}
+
 	for _, tc := range []struct {
 		name, want string
 		edit       func(m *graph.Module)

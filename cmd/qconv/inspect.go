@@ -137,7 +137,7 @@ func newVerifyCmd() *cobra.Command {
 			fmt.Fprintln(stderr, rep.Summary())
 			passed := rep.Passed
 			if companion != nil {
-				fmt.Fprintf(stderr, "prefill companion: decoding after it equals decoding without it: %v\n", companion.Passed)
+				fmt.Fprintln(stderr, gating.CompanionLine(companion))
 				passed = passed && companion.Passed
 			}
 			if asJSON {
