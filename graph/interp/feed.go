@@ -1,0 +1,388 @@
+package interp
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"qconv/graph"
+)
+
+// Time-batched teacher-forced feeding: a chunk of tokens runs through the decode function as
+// frames in lockstep, so a weight is read once per chunk instead of once per token, with every
+// result bit-identical to stepping token by token (feed_plan.go; docs/numerics.md).
+
+// FeedChunk is how many tokens Feed runs together. The logits of a chunk are held at once (a
+// chunk of 32 at Qwen3.5's 248320-token vocabulary is 32 MB of float32).
+var FeedChunk = 32
+
+// feedTileBytes bounds the weight bytes one tile of a batched product reads, so the tile stays
+// in the core's cache while every frame of the chunk is multiplied by it.
+const feedTileBytes = 128 << 10
+
+// feedState is a session's batched-feeding machinery, planned on first use.
+type feedState struct {
+	planned bool
+	fd      *feeder
+	err     error // why Feed steps token by token instead
+}
+
+// feeder runs chunks of frames through one planned function.
+type feeder struct {
+	fp     *feedPlan
+	it     *Interpreter // the session's interpreter: its spare buffers and fp16-accumulate cache
+	frames []*interpFrame
+	shared []*Array
+	copies map[int]*Array
+	subs   map[*interpPlan]*interpFrame
+	ramp   []int64
+	ids    []*Array
+	pos    []*Array
+	in     []map[string]*Array
+
+	tilePasses atomic.Int64 // weight tiles read by batched products (tests)
+}
+
+func (fs *feedState) feeder(it *Interpreter, f16Acc bool) *feeder {
+	if !fs.planned {
+		fs.planned = true
+		fp, err := planFeed(it.plan, f16Acc)
+		if err != nil {
+			fs.err = err
+			return nil
+		}
+		fs.fd = &feeder{fp: fp, it: it, shared: make([]*Array, fp.nShared), copies: map[int]*Array{},
+			subs: map[*interpPlan]*interpFrame{}}
+	}
+	return fs.fd
+}
+
+func (fd *feeder) frame(t int) *interpFrame {
+	for len(fd.frames) <= t {
+		fr := fd.fp.p.newFrame(fd.it)
+		fr.subs = fd.subs // invocations run one at a time and copy their results out
+		for v, g := range fd.fp.sharedSlot {
+			if g < 0 {
+				continue
+			}
+			if fd.shared[g] == nil {
+				fd.shared[g] = &Array{}
+			}
+			fr.slots[v] = fd.shared[g]
+		}
+		for v, ok := range fd.fp.sharedCopy {
+			if !ok {
+				continue
+			}
+			if fd.copies[v] == nil {
+				fd.copies[v] = &Array{}
+			}
+			fr.copies[v] = fd.copies[v]
+		}
+		fd.frames = append(fd.frames, fr)
+	}
+	return fd.frames[t]
+}
+
+// run feeds ids as frames from position pos (input_ids [1,1], position_ids [1, pos+t+1] for
+// frame t) with the states map updated in place, and returns the logits array of each frame
+// (valid until the next run).
+func (fd *feeder) run(ids []int, pos int, states map[string]*Array) ([]*Array, error) {
+	p := fd.fp.p
+	f := p.fn
+	T := len(ids)
+	for len(fd.ramp) < pos+T {
+		fd.ramp = append(fd.ramp, int64(len(fd.ramp)))
+	}
+	for len(fd.ids) < T {
+		fd.ids = append(fd.ids, NewArray(graph.SI32, 1, 1))
+		fd.pos = append(fd.pos, &Array{DType: graph.SI32, Shape: []int64{1, 0}})
+		fd.in = append(fd.in, map[string]*Array{})
+	}
+	frames := make([]*interpFrame, T)
+	for t := range frames {
+		fr := fd.frame(t)
+		frames[t] = fr
+		fd.ids[t].I[0] = int64(ids[t])
+		fd.pos[t].Shape[1], fd.pos[t].I = int64(pos+t+1), fd.ramp[:pos+t+1]
+		in := fd.in[t]
+		in[graph.InInputIDs], in[graph.InPositionIDs] = fd.ids[t], fd.pos[t]
+		for i, a := range f.Args {
+			switch a.Value.Type.Kind {
+			case graph.HandleKind:
+				st, ok := states[a.Name]
+				if !ok || st == nil {
+					return nil, fmt.Errorf("@%s: state %q is missing", f.Name, a.Name)
+				}
+				if err := st.check(a.Value.Type); err != nil {
+					return nil, fmt.Errorf("@%s: state %q %v", f.Name, a.Name, err)
+				}
+			case graph.TensorKind:
+				x, ok := in[a.Name]
+				if !ok {
+					return nil, fmt.Errorf("@%s: input %q is missing", f.Name, a.Name)
+				}
+				if err := x.check(a.Value.Type); err != nil {
+					return nil, fmt.Errorf("@%s: input %q %v", f.Name, a.Name, err)
+				}
+				fr.vals[i] = x
+			default:
+				return nil, fmt.Errorf("@%s: argument %q of type %s cannot be passed", f.Name, a.Name, a.Value.Type)
+			}
+		}
+		fr.states = states
+	}
+	defer func() {
+		for _, fr := range frames {
+			fr.states = nil
+		}
+	}()
+	for _, n := range fd.fp.nodes {
+		switch {
+		case n.region != nil:
+			for _, fr := range frames {
+				for _, st := range n.region {
+					if err := execChecked(fr, st); err != nil {
+						return nil, err
+					}
+				}
+				for _, pc := range n.pieces {
+					if err := putPiece(states[pc.handle], pc.off, fr.vals[pc.v]); err != nil {
+						return nil, fmt.Errorf("@%s: state %q: %v", f.Name, pc.handle, err)
+					}
+				}
+			}
+		case n.batch:
+			if err := fd.batchedProduct(frames, n.st); err != nil {
+				return nil, err
+			}
+		default:
+			for _, fr := range frames {
+				if err := execChecked(fr, n.st); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	li := p.index[f.Result(graph.OutLogits).Value]
+	out := make([]*Array, T)
+	for t, fr := range frames {
+		out[t] = fr.vals[li]
+	}
+	return out, nil
+}
+
+// execChecked runs one step of a frame and checks its results' types (as interpFrame.run does).
+func execChecked(fr *interpFrame, st *interpStep) error {
+	f := fr.p.fn
+	if err := st.exec(fr, st); err != nil {
+		return fmt.Errorf("@%s %w", f.Name, err)
+	}
+	for k, o := range st.out {
+		t := st.op.Results[k].Type
+		if t.Kind != graph.TensorKind {
+			continue
+		}
+		if err := fr.vals[o].check(t); err != nil {
+			return fmt.Errorf("@%s %w", f.Name, st.errorf("result %d %v", k, err))
+		}
+	}
+	return nil
+}
+
+// putPiece copies a piece into axis-0 rows [off, off+piece rows) of the state, as the concat
+// written back would.
+func putPiece(state *Array, off int64, piece *Array) error {
+	if state == nil || piece.DType != state.DType || len(piece.Shape) != len(state.Shape) {
+		return fmt.Errorf("piece %s does not fit the state", piece)
+	}
+	row := int64(1)
+	for _, d := range state.Shape[1:] {
+		row *= d
+	}
+	at := off * row
+	if state.DType.IsFloat() {
+		if at+int64(len(piece.F)) > int64(len(state.F)) || int64(len(piece.F)) != piece.Shape[0]*row {
+			return fmt.Errorf("piece %s does not fit the state %s at row %d", piece, state, off)
+		}
+		copy(state.F[at:], piece.F)
+		return nil
+	}
+	if at+int64(len(piece.I)) > int64(len(state.I)) || int64(len(piece.I)) != piece.Shape[0]*row {
+		return fmt.Errorf("piece %s does not fit the state %s at row %d", piece, state, off)
+	}
+	copy(state.I[at:], piece.I)
+	return nil
+}
+
+// batchedProduct runs a fused weight product for every frame, reading the weight once: the rows
+// are taken tile by tile, and each tile is multiplied with every frame's activation by the same
+// kernel call execFusedMatmul makes (MulRows over a row range starting at an even row), so every
+// output equals the one-frame product bit for bit.
+func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
+	w := st.w
+	xs := make([][]float32, len(frames))
+	outs := make([]*Array, len(frames))
+	ns := make([]int, len(frames))
+	total := 0
+	for t, fr := range frames {
+		x, _, out, err := fusedMatmulOperands(fr, st)
+		if err != nil {
+			return fmt.Errorf("@%s %w", fr.p.fn.Name, err)
+		}
+		xs[t], outs[t], ns[t] = x.F, out, len(x.F)/w.cols
+		total += ns[t]
+	}
+	if total > 0 {
+		tile := max(2, feedTileBytes/w.cols) &^ 1
+		tiles := (w.rows + tile - 1) / tile
+		var next atomic.Int64
+		work := func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= tiles {
+					return
+				}
+				r0 := i * tile
+				r1 := min(r0+tile, w.rows)
+				for t := range frames {
+					if ns[t] > 0 {
+						w.m.MulRows(outs[t].F, xs[t], ns[t], r0, r1)
+					}
+				}
+			}
+		}
+		workers := min(runtime.GOMAXPROCS(0), tiles)
+		if workers <= 1 || w.rows*w.cols*total < 1<<16 {
+			work()
+		} else {
+			var wg sync.WaitGroup
+			for range workers - 1 {
+				wg.Go(work)
+			}
+			work()
+			wg.Wait()
+		}
+		fd.tilePasses.Add(int64(tiles))
+	}
+	for t, fr := range frames {
+		roundResult(outs[t])
+		if err := outs[t].check(st.op.Results[0].Type); err != nil {
+			return fmt.Errorf("@%s %w", fr.p.fn.Name, st.errorf("result %v", err))
+		}
+	}
+	return nil
+}
+
+// Feed feeds ids in order from the session's current position and calls row(i, logits) with
+// the logits after ids[i]; logits is valid only during the call. The rows and the final state are
+// bit-identical to calling Step for each id. On the pipelined contract the ids run in chunks of
+// FeedChunk frames through the batched path when the decode graph's states are understood
+// (feed_plan.go), else, and on the host-cache contracts, token by token. When row returns an
+// error Feed stops and returns it; the session has then consumed the ids up to the end of the
+// current chunk. Do not call the session from row.
+func (s *Session) Feed(ids []int, row func(i int, logits []float32) error) error {
+	for _, id := range ids {
+		if id < 0 || id >= s.vocab {
+			return fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
+		}
+	}
+	var fd *feeder
+	if s.contract == graph.Pipelined {
+		fd = s.feed.feeder(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
+	}
+	for i := 0; i < len(ids); {
+		n := min(FeedChunk, len(ids)-i)
+		if fd == nil || n == 1 {
+			l, err := s.Step(ids[i])
+			if err != nil {
+				return err
+			}
+			if err := row(i, l); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		for int64(s.pos+n) > s.kvCap {
+			s.growKV(2 * s.kvCap) // as Step grows it
+		}
+		out, err := fd.run(ids[i:i+n], s.pos, s.states)
+		if err != nil {
+			return err
+		}
+		s.pos += n
+		for t, l := range out {
+			if err := row(i+t, l.F); err != nil {
+				return err
+			}
+		}
+		i += n
+	}
+	return nil
+}
+
+// Feed is Session.Feed on the stock contract's @main, one token per frame.
+func (s *StockSession) Feed(ids []int, row func(i int, logits []float32) error) error {
+	for _, id := range ids {
+		if id < 0 || id >= s.vocab {
+			return fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
+		}
+	}
+	fd := s.feed.feeder(s.main, false)
+	for i := 0; i < len(ids); {
+		n := min(FeedChunk, len(ids)-i)
+		if fd == nil || n == 1 {
+			l, err := s.Step(ids[i])
+			if err != nil {
+				return err
+			}
+			if err := row(i, l); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		for int64(s.pos+n) > s.kvCap {
+			s.growKV(2 * s.kvCap) // as Step grows it
+		}
+		out, err := fd.run(ids[i:i+n], s.pos, s.states)
+		if err != nil {
+			return err
+		}
+		s.pos += n
+		for t, l := range out {
+			if len(l.F) != s.vocab {
+				return fmt.Errorf("@main returned %d logits for one token, want %d", len(l.F), s.vocab)
+			}
+			if err := row(i+t, l.F); err != nil {
+				return err
+			}
+		}
+		i += n
+	}
+	return nil
+}
+
+func (fs *feedState) describe(it *Interpreter, f16Acc bool) string {
+	if fd := fs.feeder(it, f16Acc); fd != nil {
+		return "batched: " + fd.fp.describe()
+	}
+	if fs.err != nil {
+		return "token by token: " + fs.err.Error()
+	}
+	return "token by token"
+}
+
+// FeedPlan says how Feed runs on this session: "batched: ..." with the plan's summary, or
+// "token by token: ..." with the reason.
+func (s *Session) FeedPlan() string {
+	if s.contract != graph.Pipelined {
+		return "token by token: the " + s.contract.String() + " contract keeps its caches on the host"
+	}
+	return s.feed.describe(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
+}
+
+// FeedPlan is Session.FeedPlan for the stock contract's @main.
+func (s *StockSession) FeedPlan() string { return s.feed.describe(s.main, false) }
