@@ -2,11 +2,13 @@ package interp
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"qconv/graph"
+	"qconv/internal/kernels"
 )
 
 // Time-batched teacher-forced feeding: a chunk of tokens runs through the decode function as
@@ -17,8 +19,8 @@ import (
 // chunk of 32 at Qwen3.5's 248320-token vocabulary is 32 MB of float32).
 var FeedChunk = 32
 
-// feedTileBytes bounds the weight bytes one tile of a batched product reads, so the tile stays
-// in the core's cache while every frame of the chunk is multiplied by it.
+// feedTileBytes bounds the decoded (float32) bytes of one tile of a batched product's weight
+// rows, so the tile stays in the core's cache while every frame of the chunk is multiplied by it.
 const feedTileBytes = 128 << 10
 
 // feedState is a session's batched-feeding machinery, planned on first use.
@@ -41,7 +43,8 @@ type feeder struct {
 	pos    []*Array
 	in     []map[string]*Array
 
-	tilePasses atomic.Int64 // weight tiles read by batched products (tests)
+	exact      map[*fusedWeight]bool // dotRowsExact's verdicts
+	tilePasses atomic.Int64          // weight tiles read by batched products (tests)
 }
 
 func (fs *feedState) feeder(it *Interpreter, f16Acc bool) *feeder {
@@ -216,10 +219,12 @@ func putPiece(state *Array, off int64, piece *Array) error {
 	return nil
 }
 
-// batchedProduct runs a fused weight product for every frame, reading the weight once: the rows
-// are taken tile by tile, and each tile is multiplied with every frame's activation by the same
-// kernel call execFusedMatmul makes (MulRows over a row range starting at an even row), so every
-// output equals the one-frame product bit for bit.
+// batchedProduct runs a fused weight product for every frame, reading the weight once. The
+// rows are taken tile by tile; when the matrix's one-vector kernel is a dot of the decoded row
+// (checked once per weight, dotRowsExact), each tile is decoded once into float32 and dotted
+// with every frame's activation by kernels.Dot, else the tile is multiplied with each frame by the
+// one-frame kernel call itself (MulRows over a row range starting at an even row). Either way
+// every output equals what execFusedMatmul computes for that frame, bit for bit.
 func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 	w := st.w
 	xs := make([][]float32, len(frames))
@@ -235,10 +240,15 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 		total += ns[t]
 	}
 	if total > 0 {
-		tile := max(2, feedTileBytes/w.cols) &^ 1
+		decode := fd.dotRowsExact(w)
+		tile := max(2, feedTileBytes/(4*w.cols)) &^ 1
 		tiles := (w.rows + tile - 1) / tile
 		var next atomic.Int64
 		work := func() {
+			var buf []float32
+			if decode {
+				buf = make([]float32, tile*w.cols)
+			}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= tiles {
@@ -246,8 +256,19 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 				}
 				r0 := i * tile
 				r1 := min(r0+tile, w.rows)
+				if decode {
+					for r := r0; r < r1; r++ {
+						w.m.Row(r, buf[(r-r0)*w.cols:(r-r0+1)*w.cols])
+					}
+				}
 				for t := range frames {
-					if ns[t] > 0 {
+					switch {
+					case ns[t] == 1 && decode:
+						d, x := outs[t].F, xs[t]
+						for r := r0; r < r1; r++ {
+							d[r] = kernels.Dot(buf[(r-r0)*w.cols:(r-r0+1)*w.cols], x)
+						}
+					case ns[t] > 0:
 						w.m.MulRows(outs[t].F, xs[t], ns[t], r0, r1)
 					}
 				}
@@ -273,6 +294,36 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 		}
 	}
 	return nil
+}
+
+// dotRowsExact reports whether w's one-vector product (MulRows with n = 1, what a Step computes)
+// equals kernels.Dot of each decoded row, bit for bit, on this machine: checked once per weight
+// on its first and last rows with a fixed activation. The kernels accumulate a row the way Dot
+// does; a kernel that does not (or a machine where the two take different code paths) fails
+// the check and its products are batched with MulRows per frame instead.
+func (fd *feeder) dotRowsExact(w *fusedWeight) bool {
+	if ok, seen := fd.exact[w]; seen {
+		return ok
+	}
+	x := make([]float32, w.cols)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)*0.7+0.3)) * float32(1+i%5)
+	}
+	row := make([]float32, w.cols)
+	ok := true
+	for _, span := range [][2]int{{0, min(w.rows, 64)}, {max(0, w.rows-64) &^ 1, w.rows}} {
+		got := make([]float32, w.rows)
+		w.m.MulRows(got, x, 1, span[0], span[1])
+		for r := span[0]; r < span[1] && ok; r++ {
+			w.m.Row(r, row)
+			ok = math.Float32bits(kernels.Dot(row, x)) == math.Float32bits(got[r])
+		}
+	}
+	if fd.exact == nil {
+		fd.exact = map[*fusedWeight]bool{}
+	}
+	fd.exact[w] = ok
+	return ok
 }
 
 // Feed feeds ids in order from the session's current position and calls row(i, logits) with
