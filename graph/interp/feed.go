@@ -344,7 +344,7 @@ func (s *Session) Feed(ids []int, row func(i int, logits []float32) error) error
 		fd = s.feed.feeder(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
 	}
 	for i := 0; i < len(ids); {
-		n := min(FeedChunk, len(ids)-i)
+		n := min(max(FeedChunk, 1), len(ids)-i)
 		if fd == nil || n == 1 {
 			l, err := s.Step(ids[i])
 			if err != nil {
@@ -383,7 +383,7 @@ func (s *StockSession) Feed(ids []int, row func(i int, logits []float32) error) 
 	}
 	fd := s.feed.feeder(s.main, false)
 	for i := 0; i < len(ids); {
-		n := min(FeedChunk, len(ids)-i)
+		n := min(max(FeedChunk, 1), len(ids)-i)
 		if fd == nil || n == 1 {
 			l, err := s.Step(ids[i])
 			if err != nil {
