@@ -575,9 +575,20 @@ func planFeed(p *interpPlan, f16Acc bool) (*feedPlan, error) {
 		}
 		for _, st := range fn.region {
 			for _, o := range st.out {
-				ok := !u.isOut[o] && len(u.writes[o]) == 0
-				for _, us := range users[o] {
-					ok = ok && in[p.steps[us.s]]
+				// o and every value that may alias its storage (views, slices and in-place
+				// updates of it, transitively) must be used inside the region only.
+				ok := true
+				for stack := []int{o}; ok && len(stack) > 0; {
+					x := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					ok = !u.isOut[x] && len(u.writes[x]) == 0
+					for _, us := range users[x] {
+						ust := p.steps[us.s]
+						ok = ok && in[ust]
+						if us.k == 0 && (isView(ust.op.Name) || ust.op.Name == graph.OpSlice || ust.inPlace) {
+							stack = append(stack, ust.out[0])
+						}
+					}
 				}
 				switch {
 				case !ok:
