@@ -49,6 +49,15 @@ func TestFeedTakesBatchedPath(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// The products took the decode-once path (the one-vector kernel is a dot of the decoded row).
+	for w, ok := range fd.exact {
+		if !ok {
+			t.Errorf("weight [%d, %d]: the one-vector kernel does not accumulate as kernels.Dot; Feed multiplies it per frame", w.rows, w.cols)
+		}
+	}
+	if len(fd.exact) == 0 {
+		t.Errorf("no weight was checked for the decode-once path")
+	}
 	if got := fd.tilePasses.Load(); got != 2*perPass {
 		t.Errorf("%d weight tiles read for 16 tokens in chunks of 8, want %d (two passes)", got, 2*perPass)
 	}
