@@ -23,6 +23,10 @@ var FeedChunk = 32
 // rows, so the tile stays in the core's cache while every frame of the chunk is multiplied by it.
 const feedTileBytes = 128 << 10
 
+// feedL1Floats is how many decoded weight values a batched product keeps in the L1 cache while
+// it dots them with every frame (16 KB).
+const feedL1Floats = 4096
+
 // feedState is a session's batched-feeding machinery, planned on first use.
 type feedState struct {
 	planned bool
@@ -242,6 +246,7 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 	if total > 0 {
 		decode := fd.dotRowsExact(w)
 		tile := max(2, feedTileBytes/(4*w.cols)) &^ 1
+		rowsL1 := max(1, feedL1Floats/w.cols)
 		tiles := (w.rows + tile - 1) / tile
 		var next atomic.Int64
 		work := func() {
@@ -261,14 +266,22 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 						w.m.Row(r, buf[(r-r0)*w.cols:(r-r0+1)*w.cols])
 					}
 				}
-				for t := range frames {
-					switch {
-					case ns[t] == 1 && decode:
+				// A few decoded rows (feedL1Floats) stay in the L1 cache while every frame's
+				// activation passes by them.
+				for rb := r0; decode && rb < r1; rb += rowsL1 {
+					re := min(rb+rowsL1, r1)
+					for t := range frames {
+						if ns[t] != 1 {
+							continue
+						}
 						d, x := outs[t].F, xs[t]
-						for r := r0; r < r1; r++ {
+						for r := rb; r < re; r++ {
 							d[r] = kernels.Dot(buf[(r-r0)*w.cols:(r-r0+1)*w.cols], x)
 						}
-					case ns[t] > 0:
+					}
+				}
+				for t := range frames {
+					if ns[t] > 1 || ns[t] == 1 && !decode {
 						w.m.MulRows(outs[t].F, xs[t], ns[t], r0, r1)
 					}
 				}
