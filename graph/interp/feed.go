@@ -36,18 +36,20 @@ type feedState struct {
 
 // feeder runs chunks of frames through one planned function.
 type feeder struct {
-	fp     *feedPlan
-	it     *Interpreter // the session's interpreter: its spare buffers and fp16-accumulate cache
-	frames []*interpFrame
-	shared []*Array
-	copies map[int]*Array
-	subs   map[*interpPlan]*interpFrame
-	ramp   []int64
-	ids    []*Array
-	pos    []*Array
-	in     []map[string]*Array
+	fp       *feedPlan
+	it       *Interpreter // owner of the frames' buffers: the session's (fp16-accumulate cache) or a private one
+	parallel bool         // steps outside the regions run on two goroutines
+	frames   []*interpFrame
+	shared   []*Array
+	copies   map[int]*Array
+	subs     map[*interpPlan]*interpFrame
+	ramp     []int64
+	ids      []*Array
+	pos      []*Array
+	in       []map[string]*Array
 
 	exact      map[*fusedWeight]bool // dotRowsExact's verdicts
+	bufs       [][]float32           // decoded tiles, one per worker
 	tilePasses atomic.Int64          // weight tiles read by batched products (tests)
 }
 
@@ -61,6 +63,11 @@ func (fs *feedState) feeder(it *Interpreter, f16Acc bool) *feeder {
 		}
 		fs.fd = &feeder{fp: fp, it: it, shared: make([]*Array, fp.nShared), copies: map[int]*Array{},
 			subs: map[*interpPlan]*interpFrame{}}
+		if !f16Acc && runtime.GOMAXPROCS(0) > 1 {
+			// Frames get an interpreter of their own (no spare buffers to share between
+			// goroutines) and the steps outside the regions run on two goroutines.
+			fs.fd.it, fs.fd.parallel = &Interpreter{produced: map[*Array]bool{}}, true
+		}
 	}
 	return fs.fd
 }
@@ -164,6 +171,33 @@ func (fd *feeder) run(ids []int, pos int, states map[string]*Array) ([]*Array, e
 			if err := fd.batchedProduct(frames, n.st); err != nil {
 				return nil, err
 			}
+		case fd.parallel && len(frames) > 1 && n.st.op.Name != graph.OpInvoke && n.st.w == nil:
+			// Frames are independent outside the regions: two goroutines share them. Steps that
+			// touch shared machinery (invocations share callee frames, fused products the
+			// fp16-accumulate cache) stay on one goroutine.
+			half := len(frames) / 2
+			var wg sync.WaitGroup
+			var err2 error
+			wg.Go(func() {
+				for _, fr := range frames[half:] {
+					if err2 = execChecked(fr, n.st); err2 != nil {
+						return
+					}
+				}
+			})
+			var err error
+			for _, fr := range frames[:half] {
+				if err = execChecked(fr, n.st); err != nil {
+					break
+				}
+			}
+			wg.Wait()
+			if err != nil {
+				return nil, err
+			}
+			if err2 != nil {
+				return nil, err2
+			}
 		default:
 			for _, fr := range frames {
 				if err := execChecked(fr, n.st); err != nil {
@@ -249,10 +283,18 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 		rowsL1 := max(1, feedL1Floats/w.cols)
 		tiles := (w.rows + tile - 1) / tile
 		var next atomic.Int64
-		work := func() {
+		workers := min(runtime.GOMAXPROCS(0), tiles)
+		if workers <= 1 || w.rows*w.cols*total < 1<<16 {
+			workers = 1
+		}
+		for len(fd.bufs) < workers {
+			fd.bufs = append(fd.bufs, nil)
+		}
+		work := func(k int) {
 			var buf []float32
 			if decode {
-				buf = make([]float32, tile*w.cols)
+				fd.bufs[k] = growF(fd.bufs[k], tile*w.cols)
+				buf = fd.bufs[k]
 			}
 			for {
 				i := int(next.Add(1)) - 1
@@ -287,17 +329,12 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 				}
 			}
 		}
-		workers := min(runtime.GOMAXPROCS(0), tiles)
-		if workers <= 1 || w.rows*w.cols*total < 1<<16 {
-			work()
-		} else {
-			var wg sync.WaitGroup
-			for range workers - 1 {
-				wg.Go(work)
-			}
-			work()
-			wg.Wait()
+		var wg sync.WaitGroup
+		for k := 1; k < workers; k++ {
+			wg.Go(func() { work(k) })
 		}
+		work(0)
+		wg.Wait()
 		fd.tilePasses.Add(int64(tiles))
 	}
 	for t, fr := range frames {
