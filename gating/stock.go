@@ -26,6 +26,7 @@ func (c stockCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
 func (c stockCandidate) Feed(ids []int, row func(i int, logits []float32) error) error {
 	return c.s.Feed(ids, row)
 }
+
 func (c stockCandidate) Fork() (oracle.Candidate, error) {
 	f, err := c.s.Fork()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"fmt"
 	"slices"
-	"strings"
 
 	"qconv/graph"
 )
@@ -631,22 +630,4 @@ func (h *nodeHeap) Pop() any {
 	x := h.n[len(h.n)-1]
 	h.n = h.n[:len(h.n)-1]
 	return x
-}
-
-// describeRegions lists each region's steps (a debugging aid).
-func (fp *feedPlan) describeRegions() string {
-	var b strings.Builder
-	for _, n := range fp.nodes {
-		if n.region == nil {
-			continue
-		}
-		for i, st := range n.region {
-			if i > 0 {
-				b.WriteByte(' ')
-			}
-			fmt.Fprintf(&b, "#%d:%s", st.pos, strings.TrimPrefix(st.op.Name, "coreai."))
-		}
-		b.WriteByte('\n')
-	}
-	return b.String()
 }
