@@ -3,6 +3,7 @@ package gating
 import (
 	"context"
 
+	"qconv/graph/interp"
 	"qconv/oracle"
 )
 
@@ -26,6 +27,41 @@ func (c ctxCandidate) Fork() (oracle.Candidate, error) {
 		return nil, err
 	}
 	return ctxCandidate{c.ctx, f}, nil
+}
+
+// sequenceFeeder is the gate's optional batched path (oracle's SequenceCandidate without the
+// Candidate half): Feed feeds ids from the current position and calls row with the logits after
+// each, bit-identical to Step per id.
+type sequenceFeeder interface {
+	Feed(ids []int, row func(i int, logits []float32) error) error
+}
+
+// Feed forwards to c's Feed one chunk of interp.FeedChunk ids at a time, checking ctx before
+// each chunk; a candidate without Feed is stepped, checking ctx before each step.
+func (c ctxCandidate) Feed(ids []int, row func(i int, logits []float32) error) error {
+	f, batched := c.c.(sequenceFeeder)
+	for i := 0; i < len(ids); {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		if !batched {
+			l, err := c.c.Step(ids[i])
+			if err != nil {
+				return err
+			}
+			if err := row(i, l); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		n, at := min(max(interp.FeedChunk, 1), len(ids)-i), i
+		if err := f.Feed(ids[i:i+n], func(j int, l []float32) error { return row(at+j, l) }); err != nil {
+			return err
+		}
+		i += n
+	}
+	return nil
 }
 
 // WithContext is c stopped once ctx is cancelled.

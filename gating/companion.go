@@ -16,6 +16,11 @@ type sessionCandidate struct{ s *interp.Session }
 
 func (c sessionCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
 
+// Feed is the gate's batched teacher-forced path (interp.Session.Feed).
+func (c sessionCandidate) Feed(ids []int, row func(i int, logits []float32) error) error {
+	return c.s.Feed(ids, row)
+}
+
 func (c sessionCandidate) Fork() (oracle.Candidate, error) {
 	f, err := c.s.Fork()
 	if err != nil {

@@ -21,6 +21,12 @@ import (
 type stockCandidate struct{ s *interp.StockSession }
 
 func (c stockCandidate) Step(id int) ([]float32, error) { return c.s.Step(id) }
+
+// Feed is the gate's batched teacher-forced path (interp.StockSession.Feed).
+func (c stockCandidate) Feed(ids []int, row func(i int, logits []float32) error) error {
+	return c.s.Feed(ids, row)
+}
+
 func (c stockCandidate) Fork() (oracle.Candidate, error) {
 	f, err := c.s.Fork()
 	if err != nil {

@@ -21,6 +21,7 @@ type Session struct {
 	preIt    *Interpreter
 	pos      int // tokens fed so far
 	numerics Numerics
+	feed     feedState // Feed's batched path (feed.go)
 
 	// pipelined
 	states map[string]*Array

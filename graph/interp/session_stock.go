@@ -18,6 +18,7 @@ type StockSession struct {
 	kvCap      int64
 	pos        int
 	vocab      int
+	feed       feedState // Feed's batched path (feed.go)
 }
 
 // IsStock reports whether m's @main follows the Stock contract (its states are Apple's four).
