@@ -29,17 +29,17 @@ func (c ctxCandidate) Fork() (oracle.Candidate, error) {
 	return ctxCandidate{c.ctx, f}, nil
 }
 
-// sequenceFeeder is the gate's optional batched path (oracle's SequenceCandidate without the
-// Candidate half): Feed feeds ids from the current position and calls row with the logits after
-// each, bit-identical to Step per id.
-type sequenceFeeder interface {
-	Feed(ids []int, row func(i int, logits []float32) error) error
-}
+// The adapters offer the gate's batched path; the context wrapper forwards it.
+var (
+	_ oracle.SequenceCandidate = sessionCandidate{}
+	_ oracle.SequenceCandidate = stockCandidate{}
+	_ oracle.SequenceCandidate = ctxCandidate{}
+)
 
 // Feed forwards to c's Feed one chunk of interp.FeedChunk ids at a time, checking ctx before
 // each chunk; a candidate without Feed is stepped, checking ctx before each step.
 func (c ctxCandidate) Feed(ids []int, row func(i int, logits []float32) error) error {
-	f, batched := c.c.(sequenceFeeder)
+	f, batched := c.c.(oracle.SequenceCandidate)
 	for i := 0; i < len(ids); {
 		if err := c.ctx.Err(); err != nil {
 			return err
