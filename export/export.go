@@ -286,7 +286,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		dropStaged(jobs) // the next write faults back only what it copies (memory.go)
 	}
 	// Gate (pairs gate together: the prefill companion is judged against its decode graph).
-	defer tightenGC()() // memory.go
+	defer tightenGC(ck.NumParams())() // memory.go
 	for _, j := range jobs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
