@@ -43,7 +43,8 @@ type rowJudgement struct {
 }
 
 func judgeRow(ref, cand []float32) rowJudgement {
-	j := rowJudgement{candID: kernels.Argmax(cand), candMargin: Margin(cand)}
+	margin, lc := marginLSE(cand)
+	j := rowJudgement{candID: kernels.Argmax(cand), candMargin: margin}
 	for _, v := range cand {
 		if v != v {
 			j.nan = true
@@ -53,7 +54,7 @@ func judgeRow(ref, cand []float32) rowJudgement {
 		}
 	}
 	if !j.nonFinite {
-		j.kld, j.dp, j.cos = rowStats(ref, cand)
+		j.kld, j.dp, j.cos = rowStatsLSE(ref, cand, logSumExp(ref), lc)
 	}
 	return j
 }

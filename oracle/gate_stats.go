@@ -142,7 +142,11 @@ func (a *statsAcc) stats() *GateStats {
 // rowStats returns KL(P_ref || P_cand) in nats, Δp of the reference's top token and the logit
 // cosine of one position, in float64.
 func rowStats(ref, cand []float32) (kld, dp, cos float64) {
-	lr, lc := logSumExp(ref), logSumExp(cand)
+	return rowStatsLSE(ref, cand, logSumExp(ref), logSumExp(cand))
+}
+
+// rowStatsLSE is rowStats given the rows' log-sum-exps lr and lc.
+func rowStatsLSE(ref, cand []float32, lr, lc float64) (kld, dp, cos float64) {
 	top := kernels.Argmax(ref)
 	var ab, aa, bb float64
 	for i := range ref {

@@ -3,6 +3,7 @@ package oracle
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -51,5 +52,32 @@ func TestGateWeakPrompts(t *testing.T) {
 	rep, err := Gate(m, func() (Candidate, error) { return &refCandidate{m: m, st: m.NewState()}, nil }, prompts[:1], opt)
 	if err != nil || !rep.Passed || rep.Totals.Stats.KLDMean != 0 || rep.Totals.Stats.SameTop1 != 100 {
 		t.Fatalf("measured without a minimum: %v %+v", err, rep)
+	}
+}
+
+// The judge takes the candidate row's log-sum-exp from Margin's pass of exp: it must equal
+// logSumExp's bit for bit, or the recorded statistics would change.
+func TestMarginLSEBitIdentical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for _, n := range []int{2, 3, 31, 1024, 248320} {
+		for trial := range 4 {
+			row := make([]float32, n)
+			for i := range row {
+				row[i] = float32(rng.NormFloat64() * 8)
+				if trial == 1 && i%7 == 0 {
+					row[i] = 0 // repeated values, a tie at the top below
+				}
+			}
+			if trial == 2 {
+				row[n-1] = row[0] // a tie for the top-2
+			}
+			if trial == 3 {
+				row[0] = float32(math.Copysign(0, -1))
+			}
+			_, lse := marginLSE(row)
+			if got, want := math.Float64bits(lse), math.Float64bits(logSumExp(row)); got != want {
+				t.Errorf("n %d trial %d: lse %v, logSumExp %v", n, trial, lse, logSumExp(row))
+			}
+		}
 	}
 }

@@ -112,8 +112,16 @@ func TopK(logits []float32, k int) ([]int, []float32) {
 
 // Margin is the softmax probability of the top logit minus that of the second, in float64.
 func Margin(logits []float32) float64 {
+	m, _ := marginLSE(logits)
+	return m
+}
+
+// marginLSE is Margin and the row's log-sum-exp, from one pass of exp: the sum Margin divides by
+// is logSumExp's, term for term in the same order around the same maximum, so lse equals
+// logSumExp(logits) bit for bit (TestMarginLSEBitIdentical). lse is NaN for fewer than 2 logits.
+func marginLSE(logits []float32) (margin, lse float64) {
 	if len(logits) < 2 {
-		return 1
+		return 1, math.NaN()
 	}
 	_, top := TopK(logits, 2)
 	l1, l2 := float64(top[0]), float64(top[1])
@@ -121,5 +129,5 @@ func Margin(logits []float32) float64 {
 	for _, v := range logits {
 		sum += math.Exp(float64(v) - l1)
 	}
-	return (1 - math.Exp(l2-l1)) / sum
+	return (1 - math.Exp(l2-l1)) / sum, l1 + math.Log(sum)
 }
