@@ -384,58 +384,41 @@ func (fd *feeder) dotRowsExact(w *fusedWeight) bool {
 // error Feed stops and returns it; the session has then consumed the ids up to the end of the
 // current chunk. Do not call the session from row.
 func (s *Session) Feed(ids []int, row func(i int, logits []float32) error) error {
-	for _, id := range ids {
-		if id < 0 || id >= s.vocab {
-			return fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
-		}
-	}
 	var fd *feeder
 	if s.contract == graph.Pipelined {
 		fd = s.feed.feeder(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
 	}
-	for i := 0; i < len(ids); {
-		n := min(max(FeedChunk, 1), len(ids)-i)
-		if fd == nil || n == 1 {
-			l, err := s.Step(ids[i])
-			if err != nil {
-				return err
-			}
-			if err := row(i, l); err != nil {
-				return err
-			}
-			i++
-			continue
-		}
-		for int64(s.pos+n) > s.kvCap {
-			s.growKV(2 * s.kvCap) // as Step grows it
-		}
-		out, err := fd.run(ids[i:i+n], s.pos, s.states)
-		if err != nil {
-			return err
-		}
-		s.pos += n
-		for t, l := range out {
-			if err := row(i+t, l.F); err != nil {
-				return err
-			}
-		}
-		i += n
-	}
-	return nil
+	return feedLoop(ids, row, feedSession{vocab: s.vocab, fd: fd, step: s.Step, pos: &s.pos, kvCap: &s.kvCap, grow: s.growKV, states: s.states})
 }
 
 // Feed is Session.Feed on the stock contract's @main, one token per frame.
 func (s *StockSession) Feed(ids []int, row func(i int, logits []float32) error) error {
+	return feedLoop(ids, row, feedSession{vocab: s.vocab, fd: s.feed.feeder(s.main, false), step: s.Step, pos: &s.pos, kvCap: &s.kvCap, grow: s.growKV, states: s.states})
+}
+
+// feedSession is what Feed needs of a session: its stepping, position, KV capacity and states.
+type feedSession struct {
+	vocab  int
+	fd     *feeder // nil: token by token
+	step   func(id int) ([]float32, error)
+	pos    *int
+	kvCap  *int64
+	grow   func(capacity int64)
+	states map[string]*Array
+}
+
+// feedLoop is Feed for both session kinds: chunks of FeedChunk frames through fs.fd when it is
+// set, else (and for a chunk of one) a step per id.
+func feedLoop(ids []int, row func(i int, logits []float32) error, fs feedSession) error {
 	for _, id := range ids {
-		if id < 0 || id >= s.vocab {
-			return fmt.Errorf("token id %d out of range [0, %d)", id, s.vocab)
+		if id < 0 || id >= fs.vocab {
+			return fmt.Errorf("token id %d out of range [0, %d)", id, fs.vocab)
 		}
 	}
-	fd := s.feed.feeder(s.main, false)
 	for i := 0; i < len(ids); {
 		n := min(max(FeedChunk, 1), len(ids)-i)
-		if fd == nil || n == 1 {
-			l, err := s.Step(ids[i])
+		if fs.fd == nil || n == 1 {
+			l, err := fs.step(ids[i])
 			if err != nil {
 				return err
 			}
@@ -445,17 +428,17 @@ func (s *StockSession) Feed(ids []int, row func(i int, logits []float32) error) 
 			i++
 			continue
 		}
-		for int64(s.pos+n) > s.kvCap {
-			s.growKV(2 * s.kvCap) // as Step grows it
+		for int64(*fs.pos+n) > *fs.kvCap {
+			fs.grow(2 * *fs.kvCap) // as Step grows it
 		}
-		out, err := fd.run(ids[i:i+n], s.pos, s.states)
+		out, err := fs.fd.run(ids[i:i+n], *fs.pos, fs.states)
 		if err != nil {
 			return err
 		}
-		s.pos += n
+		*fs.pos += n
 		for t, l := range out {
-			if len(l.F) != s.vocab {
-				return fmt.Errorf("@main returned %d logits for one token, want %d", len(l.F), s.vocab)
+			if len(l.F) != fs.vocab {
+				return fmt.Errorf("the graph returned %d logits for one token, want %d", len(l.F), fs.vocab)
 			}
 			if err := row(i+t, l.F); err != nil {
 				return err
