@@ -214,7 +214,8 @@ func (fd *feeder) run(ids []int, pos int, states map[string]*Array) ([]*Array, e
 	return out, nil
 }
 
-// execChecked runs one step of a frame and checks its results' types (as interpFrame.run does).
+// execChecked runs one step of a frame and checks its results' types (interpFrame.run and the
+// batched frames both run steps through it).
 func execChecked(fr *interpFrame, st *interpStep) error {
 	f := fr.p.fn
 	if err := st.exec(fr, st); err != nil {

@@ -891,19 +891,9 @@ func (p *interpPlan) newFrame(it *Interpreter) *interpFrame {
 }
 
 func (fr *interpFrame) run() error {
-	f := fr.p.fn
 	for _, st := range fr.p.steps {
-		if err := st.exec(fr, st); err != nil {
-			return fmt.Errorf("@%s %w", f.Name, err)
-		}
-		for k, o := range st.out {
-			t := st.op.Results[k].Type
-			if t.Kind != graph.TensorKind {
-				continue
-			}
-			if err := fr.vals[o].check(t); err != nil {
-				return fmt.Errorf("@%s %w", f.Name, st.errorf("result %d %v", k, err))
-			}
+		if err := execChecked(fr, st); err != nil {
+			return err
 		}
 	}
 	return nil
