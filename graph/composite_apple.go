@@ -190,31 +190,17 @@ func parseStrings(s string) ([]string, error) {
 // splitTopLevel splits s at the commas outside brackets, braces, angles and strings.
 func splitTopLevel(s string) []string {
 	var out []string
-	depth, start, inStr := 0, 0, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case inStr:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inStr = false
-			}
-		case c == '"':
-			inStr = true
-		case c == '{' || c == '[' || c == '<' || c == '(':
-			depth++
-		case c == '}' || c == ']' || c == '>' || c == ')':
-			depth--
-		case c == ',' && depth == 0:
-			out = append(out, s[start:i])
-			start = i + 1
+	for {
+		before, after, ok := cutTopLevel(s, ',')
+		out = append(out, before)
+		if !ok {
+			return out
 		}
+		s = after
 	}
-	return append(out, s[start:])
 }
 
-// cutTopLevel cuts s at the first sep outside brackets and strings.
+// cutTopLevel cuts s at the first sep outside brackets, braces, angles and strings.
 func cutTopLevel(s string, sep byte) (before, after string, ok bool) {
 	depth, inStr := 0, false
 	for i := 0; i < len(s); i++ {
