@@ -378,6 +378,27 @@ func (p *asmParser) stringBody() (string, error) {
 	return "", p.errf("unterminated string")
 }
 
+// typeListRest parses the types of a parenthesised list whose "(" is consumed, and its ")".
+func (p *asmParser) typeListRest(depth int) ([]*mType, error) {
+	var ts []*mType
+	if p.accept(")") {
+		return ts, nil
+	}
+	for {
+		t, err := p.parseType(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+		if p.accept(")") {
+			return ts, nil
+		}
+		if err := p.expect(","); err != nil {
+			return nil, err
+		}
+	}
+}
+
 func (p *asmParser) parseType(depth int) (*mType, error) {
 	if depth > maxAsmDepth {
 		return nil, p.errf("nesting too deep")
@@ -405,21 +426,9 @@ func (p *asmParser) parseType(depth int) (*mType, error) {
 		}
 		return &mType{kind: mOtherType, name: p.s[start:p.pos]}, nil
 	case p.accept("("):
-		var ins []*mType
-		if !p.accept(")") {
-			for {
-				t, err := p.parseType(depth + 1)
-				if err != nil {
-					return nil, err
-				}
-				ins = append(ins, t)
-				if p.accept(")") {
-					break
-				}
-				if err := p.expect(","); err != nil {
-					return nil, err
-				}
-			}
+		ins, err := p.typeListRest(depth)
+		if err != nil {
+			return nil, err
 		}
 		if err := p.expect("->"); err != nil {
 			return nil, err
@@ -427,20 +436,8 @@ func (p *asmParser) parseType(depth int) (*mType, error) {
 		var outs []*mType
 		if p.peek("(") && !p.peekFunctionType() {
 			p.accept("(")
-			if !p.accept(")") {
-				for {
-					t, err := p.parseType(depth + 1)
-					if err != nil {
-						return nil, err
-					}
-					outs = append(outs, t)
-					if p.accept(")") {
-						break
-					}
-					if err := p.expect(","); err != nil {
-						return nil, err
-					}
-				}
+			if outs, err = p.typeListRest(depth); err != nil {
+				return nil, err
 			}
 		} else {
 			t, err := p.parseType(depth + 1)
