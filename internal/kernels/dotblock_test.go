@@ -1,0 +1,98 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestDotRowsEqualsDot checks DotRows against Dot bit for bit: column counts on and off the
+// 32-column chunk, row counts around the 4-row block, even and odd vector counts, and values
+// spread over many magnitudes so a different summation order shows in the last bits.
+func TestDotRowsEqualsDot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	val := func() float32 {
+		return float32(rng.NormFloat64() * math.Pow(10, rng.Float64()*6-3))
+	}
+	for _, cols := range []int{32, 64, 80, 96, 1024, 1056, 3584, 7} {
+		for _, nrows := range []int{1, 3, 4, 5, 8, 11} {
+			for _, nvec := range []int{1, 2, 3, 5} {
+				rows := make([]float32, nrows*cols)
+				for i := range rows {
+					rows[i] = val()
+				}
+				xs := make([][]float32, nvec)
+				dst := make([][]float32, nvec)
+				for v := range xs {
+					xs[v] = make([]float32, cols)
+					for i := range xs[v] {
+						xs[v][i] = val()
+					}
+					dst[v] = make([]float32, nrows+3)
+				}
+				DotRows(dst, 3, rows, cols, xs)
+				for v := range xs {
+					for r := range nrows {
+						want := Dot(rows[r*cols:(r+1)*cols], xs[v])
+						if math.Float32bits(dst[v][3+r]) != math.Float32bits(want) {
+							t.Fatalf("cols %d rows %d vectors %d: row %d vector %d = %v, Dot gives %v", cols, nrows, nvec, r, v, dst[v][3+r], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestDotRowsChecksArgs checks that DotRows panics (rather than reading out of bounds) on
+// vectors or outputs of the wrong size.
+func TestDotRowsChecksArgs(t *testing.T) {
+	rows := make([]float32, 4*32)
+	for name, f := range map[string]func(){
+		"short vector": func() { DotRows([][]float32{make([]float32, 4)}, 0, rows, 32, [][]float32{make([]float32, 31)}) },
+		"short output": func() { DotRows([][]float32{make([]float32, 3)}, 0, rows, 32, [][]float32{make([]float32, 32)}) },
+		"ragged rows":  func() { DotRows(nil, 0, rows[:33], 32, nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+func BenchmarkDotRows(b *testing.B) {
+	const cols, nrows, nvec = 1024, 8, 32
+	rows := make([]float32, nrows*cols)
+	xs := make([][]float32, nvec)
+	dst := make([][]float32, nvec)
+	for i := range rows {
+		rows[i] = float32(i%13) * 0.1
+	}
+	for v := range xs {
+		xs[v] = make([]float32, cols)
+		for i := range xs[v] {
+			xs[v][i] = float32((i+v)%7) * 0.3
+		}
+		dst[v] = make([]float32, nrows)
+	}
+	b.Run("DotRows", func(b *testing.B) {
+		b.SetBytes(int64(4 * nrows * cols * nvec))
+		for b.Loop() {
+			DotRows(dst, 0, rows, cols, xs)
+		}
+	})
+	b.Run("Dot", func(b *testing.B) {
+		b.SetBytes(int64(4 * nrows * cols * nvec))
+		for b.Loop() {
+			for v := range xs {
+				for r := range nrows {
+					dst[v][r] = Dot(rows[r*cols:(r+1)*cols], xs[v])
+				}
+			}
+		}
+	})
+}
