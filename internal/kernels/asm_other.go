@@ -77,3 +77,5 @@ func subSVAVX(dst, b *float32, n int, x float32) { noAsm() }
 func mulSVAVX(dst, b *float32, n int, x float32) { noAsm() }
 func divSVAVX(dst, b *float32, n int, x float32) { noAsm() }
 func accF64AVX(acc *float64, x *float32, n int)  { noAsm() }
+
+func gemvBF16AVX512(w unsafe.Pointer, x, dst *float32, rows, cols int) { noAsm() }

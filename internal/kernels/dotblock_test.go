@@ -96,3 +96,35 @@ func BenchmarkDotRows(b *testing.B) {
 		}
 	})
 }
+
+// TestGemvBF16AVX512EqualsAVX2 checks the two-row AVX-512 bf16 product against the one-row
+// AVX2 kernel bit for bit, odd and even row counts, on columns that take it and that do not.
+func TestGemvBF16AVX512EqualsAVX2(t *testing.T) {
+	if !useDotBlock {
+		t.Skip("no AVX-512 on this machine")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, cols := range []int{32, 64, 1024, 3584, 40} {
+		for _, rows := range []int{1, 2, 3, 8, 9} {
+			w := make([]byte, 2*rows*cols)
+			for i := 0; i < len(w); i += 2 {
+				b := math.Float32bits(float32(rng.NormFloat64() * math.Pow(10, rng.Float64()*6-3)))
+				w[i], w[i+1] = byte(b>>16), byte(b>>24)
+			}
+			x := make([]float32, cols)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			m := BF16Matrix{R: rows, C: cols, Data: w}
+			got := make([]float32, rows)
+			m.MulRows(got, x, 1, 0, rows)
+			want := make([]float32, rows)
+			gemvBF16AVX(ptr(w), &x[0], &want[0], rows, cols)
+			for r := range rows {
+				if math.Float32bits(got[r]) != math.Float32bits(want[r]) {
+					t.Fatalf("cols %d rows %d: row %d = %v, gemvBF16AVX gives %v", cols, rows, r, got[r], want[r])
+				}
+			}
+		}
+	}
+}
