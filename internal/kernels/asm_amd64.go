@@ -185,8 +185,8 @@ func divSVAVX(dst, b *float32, n int, x float32)
 //go:noescape
 func accF64AVX(acc *float64, x *float32, n int)
 
-// gemvBF16AVX512 is gemvBF16AVX bit for bit for an even number of rows of a positive multiple of
-// 32 columns, two rows per pass (dotblock_amd64.s).
+// gemvBF16AVX512 is gemvBF16AVX bit for bit for rows of a positive multiple of 32 columns
+// (dotblock_amd64.s).
 //
 //go:noescape
 func gemvBF16AVX512(w unsafe.Pointer, x, dst *float32, rows, cols int)

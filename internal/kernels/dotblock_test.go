@@ -97,8 +97,8 @@ func BenchmarkDotRows(b *testing.B) {
 	})
 }
 
-// TestGemvBF16AVX512EqualsAVX2 checks the two-row AVX-512 bf16 product against the one-row
-// AVX2 kernel bit for bit, odd and even row counts, on columns that take it and that do not.
+// TestGemvBF16AVX512EqualsAVX2 checks the AVX-512 bf16 product against the AVX2 kernel
+// bit for bit, on columns that take it and that do not.
 func TestGemvBF16AVX512EqualsAVX2(t *testing.T) {
 	if !useDotBlock {
 		t.Skip("no AVX-512 on this machine")

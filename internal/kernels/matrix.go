@@ -248,12 +248,8 @@ func (m BF16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
 		return
 	}
 	w := m.Data[2*r0*m.C : 2*r1*m.C]
-	if useDotBlock && m.C%32 == 0 && r1-r0 >= 2 {
-		pairs := (r1 - r0) &^ 1
-		gemvBF16AVX512(ptr(w), &x[0], &dst[r0], pairs, m.C)
-		if r0+pairs < r1 {
-			gemvBF16AVX(ptr(w[2*pairs*m.C:]), &x[0], &dst[r0+pairs], 1, m.C)
-		}
+	if useDotBlock && m.C%32 == 0 {
+		gemvBF16AVX512(ptr(w), &x[0], &dst[r0], r1-r0, m.C)
 		return
 	}
 	if useAsm {
