@@ -47,6 +47,9 @@ type feeder struct {
 	ids      []*Array
 	pos      []*Array
 	in       []map[string]*Array
+	// frameInputs, when set, adds or replaces a frame's inputs for the token at position pos
+	// (the host-cache function's position and mask, feed_host.go).
+	frameInputs func(in map[string]*Array, pos int)
 
 	exact      map[*fusedWeight]bool // dotRowsExact's verdicts
 	bufs       [][]float32           // decoded tiles, one per worker
@@ -122,6 +125,9 @@ func (fd *feeder) run(ids []int, pos int, states map[string]*Array) ([]*Array, e
 		fd.pos[t].Shape[1], fd.pos[t].I = int64(pos+t+1), fd.ramp[:pos+t+1]
 		in := fd.in[t]
 		in[graph.InInputIDs], in[graph.InPositionIDs] = fd.ids[t], fd.pos[t]
+		if fd.frameInputs != nil {
+			fd.frameInputs(in, pos+t)
+		}
 		for i, a := range f.Args {
 			switch a.Value.Type.Kind {
 			case graph.HandleKind:
@@ -281,7 +287,17 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 	if total > 0 {
 		decode := fd.dotRowsExact(w)
 		tile := max(2, feedTileBytes/(4*w.cols)) &^ 1
-		rowsL1 := max(1, feedL1Floats/w.cols)
+		// Whole blocks of DotRows's four rows, even past the L1 budget: for wide rows (Qwen3.5's
+		// MLP down projection) four rows from L2 still beat one from L1 (BenchmarkDotRows).
+		rowsL1 := max(4, (feedL1Floats/w.cols)&^3)
+		// The frames of one vector each are dotted with the decoded rows (DotRows); the others
+		// go through MulRows.
+		var oneX, oneD [][]float32
+		for t := range frames {
+			if ns[t] == 1 {
+				oneX, oneD = append(oneX, xs[t]), append(oneD, outs[t].F)
+			}
+		}
 		tiles := (w.rows + tile - 1) / tile
 		var next atomic.Int64
 		workers := min(runtime.GOMAXPROCS(0), tiles)
@@ -310,18 +326,10 @@ func (fd *feeder) batchedProduct(frames []*interpFrame, st *interpStep) error {
 					}
 				}
 				// A few decoded rows (feedL1Floats) stay in the L1 cache while every frame's
-				// activation passes by them.
+				// activation passes by them; DotRows gives each sum bit for bit kernels.Dot's.
 				for rb := r0; decode && rb < r1; rb += rowsL1 {
 					re := min(rb+rowsL1, r1)
-					for t := range frames {
-						if ns[t] != 1 {
-							continue
-						}
-						d, x := outs[t].F, xs[t]
-						for r := rb; r < re; r++ {
-							d[r] = kernels.Dot(buf[(r-r0)*w.cols:(r-r0+1)*w.cols], x)
-						}
-					}
+					kernels.DotRows(oneD, rb, buf[(rb-r0)*w.cols:(re-r0)*w.cols], w.cols, oneX)
 				}
 				for t := range frames {
 					if ns[t] > 1 || ns[t] == 1 && !decode {
@@ -379,37 +387,58 @@ func (fd *feeder) dotRowsExact(w *fusedWeight) bool {
 
 // Feed feeds ids in order from the session's current position and calls row(i, logits) with
 // the logits after ids[i]; logits is valid only during the call. The rows and the final state are
-// bit-identical to calling Step for each id. On the pipelined contract the ids run in chunks of
-// FeedChunk frames through the batched path when the decode graph's states are understood
-// (feed_plan.go), else, and on the host-cache contracts, token by token. When row returns an
-// error Feed stops and returns it; the session has then consumed the ids up to the end of the
-// current chunk. Do not call the session from row.
+// bit-identical to calling Step for each id. The ids run in chunks of FeedChunk frames through
+// the batched path when the decode graph's states are understood (feed_plan.go; the host-cache
+// graph through its state form, feed_host.go), else token by token. When row returns an error
+// Feed stops and returns it; the session has then consumed the ids up to the end of the current
+// chunk. Do not call the session from row.
 func (s *Session) Feed(ids []int, row func(i int, logits []float32) error) error {
-	var fd *feeder
-	if s.contract == graph.Pipelined {
-		fd = s.feed.feeder(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
+	fs := feedSession{vocab: s.vocab, step: s.Step, pos: &s.pos}
+	switch s.contract {
+	case graph.Pipelined:
+		fd := s.feed.feeder(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
+		fs.chunk = func(n int) (*feeder, map[string]*Array, error) {
+			if fd == nil {
+				return nil, nil, nil
+			}
+			for int64(s.pos+n) > s.kvCap {
+				s.growKV(2 * s.kvCap) // as Step grows it
+			}
+			return fd, s.states, nil
+		}
+	case graph.HostDecode:
+		fs.chunk = s.hostChunk
 	}
-	return feedLoop(ids, row, feedSession{vocab: s.vocab, fd: fd, step: s.Step, pos: &s.pos, kvCap: &s.kvCap, grow: s.growKV, states: s.states})
+	return feedLoop(ids, row, fs)
 }
 
 // Feed is Session.Feed on the stock contract's @main, one token per frame.
 func (s *StockSession) Feed(ids []int, row func(i int, logits []float32) error) error {
-	return feedLoop(ids, row, feedSession{vocab: s.vocab, fd: s.feed.feeder(s.main, false), step: s.Step, pos: &s.pos, kvCap: &s.kvCap, grow: s.growKV, states: s.states})
+	fd := s.feed.feeder(s.main, false)
+	return feedLoop(ids, row, feedSession{vocab: s.vocab, step: s.Step, pos: &s.pos,
+		chunk: func(n int) (*feeder, map[string]*Array, error) {
+			if fd == nil {
+				return nil, nil, nil
+			}
+			for int64(s.pos+n) > s.kvCap {
+				s.growKV(2 * s.kvCap)
+			}
+			return fd, s.states, nil
+		}})
 }
 
-// feedSession is what Feed needs of a session: its stepping, position, KV capacity and states.
+// feedSession is what Feed needs of a session: its stepping, its position, and chunk, which
+// readies the session for n more tokens (growing its caches) and returns the feeder to run them
+// with the states it updates, or a nil feeder to step them.
 type feedSession struct {
-	vocab  int
-	fd     *feeder // nil: token by token
-	step   func(id int) ([]float32, error)
-	pos    *int
-	kvCap  *int64
-	grow   func(capacity int64)
-	states map[string]*Array
+	vocab int
+	step  func(id int) ([]float32, error)
+	pos   *int
+	chunk func(n int) (*feeder, map[string]*Array, error)
 }
 
-// feedLoop is Feed for both session kinds: chunks of FeedChunk frames through fs.fd when it is
-// set, else (and for a chunk of one) a step per id.
+// feedLoop is Feed for every session kind: chunks of FeedChunk frames through the feeder chunk
+// gives, else (and for a chunk of one) a step per id.
 func feedLoop(ids []int, row func(i int, logits []float32) error, fs feedSession) error {
 	for _, id := range ids {
 		if id < 0 || id >= fs.vocab {
@@ -418,7 +447,15 @@ func feedLoop(ids []int, row func(i int, logits []float32) error, fs feedSession
 	}
 	for i := 0; i < len(ids); {
 		n := min(max(FeedChunk, 1), len(ids)-i)
-		if fs.fd == nil || n == 1 {
+		var fd *feeder
+		var states map[string]*Array
+		if n > 1 && fs.chunk != nil {
+			var err error
+			if fd, states, err = fs.chunk(n); err != nil {
+				return err
+			}
+		}
+		if fd == nil {
 			l, err := fs.step(ids[i])
 			if err != nil {
 				return err
@@ -429,10 +466,7 @@ func feedLoop(ids []int, row func(i int, logits []float32) error, fs feedSession
 			i++
 			continue
 		}
-		for int64(*fs.pos+n) > *fs.kvCap {
-			fs.grow(2 * *fs.kvCap) // as Step grows it
-		}
-		out, err := fs.fd.run(ids[i:i+n], *fs.pos, fs.states)
+		out, err := fd.run(ids[i:i+n], *fs.pos, states)
 		if err != nil {
 			return err
 		}
@@ -463,8 +497,12 @@ func (fs *feedState) describe(it *Interpreter, f16Acc bool) string {
 // FeedPlan says how Feed runs on this session: "batched: ..." with the plan's summary, or
 // "token by token: ..." with the reason.
 func (s *Session) FeedPlan() string {
-	if s.contract != graph.Pipelined {
-		return "token by token: the " + s.contract.String() + " contract keeps its caches on the host"
+	if s.contract == graph.HostDecode {
+		fs, it, err := s.hostFeedState()
+		if err != nil {
+			return "token by token: " + err.Error()
+		}
+		return fs.describe(it, false)
 	}
 	return s.feed.describe(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
 }

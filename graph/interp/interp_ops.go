@@ -275,81 +275,21 @@ func binaryRange(bc *bcast, op byte, out, a, b *Array, lo, hi int) {
 	roundFloats(out.DType, dst[lo:hi])
 }
 
-// binF32 computes dst[i] = a[i*sa] op b[i*sb].
+// binF32 computes dst[i] = a[i*sa] op b[i*sb]. Contiguous and broadcast operands of + - * /
+// go to the kernels, which compute each element with the one IEEE operation the loop below does.
 func binF32(op byte, dst, a, b []float32, sa, sb int) {
 	n := len(dst)
 	switch {
-	case sa == 1 && sb == 1:
+	case op != 'M' && sa == 1 && sb == 1:
+		kernels.BinVV(op, dst, a, b)
+	case op != 'M' && sa == 1 && sb == 0:
+		kernels.BinVS(op, dst, a, b[0])
+	case op != 'M' && sa == 0 && sb == 1:
+		kernels.BinSV(op, dst, a[0], b)
+	case op == 'M' && sa == 1 && sb == 1:
 		a, b = a[:n], b[:n]
-		switch op {
-		case '+':
-			for i := range dst {
-				dst[i] = a[i] + b[i]
-			}
-		case '-':
-			for i := range dst {
-				dst[i] = a[i] - b[i]
-			}
-		case '*':
-			for i := range dst {
-				dst[i] = a[i] * b[i]
-			}
-		case '/':
-			for i := range dst {
-				dst[i] = a[i] / b[i]
-			}
-		case 'M':
-			for i := range dst {
-				dst[i] = max(a[i], b[i])
-			}
-		}
-	case sa == 1 && sb == 0:
-		a, y := a[:n], b[0]
-		switch op {
-		case '+':
-			for i := range dst {
-				dst[i] = a[i] + y
-			}
-		case '-':
-			for i := range dst {
-				dst[i] = a[i] - y
-			}
-		case '*':
-			for i := range dst {
-				dst[i] = a[i] * y
-			}
-		case '/':
-			for i := range dst {
-				dst[i] = a[i] / y
-			}
-		case 'M':
-			for i := range dst {
-				dst[i] = max(a[i], y)
-			}
-		}
-	case sa == 0 && sb == 1:
-		x, b := a[0], b[:n]
-		switch op {
-		case '+':
-			for i := range dst {
-				dst[i] = x + b[i]
-			}
-		case '-':
-			for i := range dst {
-				dst[i] = x - b[i]
-			}
-		case '*':
-			for i := range dst {
-				dst[i] = x * b[i]
-			}
-		case '/':
-			for i := range dst {
-				dst[i] = x / b[i]
-			}
-		case 'M':
-			for i := range dst {
-				dst[i] = max(x, b[i])
-			}
+		for i := range dst {
+			dst[i] = max(a[i], b[i])
 		}
 	default:
 		for i := range dst {
@@ -1092,6 +1032,10 @@ func execReduce(fr *interpFrame, st *interpStep) error {
 // sumWalk64 accumulates x (strides xs) into acc (strides os, 0 along reduced dims) in float64.
 func sumWalk64(acc []float64, os []int, x []float32, xs []int, dims []int, oo, xo int) {
 	if len(dims) == 1 {
+		if os[0] == 1 && xs[0] == 1 { // each sum gets its one term, as in the loop below
+			kernels.AccF64(acc[oo:oo+dims[0]], x[xo:xo+dims[0]])
+			return
+		}
 		for i := 0; i < dims[0]; i++ {
 			acc[oo+i*os[0]] += float64(x[xo+i*xs[0]])
 		}

@@ -34,6 +34,7 @@ type Session struct {
 	win                     int          // cache slots the graphs run with: ctx, or a window below it
 	windows                 *hostWindows // nil: the graphs run with all ctx slots
 	decWin, preWin          *Interpreter // the graphs specialized to win slots (nil until used)
+	hostFeed                hostFeed     // Feed's state form of the decode graph (feed_host.go)
 }
 
 // NewSession prepares a session on dec (a Pipelined or HostDecode module); pre, if non-nil, is the

@@ -134,3 +134,59 @@ func f16acc128AVX512(acc, t, x *float32, k int)
 //
 //go:noescape
 func decodeLUT8AVX512(dst *float32, idx, lut16 unsafe.Pointer, cols int)
+
+// useDotBlock selects dot4x2AVX512 for DotRows.
+var useDotBlock = useAsm && cpu.X86.HasAVX512F
+
+// dot4x2AVX512 dots four rows (wstride bytes apart) with two vectors, each sum bit for bit
+// dotAVX's; cols is a positive multiple of 32 (dotblock_amd64.s).
+//
+//go:noescape
+func dot4x2AVX512(w *float32, wstride int, x0, x1 *float32, cols int, out *[8]float32)
+
+// Elementwise kernels (elementwise_amd64.s): one IEEE operation per element.
+
+//go:noescape
+func addVVAVX(dst, a, b *float32, n int)
+
+//go:noescape
+func subVVAVX(dst, a, b *float32, n int)
+
+//go:noescape
+func mulVVAVX(dst, a, b *float32, n int)
+
+//go:noescape
+func divVVAVX(dst, a, b *float32, n int)
+
+//go:noescape
+func addVSAVX(dst, a *float32, n int, y float32)
+
+//go:noescape
+func subVSAVX(dst, a *float32, n int, y float32)
+
+//go:noescape
+func mulVSAVX(dst, a *float32, n int, y float32)
+
+//go:noescape
+func divVSAVX(dst, a *float32, n int, y float32)
+
+//go:noescape
+func addSVAVX(dst, b *float32, n int, x float32)
+
+//go:noescape
+func subSVAVX(dst, b *float32, n int, x float32)
+
+//go:noescape
+func mulSVAVX(dst, b *float32, n int, x float32)
+
+//go:noescape
+func divSVAVX(dst, b *float32, n int, x float32)
+
+//go:noescape
+func accF64AVX(acc *float64, x *float32, n int)
+
+// gemvBF16AVX512 is gemvBF16AVX bit for bit for rows of a positive multiple of 32 columns
+// (dotblock_amd64.s).
+//
+//go:noescape
+func gemvBF16AVX512(w unsafe.Pointer, x, dst *float32, rows, cols int)

@@ -59,3 +59,23 @@ var useAVX512F16Acc = false
 func f16acc128AVX512(acc, t, x *float32, k int) { noAsm() }
 
 func decodeLUT8AVX512(dst *float32, idx, lut16 unsafe.Pointer, cols int) { noAsm() }
+
+var useDotBlock = false
+
+func dot4x2AVX512(w *float32, wstride int, x0, x1 *float32, cols int, out *[8]float32) { noAsm() }
+
+func addVVAVX(dst, a, b *float32, n int)         { noAsm() }
+func subVVAVX(dst, a, b *float32, n int)         { noAsm() }
+func mulVVAVX(dst, a, b *float32, n int)         { noAsm() }
+func divVVAVX(dst, a, b *float32, n int)         { noAsm() }
+func addVSAVX(dst, a *float32, n int, y float32) { noAsm() }
+func subVSAVX(dst, a *float32, n int, y float32) { noAsm() }
+func mulVSAVX(dst, a *float32, n int, y float32) { noAsm() }
+func divVSAVX(dst, a *float32, n int, y float32) { noAsm() }
+func addSVAVX(dst, b *float32, n int, x float32) { noAsm() }
+func subSVAVX(dst, b *float32, n int, x float32) { noAsm() }
+func mulSVAVX(dst, b *float32, n int, x float32) { noAsm() }
+func divSVAVX(dst, b *float32, n int, x float32) { noAsm() }
+func accF64AVX(acc *float64, x *float32, n int)  { noAsm() }
+
+func gemvBF16AVX512(w unsafe.Pointer, x, dst *float32, rows, cols int) { noAsm() }

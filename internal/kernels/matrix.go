@@ -248,6 +248,10 @@ func (m BF16Matrix) MulRows(dst, x []float32, n, r0, r1 int) {
 		return
 	}
 	w := m.Data[2*r0*m.C : 2*r1*m.C]
+	if useDotBlock && m.C%32 == 0 {
+		gemvBF16AVX512(ptr(w), &x[0], &dst[r0], r1-r0, m.C)
+		return
+	}
 	if useAsm {
 		gemvBF16AVX(ptr(w), &x[0], &dst[r0], r1-r0, m.C)
 		return
