@@ -3,6 +3,7 @@ package oracle
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -21,11 +22,16 @@ func TestGateSharedTrajectoriesExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	if err := m.ShareTrajectories(); err != nil {
 		t.Fatal(err)
 	}
 	defer m.ReleaseTrajectories()
 	first, err := Gate(m, damagedCandidate(m), prompts, opt)
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the spill file has a name in TMPDIR: %v (a killed process would leave it)", left)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
