@@ -287,6 +287,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	// Gate (pairs gate together: the prefill companion is judged against its decode graph).
 	defer tightenGC(ck.NumParams())() // memory.go
+	defer shareReference(ref, jobs)() // gate_share.go
 	for _, j := range jobs {
 		if err := ctx.Err(); err != nil {
 			return nil, err

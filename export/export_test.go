@@ -249,16 +249,25 @@ func TestGateCatchesDamagedScale(t *testing.T) {
 }
 
 // Every target exports from the trained fixture and passes verify; main.hash is the SHA-256 of
-// main.mlirb; inspect agrees with the metadata; a second export is byte-identical; --check
-// passes unchanged and reports drift after one weight byte of the checkpoint changes.
+// main.mlirb; inspect agrees with the metadata; a second export, its gates each running the
+// reference instead of sharing it, is byte-identical and reports the same; --check passes
+// unchanged and reports drift after one weight byte of the checkpoint changes.
 func TestExportAllTargets(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1767225600")
 	ck := testfix.Open(t, fixture)
 	out := t.TempDir()
+	var shared oracle.SharingStats
+	sharedGates = func(s oracle.SharingStats) { shared = s }
+	defer func() { sharedGates = nil }()
 	res, err := exportTargets(t, ck, out, "all", recipe.Flags{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// gpu-pipelined, ios-gpu decode and ios-ane gate; the first computes, the others read back.
+	if shared.Trajectories == 0 || shared.Reads < 2*shared.Writes {
+		t.Errorf("the gates did not share the reference: %+v", shared)
+	}
+	t.Logf("shared: %+v", shared)
 	if len(res.Bundles) != 5 {
 		t.Fatalf("%d bundles, want 5 (gpu-pipelined, ios-gpu decode + prefill, ios-ane, macos)", len(res.Bundles))
 	}
@@ -315,13 +324,24 @@ func TestExportAllTargets(t *testing.T) {
 		t.Error("ios-ane and macos main.mlirb differ")
 	}
 
-	// A second export is byte-identical, and --check agrees.
+	// A second export, sharing nothing, is byte-identical (gate reports in the metadata
+	// included), prints the same --json document but for paths and times, and --check agrees.
 	out2 := t.TempDir()
-	if _, err := exportTargets(t, ck, out2, "all", recipe.Flags{}, nil); err != nil {
+	gateSharing = false
+	shared = oracle.SharingStats{}
+	res2, err := exportTargets(t, ck, out2, "all", recipe.Flags{}, nil)
+	gateSharing = true
+	if err != nil {
 		t.Fatal(err)
+	}
+	if shared != (oracle.SharingStats{}) {
+		t.Errorf("sharing turned off, yet: %+v", shared)
 	}
 	if diffs, err := compareDirs(out2, out); err != nil || len(diffs) > 0 {
 		t.Fatalf("second export differs: %v %v", err, diffs)
+	}
+	if a, b := exportJSON(t, res, out), exportJSON(t, res2, out2); a != b {
+		t.Errorf("--json differs with shared gates:\n%s\nwithout:\n%s", a, b)
 	}
 	if _, err := exportTargets(t, ck, out, "all", recipe.Flags{}, func(o *Options) { o.Check = true }); err != nil {
 		t.Fatalf("--check on unchanged bundles: %v", err)
@@ -584,4 +604,30 @@ func TestCompanionCheckFromGateReport(t *testing.T) {
 			t.Logf("%s: end-row cosine %.7f", a.Name, *a.EndCosine)
 		}
 	}
+}
+
+// exportJSON is res as --json prints it, with the bundles' paths relative to out and no phase
+// times, followed by each bundle's whole gate report.
+func exportJSON(t *testing.T, res *Result, out string) string {
+	t.Helper()
+	r := *res
+	r.Bundles = slices.Clone(res.Bundles)
+	var reports []*oracle.GateReport
+	for i := range r.Bundles {
+		b := &r.Bundles[i]
+		rel, err := filepath.Rel(out, b.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Path, b.Phases = rel, nil
+		reports = append(reports, b.Report)
+	}
+	doc, err := json.Marshal(struct {
+		Result  Result
+		Reports []*oracle.GateReport
+	}{r, reports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(doc)
 }

@@ -137,8 +137,8 @@ type GateTotals struct {
 
 // refTrajectory is the reference's side of one prompt.
 type refTrajectory struct {
-	// rows are the logits after each fed token: prompt positions (nil unless kept: they stream
-	// to the judge, gate_stream.go), then after each generated token.
+	// rows are the logits after each fed token: prompt positions (nil: they stream to the
+	// judge, gate_stream.go, or come back from a spill file, gate_spill.go), then after each generated token.
 	rows    [][]float32
 	tops    []int // each row's top-1
 	gen     []int
@@ -262,7 +262,7 @@ func Gate(ref *Model, newCand func() (Candidate, error), prompts []GatePrompt, o
 			return nil, fmt.Errorf("gate: prompt %s: candidate: %w", p.Name, err)
 		}
 		pr := judge(p, tr, cp, opt)
-		fut.tr = nil // shared trajectories stay in ref's memo; others are garbage now
+		fut.tr = nil // garbage now (a shared prompt keeps its tops, margins and ids in ref's memo)
 		rep.add(pr)
 		if opt.Progress != nil {
 			done += len(p.IDs) + 2*opt.Tokens

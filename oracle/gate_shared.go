@@ -13,23 +13,52 @@ import (
 // (its logit rows, greedy continuation and margins) computed by an earlier Gate for the same
 // ids and token count, instead of running the reference again: a multi-target export gates
 // every bundle against the same reference. The reference is deterministic (kernels.MatVec
-// gives the same bits for any worker count), so a shared trajectory is exactly the one a fresh
-// run would compute, and the reports are unchanged. The price is memory: every prompt's rows
-// stay held (V floats per position: about 0.7 GB for the default prompts at Qwen3.5's 248,320
-// vocabulary, whatever the model size) until ReleaseTrajectories.
-func (m *Model) ShareTrajectories() {
-	if m.shared == nil {
-		m.shared = &trajMemo{m: map[string]*refTrajectory{}}
+// gives the same bits for any worker count) and a shared trajectory's rows are read back
+// exactly as written, so it is the one a fresh run would compute, and the reports are
+// unchanged. Memory is not the price: the rows go to an unlinked temporary file in
+// os.TempDir() as the first gate computes them and come back a chunk at a time into the
+// reference's recycled buffers (gate_spill.go); only the tops, margins and greedy ids stay in
+// memory. A row that cannot be written (disk full, a short write) or read back leaves its prompt
+// unshared: a later gate computes it again, and no gate fails or changes for it. When the spill
+// file cannot be created (TMPDIR missing or read-only) ShareTrajectories returns why and
+// nothing is shared. ReleaseTrajectories closes the file. Neither may run during a Gate on m.
+func (m *Model) ShareTrajectories() error {
+	if m.shared != nil {
+		return nil
+	}
+	memo, err := newTrajMemo()
+	if err != nil {
+		return fmt.Errorf("gate: sharing the reference's trajectories: %w", err)
+	}
+	m.shared = memo
+	return nil
+}
+
+// ReleaseTrajectories drops the shared trajectories, closes their spill file and stops sharing.
+func (m *Model) ReleaseTrajectories() {
+	if m.shared != nil {
+		m.shared.close()
+		m.shared = nil
 	}
 }
 
-// ReleaseTrajectories drops the shared trajectories and stops sharing.
-func (m *Model) ReleaseTrajectories() { m.shared = nil }
+// SharingStats counts what the shared trajectories did (ShareTrajectories).
+type SharingStats struct {
+	Trajectories int   // prompts shared
+	Writes       int64 // spans (chunks of prompt rows, decode rows) written to the spill file
+	Reads        int64 // spans read back for a later gate
+	Bytes        int64 // the spill file's extent (the spans written, and any whose write failed)
+}
 
-// trajMemo holds shared trajectories by trajKey.
-type trajMemo struct {
-	mu sync.Mutex
-	m  map[string]*refTrajectory
+// SharingStats reports the shared trajectories' counts; zero when m shares none.
+func (m *Model) SharingStats() SharingStats {
+	memo := m.shared
+	if memo == nil {
+		return SharingStats{}
+	}
+	memo.mu.Lock()
+	defer memo.mu.Unlock()
+	return SharingStats{Trajectories: len(memo.m), Writes: memo.writes.Load(), Reads: memo.reads.Load(), Bytes: memo.end}
 }
 
 func trajKey(ids []int, n int) string {
@@ -71,6 +100,7 @@ type refRun struct {
 
 	// Owned by the goroutine.
 	m       *Model
+	memo    *trajMemo // m's shared trajectories when the gate began; nil: none
 	prompts []GatePrompt
 	opt     GateOptions
 	bufs    rowBufs
@@ -87,7 +117,7 @@ func (rr *refRun) close() {
 
 func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
 	rr := &refRun{futs: make([]*refFuture, len(prompts)), stopped: make(chan struct{}), exited: make(chan struct{}),
-		m: m, prompts: prompts, opt: opt}
+		m: m, memo: m.shared, prompts: prompts, opt: opt}
 	longest := 0
 	for i, p := range prompts {
 		longest = max(longest, len(p.IDs))
@@ -114,7 +144,7 @@ func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
 				close(f.done)
 				continue
 			}
-			f.tr, f.err = m.sharedTrajectory(p.IDs, opt.Tokens, rr.getBuf, rr.putBuf, func(c refChunk) { f.chunks <- c })
+			f.tr, f.err = m.sharedTrajectory(rr.memo, p.IDs, opt.Tokens, rr.getBuf, rr.putBuf, func(c refChunk) { f.chunks <- c })
 			if f.err != nil {
 				f.chunks <- refChunk{}
 				failed = f.err
@@ -133,97 +163,30 @@ func (m *Model) startReference(prompts []GatePrompt, opt GateOptions) *refRun {
 	return rr
 }
 
-// sharedTrajectory is trajectory, through m's shared trajectories when there are any (their
-// prompt rows are kept, not streamed through recycled buffers).
-func (m *Model) sharedTrajectory(ids []int, n int, get func() ([]float32, error), put func([]float32), emit func(refChunk)) (*refTrajectory, error) {
-	memo := m.shared
+// sharedTrajectory is trajectory through memo, m's shared trajectories, when there are any: a
+// prompt shared already is read back from the spill file (replay), any other is computed and
+// spilled for later gates.
+func (m *Model) sharedTrajectory(memo *trajMemo, ids []int, n int, get func() ([]float32, error), put func([]float32), emit func(refChunk)) (*refTrajectory, error) {
 	if memo == nil {
-		return m.trajectory(ids, n, false, get, put, emit)
+		return m.trajectory(ids, n, get, put, emit, nil)
 	}
 	key := trajKey(ids, n)
-	memo.mu.Lock()
-	tr := memo.m[key]
-	memo.mu.Unlock()
-	if tr != nil {
-		tr.emitKept(len(ids), emit)
-		return tr, nil
+	if st := memo.lookup(key); st != nil {
+		tr, emitted, err := m.replay(memo, st, len(ids), get, put, emit)
+		if _, failed := err.(errSpillRead); !failed {
+			return tr, err
+		}
+		// The file failed us: compute the prompt instead, giving back the chunks the judge has.
+		memo.drop(key)
+		emit = skipChunks(emitted, emit)
 	}
-	tr, err := m.trajectory(ids, n, true, nil, nil, emit)
-	if err == nil {
-		memo.mu.Lock()
-		memo.m[key] = tr
-		memo.mu.Unlock()
+	w := &spillWriter{memo: memo}
+	tr, err := m.trajectory(ids, n, get, put, emit, w)
+	if err == nil && w.complete(len(ids), n) {
+		memo.store(key, &spilledTraj{tops: tr.tops, margins: tr.margins, gen: tr.gen, prompt: w.prompt, decode: w.decode})
 	}
 	return tr, err
 }
 
 // errWeakStop stops the candidate once the reference has shown the prompts too weak.
 var errWeakStop = errors.New("gate prompts too weak: candidate stopped")
-
-// Prepared is a reference pass over a prompt set started ahead of the gates (Prepare).
-type Prepared struct {
-	rr   *refRun
-	done chan struct{}
-	err  error
-}
-
-// Prepare shares m's trajectories (ShareTrajectories) and runs the reference over prompts on
-// its own goroutine, so that later gates on the same prompts (or any subset) find every
-// trajectory computed and the candidate runs alone. A caller starts it before work that does
-// not need the reference (quantizing and writing bundles) and calls Wait before the first gate.
-// qconv export does not use it yet: at Qwen3.5's vocabulary the held rows (~0.7 GB) on top of
-// the quantizer's buffers took a 0.8B --target all run from 5.3 GB to 6.6 GB peak RSS
-// (docs/gate.md, Cost).
-func (m *Model) Prepare(prompts []GatePrompt, opt GateOptions) *Prepared {
-	m.ShareTrajectories()
-	p := &Prepared{done: make(chan struct{})}
-	for _, pr := range prompts {
-		if err := m.CheckIDs(pr.IDs); err != nil || len(pr.IDs) == 0 {
-			close(p.done) // Gate reports the bad prompt itself
-			return p
-		}
-	}
-	p.rr = m.startReference(prompts, opt)
-	go func() {
-		defer close(p.done)
-		for i, f := range p.rr.futs {
-			<-f.done
-			if f.err != nil {
-				p.err = fmt.Errorf("gate: prompt %s: reference: %w", prompts[i].Name, f.err)
-				return
-			}
-			f.tr = nil // held by the shared trajectories
-		}
-		if p.rr.weak.Load() {
-			p.err = &WeakPromptsError{Confident: p.rr.confident, Min: opt.MinConfident, Report: &GateReport{Options: opt}}
-		}
-	}()
-	return p
-}
-
-// Err is the pass's error if it has finished with one (the prompts too weak, a reference
-// failure), without waiting; nil while it runs.
-func (p *Prepared) Err() error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-		return nil
-	}
-}
-
-// Wait waits for the pass and returns its error: a *WeakPromptsError when the whole prompt set
-// gives fewer confident positions than opt.MinConfident (every gate on it or on a subset would
-// refuse it), or the reference's own failure.
-func (p *Prepared) Wait() error {
-	<-p.done
-	return p.err
-}
-
-// Stop ends the pass after the prompt it is running and waits for it (for a caller that gives up
-// early and may then unmap the checkpoint).
-func (p *Prepared) Stop() {
-	if p.rr != nil {
-		p.rr.close()
-	}
-}

@@ -106,7 +106,7 @@ func (rr *refRun) weakOpen() bool {
 }
 
 // scout runs the reference over the prompts from the current one on, on states of its own and
-// keeping no rows, to count their confident positions: with the prompts already done, the whole
+// keeping no rows (a shared trajectory's count is read, not run), to count their confident positions: with the prompts already done, the whole
 // set's count. Below the minimum it sets weak (and returns errWeakFound); otherwise the
 // question is settled and the main pass goes on where it was. The count is the one the main pass
 // would reach: the same chunks, the same bits.
@@ -123,7 +123,13 @@ func (rr *refRun) scout() error {
 	}
 	total := rr.confident
 	for _, p := range rr.prompts[rr.cur:] {
-		tr, err := rr.m.trajectory(p.IDs, rr.opt.Tokens, false, get, func([]float32) {}, nil)
+		if memo := rr.memo; memo != nil {
+			if st := memo.lookup(trajKey(p.IDs, rr.opt.Tokens)); st != nil {
+				total += countConfident(st.margins, rr.opt.MinMargin) // shared: counted, not run
+				continue
+			}
+		}
+		tr, err := rr.m.trajectory(p.IDs, rr.opt.Tokens, get, func([]float32) {}, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -139,8 +145,12 @@ func (rr *refRun) scout() error {
 
 // confident counts the trajectory's confident positions, as judge does.
 func (tr *refTrajectory) confident(minMargin float64) int {
+	return countConfident(tr.margins, minMargin)
+}
+
+func countConfident(margins []float64, minMargin float64) int {
 	n := 0
-	for _, mg := range tr.margins {
+	for _, mg := range margins {
 		if !(mg < minMargin) {
 			n++
 		}
@@ -149,31 +159,25 @@ func (tr *refTrajectory) confident(minMargin float64) int {
 }
 
 // trajectory runs the reference on one prompt: the prompt positions refChunkRows at a time,
-// then n greedy tokens. Each chunk's rows go to emit as soon as they exist; when keep is set
-// they are fresh and kept in the trajectory (shared trajectories), otherwise they are written
-// into a buffer from get, which the judge gives back through put once it has judged them (or
-// which is put back at once when emit is nil). The trajectory keeps every position's top-1 and
-// margin and the decode positions' rows.
-func (m *Model) trajectory(ids []int, n int, keep bool, get func() ([]float32, error), put func([]float32), emit func(refChunk)) (*refTrajectory, error) {
+// then n greedy tokens. Each chunk's rows are written into a buffer from get and go to emit as
+// soon as they exist; the judge gives the buffer back through put once it has judged them (or
+// it is put back at once when emit is nil). When spill is set, every row is also written to the
+// shared trajectories' spill file (gate_spill.go), a chunk after it has been emitted: its
+// buffer comes back to get only on this goroutine, so the judge reads it meanwhile. The
+// trajectory keeps every position's top-1 and margin and the decode positions' rows.
+func (m *Model) trajectory(ids []int, n int, get func() ([]float32, error), put func([]float32), emit func(refChunk), spill *spillWriter) (*refTrajectory, error) {
 	L, V := len(ids), m.vocab
 	st := m.NewState()
 	tr := &refTrajectory{rows: make([][]float32, L, L+n), tops: make([]int, 0, L+n), margins: make([]float64, 0, L+n)}
 	for c0 := 0; c0 < L; c0 += refChunkRows {
 		c := ids[c0:min(c0+refChunkRows, L)]
-		var buf []float32
-		if keep {
-			buf = make([]float32, len(c)*V)
-		} else {
-			b, err := get()
-			if err != nil {
-				return nil, err
-			}
-			buf = b[:len(c)*V]
+		b, err := get()
+		if err != nil {
+			return nil, err
 		}
+		buf := b[:len(c)*V]
 		if err := m.forward(st, c, buf, true); err != nil {
-			if !keep {
-				put(buf[:cap(buf)])
-			}
+			put(b[:cap(b)])
 			return nil, err
 		}
 		rows := make([][]float32, len(c))
@@ -183,21 +187,17 @@ func (m *Model) trajectory(ids []int, n int, keep bool, get func() ([]float32, e
 			tr.tops = append(tr.tops, kernels.Argmax(r))
 			tr.margins = append(tr.margins, Margin(r))
 		}
-		switch {
-		case keep:
-			copy(tr.rows[c0:], rows)
-			if emit != nil {
-				emit(refChunk{rows: rows})
-			}
-		case emit == nil:
-			put(buf[:cap(buf)])
-		default:
-			holdRows(len(rows))
-			emit(refChunk{rows: rows, release: func() {
-				holdRows(-len(rows))
-				put(buf[:cap(buf)])
-			}})
+		if emit == nil {
+			spill.promptChunk(buf)
+			put(b[:cap(b)])
+			continue
 		}
+		holdRows(len(rows))
+		emit(refChunk{rows: rows, release: func() {
+			holdRows(-len(rows))
+			put(b[:cap(b)])
+		}})
+		spill.promptChunk(buf)
 	}
 	for range n {
 		id := tr.tops[len(tr.tops)-1]
@@ -206,16 +206,10 @@ func (m *Model) trajectory(ids []int, n int, keep bool, get func() ([]float32, e
 		if err != nil {
 			return nil, err
 		}
+		spill.decodeRow(row)
 		tr.rows = append(tr.rows, row)
 		tr.tops = append(tr.tops, kernels.Argmax(row))
 		tr.margins = append(tr.margins, Margin(row))
 	}
 	return tr, nil
-}
-
-// emitKept hands a kept trajectory's prompt rows to emit in chunks.
-func (tr *refTrajectory) emitKept(L int, emit func(refChunk)) {
-	for c0 := 0; c0 < L; c0 += refChunkRows {
-		emit(refChunk{rows: tr.rows[c0:min(c0+refChunkRows, L):min(c0+refChunkRows, L)]})
-	}
 }
