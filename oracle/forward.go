@@ -109,8 +109,7 @@ func (m *Model) layerForward(l *layer, st *LayerState, ws *workspace, n, pos0 in
 		rmsNorm(ws.xn[t*h:(t+1)*h], ws.x[t*h:(t+1)*h], l.postNorm, m.eps)
 	}
 	xn, I := ws.xn[:n*h], m.inter
-	kernels.MatVec(l.gate, ws.gate[:n*I], xn, n)
-	kernels.MatVec(l.up, ws.up[:n*I], xn, n)
+	kernels.MatVecs([]kernels.Product{{M: l.gate, Dst: ws.gate[:n*I]}, {M: l.up, Dst: ws.up[:n*I]}}, xn, n)
 	act := ws.gate[:n*I]
 	for i, u := range ws.up[:n*I] {
 		act[i] = silu(act[i]) * u
@@ -124,10 +123,8 @@ func (m *Model) layerForward(l *layer, st *LayerState, ws *workspace, n, pos0 in
 func (m *Model) gatedDelta(l *layer, st *LayerState, ws *workspace, n int) {
 	xn := ws.xn[:n*m.h]
 	vd := m.nv * m.dv
-	kernels.MatVec(l.qkv, ws.qkv[:n*m.convDim], xn, n)
-	kernels.MatVec(l.z, ws.z[:n*vd], xn, n)
-	kernels.MatVec(l.b, ws.b[:n*m.nv], xn, n)
-	kernels.MatVec(l.a, ws.a[:n*m.nv], xn, n)
+	kernels.MatVecs([]kernels.Product{{M: l.qkv, Dst: ws.qkv[:n*m.convDim]}, {M: l.z, Dst: ws.z[:n*vd]},
+		{M: l.b, Dst: ws.b[:n*m.nv]}, {M: l.a, Dst: ws.a[:n*m.nv]}}, xn, n)
 	for t := range n {
 		m.deltaToken(l, st, ws, t)
 	}
@@ -231,9 +228,7 @@ func deltaRule(S, k, q, v []float32, beta, decay float32, mem, delta, o []float3
 func (m *Model) attention(l *layer, st *LayerState, ws *workspace, n, pos0 int) {
 	D, H, Hkv := m.hd, m.nH, m.nKV
 	xn := ws.xn[:n*m.h]
-	kernels.MatVec(l.q, ws.q[:n*2*H*D], xn, n)
-	kernels.MatVec(l.k, ws.k[:n*Hkv*D], xn, n)
-	kernels.MatVec(l.v, ws.v[:n*Hkv*D], xn, n)
+	kernels.MatVecs([]kernels.Product{{M: l.q, Dst: ws.q[:n*2*H*D]}, {M: l.k, Dst: ws.k[:n*Hkv*D]}, {M: l.v, Dst: ws.v[:n*Hkv*D]}}, xn, n)
 
 	// Append the chunk's keys (k_norm, then RoPE at their position) and values to the cache.
 	for t := range n {

@@ -85,6 +85,65 @@ func MatVec(m Matrix, dst, x []float32, n int) {
 	wg.Wait()
 }
 
+// Product is one matrix of a MatVecs call and where its results go.
+type Product struct {
+	M   Matrix
+	Dst []float32
+}
+
+// MatVecs computes every product's MatVec with the same x in one parallel pass: the workers take
+// row chunks of all the matrices from one queue, so several small products that read the same
+// activation cost one start and one wait instead of one each. Each product's rows are split as
+// MatVec splits them, so the results are MatVec's bit for bit.
+func MatVecs(ps []Product, x []float32, n int) {
+	workers := runtime.GOMAXPROCS(0)
+	type piece struct {
+		p      *Product
+		r0, r1 int
+	}
+	var pieces []piece
+	work := 0
+	for i := range ps {
+		p := &ps[i]
+		rows, cols := p.M.Rows(), p.M.Cols()
+		work += rows * cols * n
+		w := min(workers, rows)
+		if w <= 1 {
+			pieces = append(pieces, piece{p, 0, rows})
+			continue
+		}
+		chunks := min(w*chunksPerWorker, rows)
+		chunkRows := (rows + chunks - 1) / chunks
+		chunkRows += chunkRows & 1
+		for r0 := 0; r0 < rows; r0 += chunkRows {
+			pieces = append(pieces, piece{p, r0, min(r0+chunkRows, rows)})
+		}
+	}
+	if workers <= 1 || work < parallelMinWork {
+		for _, pc := range pieces {
+			pc.p.M.MulRows(pc.p.Dst, x, n, pc.r0, pc.r1)
+		}
+		return
+	}
+	var next atomic.Int64
+	run := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(pieces) {
+				return
+			}
+			pc := pieces[i]
+			pc.p.M.MulRows(pc.p.Dst, x, n, pc.r0, pc.r1)
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(run)
+	}
+	run()
+	wg.Wait()
+}
+
 // checkMulArgs panics unless MulRows(dst, x, n, r0, r1) stays inside a
 // rows×cols matrix and the given slices.
 func checkMulArgs(kind string, rows, cols int, dst, x []float32, n, r0, r1 int) {

@@ -755,3 +755,38 @@ func TestMulRowsAllocs(t *testing.T) {
 		}
 	})
 }
+
+// TestMatVecsEqualsMatVec checks that products run together by MatVecs give each product's
+// MatVec result bit for bit, for matrices of every kind and size sharing one activation, at
+// several worker counts.
+func TestMatVecsEqualsMatVec(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	rng := rand.New(rand.NewPCG(9, 10))
+	const cols = 224
+	var ms []Matrix
+	for _, rows := range []int{301, 3, 64} {
+		for _, rm := range randMatrices(rng, rows, cols, 1) {
+			ms = append(ms, rm.m)
+		}
+	}
+	for _, procs := range []int{1, 2, 3} {
+		runtime.GOMAXPROCS(procs)
+		for _, n := range []int{1, 5} {
+			x := randVec(rng, n*cols)
+			ps := make([]Product, len(ms))
+			for i, m := range ms {
+				ps[i] = Product{M: m, Dst: nanSlice(n * m.Rows())}
+			}
+			MatVecs(ps, x, n)
+			for i, m := range ms {
+				want := nanSlice(n * m.Rows())
+				MatVec(m, want, x, n)
+				for j := range want {
+					if math.Float32bits(ps[i].Dst[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("procs %d n %d: product %d value %d = %v, MatVec gives %v", procs, n, i, j, ps[i].Dst[j], want[j])
+					}
+				}
+			}
+		}
+	}
+}
