@@ -397,15 +397,7 @@ func (s *Session) Feed(ids []int, row func(i int, logits []float32) error) error
 	switch s.contract {
 	case graph.Pipelined:
 		fd := s.feed.feeder(s.decIt, s.numerics == F16Accumulate && s.dec.Dynamic())
-		fs.chunk = func(n int) (*feeder, map[string]*Array, error) {
-			if fd == nil {
-				return nil, nil, nil
-			}
-			for int64(s.pos+n) > s.kvCap {
-				s.growKV(2 * s.kvCap) // as Step grows it
-			}
-			return fd, s.states, nil
-		}
+		fs.chunk = stateChunk(fd, &s.pos, &s.kvCap, s.growKV, s.states)
 	case graph.HostDecode:
 		fs.chunk = s.hostChunk
 	}
@@ -416,15 +408,22 @@ func (s *Session) Feed(ids []int, row func(i int, logits []float32) error) error
 func (s *StockSession) Feed(ids []int, row func(i int, logits []float32) error) error {
 	fd := s.feed.feeder(s.main, false)
 	return feedLoop(ids, row, feedSession{vocab: s.vocab, step: s.Step, pos: &s.pos,
-		chunk: func(n int) (*feeder, map[string]*Array, error) {
-			if fd == nil {
-				return nil, nil, nil
-			}
-			for int64(s.pos+n) > s.kvCap {
-				s.growKV(2 * s.kvCap)
-			}
-			return fd, s.states, nil
-		}})
+		chunk: stateChunk(fd, &s.pos, &s.kvCap, s.growKV, s.states)})
+}
+
+// stateChunk is feedSession.chunk for a session whose states live on the graph (pipelined,
+// stock): the KV capacity doubles until the chunk fits, as Step grows it, and fd (nil: step
+// token by token) runs it on states.
+func stateChunk(fd *feeder, pos *int, kvCap *int64, grow func(int64), states map[string]*Array) func(n int) (*feeder, map[string]*Array, error) {
+	return func(n int) (*feeder, map[string]*Array, error) {
+		if fd == nil {
+			return nil, nil, nil
+		}
+		for int64(*pos+n) > *kvCap {
+			grow(2 * *kvCap)
+		}
+		return fd, states, nil
+	}
 }
 
 // feedSession is what Feed needs of a session: its stepping, its position, and chunk, which
