@@ -47,43 +47,17 @@ const parallelMinWork = 1 << 16
 const chunksPerWorker = 8
 
 // MatVec computes dst[v*R+r] = Σ_c W[r,c]·x[v*C+c] for all rows r and vectors
-// v < n, spreading the rows over GOMAXPROCS goroutines.
+// v < n, spreading the rows over GOMAXPROCS goroutines (MatVecs with one product).
 func MatVec(m Matrix, dst, x []float32, n int) {
-	rows, cols := m.Rows(), m.Cols()
-	workers := runtime.GOMAXPROCS(0)
-	if workers > rows {
-		workers = rows
-	}
-	if workers <= 1 || rows*cols*n < parallelMinWork {
-		m.MulRows(dst, x, n, 0, rows)
+	if serial(m.Rows() * m.Cols() * n) { // without building the one-product list (no allocation)
+		m.MulRows(dst, x, n, 0, m.Rows())
 		return
 	}
-	chunks := workers * chunksPerWorker
-	if chunks > rows {
-		chunks = rows
-	}
-	// Even chunk starts keep the multi-vector kernel's row pairs at the same absolute rows for
-	// every worker count, so results are bit-identical whatever GOMAXPROCS is (gate reports
-	// written into bundles are compared byte for byte on other machines).
-	chunkRows := (rows + chunks - 1) / chunks
-	chunkRows += chunkRows & 1
-	var next atomic.Int64
-	work := func() {
-		for {
-			r0 := int(next.Add(int64(chunkRows))) - chunkRows
-			if r0 >= rows {
-				return
-			}
-			m.MulRows(dst, x, n, r0, min(r0+chunkRows, rows))
-		}
-	}
-	var wg sync.WaitGroup
-	for range workers - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
+	MatVecs([]Product{{M: m, Dst: dst}}, x, n)
 }
+
+// serial says whether products of work multiply-adds in all stay on the calling goroutine.
+func serial(work int) bool { return runtime.GOMAXPROCS(0) <= 1 || work < parallelMinWork }
 
 // Product is one matrix of a MatVecs call and where its results go.
 type Product struct {
@@ -93,37 +67,41 @@ type Product struct {
 
 // MatVecs computes every product's MatVec with the same x in one parallel pass: the workers take
 // row chunks of all the matrices from one queue, so several small products that read the same
-// activation cost one start and one wait instead of one each. Each product's rows are split as
-// MatVec splits them, so the results are MatVec's bit for bit.
+// activation cost one start and one wait instead of one each. A product's rows are split the
+// same way whatever else runs with it, and rows never mix, so each result is the product's alone
+// (TestMatVecsEqualsMatVec). Below parallelMinWork multiply-adds in all it stays on the calling
+// goroutine.
 func MatVecs(ps []Product, x []float32, n int) {
-	workers := runtime.GOMAXPROCS(0)
+	work := 0
+	for _, p := range ps {
+		work += p.M.Rows() * p.M.Cols() * n
+	}
+	if serial(work) {
+		for _, p := range ps {
+			p.M.MulRows(p.Dst, x, n, 0, p.M.Rows())
+		}
+		return
+	}
 	type piece struct {
 		p      *Product
 		r0, r1 int
 	}
+	workers := runtime.GOMAXPROCS(0)
 	var pieces []piece
-	work := 0
 	for i := range ps {
 		p := &ps[i]
-		rows, cols := p.M.Rows(), p.M.Cols()
-		work += rows * cols * n
-		w := min(workers, rows)
-		if w <= 1 {
-			pieces = append(pieces, piece{p, 0, rows})
-			continue
-		}
-		chunks := min(w*chunksPerWorker, rows)
+		rows := p.M.Rows()
+		// About chunksPerWorker pieces per worker, so a worker whose core is busy elsewhere does
+		// not hold up the rest. Even chunk starts keep the multi-vector kernel's row pairs at the
+		// same absolute rows for every worker count, so results are bit-identical whatever
+		// GOMAXPROCS is (gate reports written into bundles are compared byte for byte on other
+		// machines).
+		chunks := min(min(workers, rows)*chunksPerWorker, rows)
 		chunkRows := (rows + chunks - 1) / chunks
 		chunkRows += chunkRows & 1
 		for r0 := 0; r0 < rows; r0 += chunkRows {
 			pieces = append(pieces, piece{p, r0, min(r0+chunkRows, rows)})
 		}
-	}
-	if workers <= 1 || work < parallelMinWork {
-		for _, pc := range pieces {
-			pc.p.M.MulRows(pc.p.Dst, x, n, pc.r0, pc.r1)
-		}
-		return
 	}
 	var next atomic.Int64
 	run := func() {
@@ -137,7 +115,7 @@ func MatVecs(ps []Product, x []float32, n int) {
 		}
 	}
 	var wg sync.WaitGroup
-	for range workers - 1 {
+	for range min(workers, len(pieces)) - 1 {
 		wg.Go(run)
 	}
 	run()
