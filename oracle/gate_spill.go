@@ -194,20 +194,8 @@ func (m *Model) replay(memo *trajMemo, st *spilledTraj, L int, get func() ([]flo
 			put(b[:cap(b)])
 			return nil, emitted, errSpillRead{rerr}
 		}
-		rows := make([][]float32, s.n/V)
-		for i := range rows {
-			rows[i] = buf[i*V : (i+1)*V : (i+1)*V]
-		}
 		emitted++
-		if emit == nil {
-			put(b[:cap(b)])
-			continue
-		}
-		holdRows(len(rows))
-		emit(refChunk{rows: rows, release: func() {
-			holdRows(-len(rows))
-			put(b[:cap(b)])
-		}})
+		emitChunk(splitRows(buf, V), b, put, emit)
 	}
 	// The report keeps gen (RefGen): each gate gets copies of its own.
 	tr = &refTrajectory{rows: make([][]float32, L, L+len(st.decode)), tops: slices.Clone(st.tops), margins: slices.Clone(st.margins), gen: slices.Clone(st.gen)}

@@ -180,24 +180,13 @@ func (m *Model) trajectory(ids []int, n int, get func() ([]float32, error), put 
 			put(b[:cap(b)])
 			return nil, err
 		}
-		rows := make([][]float32, len(c))
-		for i := range rows {
-			r := buf[i*V : (i+1)*V : (i+1)*V]
-			rows[i] = r
+		rows := splitRows(buf, V)
+		for _, r := range rows {
 			tr.tops = append(tr.tops, kernels.Argmax(r))
 			tr.margins = append(tr.margins, Margin(r))
 		}
-		if emit == nil {
-			spill.promptChunk(buf)
-			put(b[:cap(b)])
-			continue
-		}
-		holdRows(len(rows))
-		emit(refChunk{rows: rows, release: func() {
-			holdRows(-len(rows))
-			put(b[:cap(b)])
-		}})
-		spill.promptChunk(buf)
+		spill.promptChunk(buf) // before the judge may give the buffer back
+		emitChunk(rows, b, put, emit)
 	}
 	for range n {
 		id := tr.tops[len(tr.tops)-1]
@@ -212,4 +201,27 @@ func (m *Model) trajectory(ids []int, n int, get func() ([]float32, error), put 
 		tr.margins = append(tr.margins, Margin(row))
 	}
 	return tr, nil
+}
+
+// splitRows cuts buf into its rows of V floats (capacity-limited, so no row runs into the next).
+func splitRows(buf []float32, V int) [][]float32 {
+	rows := make([][]float32, len(buf)/V)
+	for i := range rows {
+		rows[i] = buf[i*V : (i+1)*V : (i+1)*V]
+	}
+	return rows
+}
+
+// emitChunk hands rows (held in the chunk buffer b) to emit, with a release that gives b back
+// through put once they are judged; with no emit, b goes back at once.
+func emitChunk(rows [][]float32, b []float32, put func([]float32), emit func(refChunk)) {
+	if emit == nil {
+		put(b[:cap(b)])
+		return
+	}
+	holdRows(len(rows))
+	emit(refChunk{rows: rows, release: func() {
+		holdRows(-len(rows))
+		put(b[:cap(b)])
+	}})
 }
