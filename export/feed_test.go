@@ -2,7 +2,6 @@ package export
 
 import (
 	"fmt"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"qconv/graph/interp"
 	"qconv/hf"
 	"qconv/internal/synth"
+	"qconv/internal/testfix"
 	"qconv/recipe"
 )
 
@@ -43,18 +43,6 @@ func newFeedSession(t *testing.T, bt *Built) (a, b feedSession) {
 		t.Fatal(err)
 	}
 	return s1, s2
-}
-
-func sameBits(a, b []float32) int {
-	if len(a) != len(b) {
-		return 0
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return i
-		}
-	}
-	return -1
 }
 
 // Feed over a prompt longer than one chunk, from a position past zero, gives every row
@@ -111,7 +99,7 @@ func TestFeedMatchesStepEveryTarget(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if i := sameBits(a, b); i >= 0 {
+					if i := testfix.FirstBitDiff(a, b); i >= 0 {
 						t.Fatalf("warm-up step differs at %d", i)
 					}
 				}
@@ -129,7 +117,7 @@ func TestFeedMatchesStepEveryTarget(t *testing.T) {
 						return fmt.Errorf("row %d delivered as %d", rows, i)
 					}
 					rows++
-					if j := sameBits(l, want[i]); j >= 0 {
+					if j := testfix.FirstBitDiff(l, want[i]); j >= 0 {
 						return fmt.Errorf("row %d: logit %d is %v, Step gives %v", i, j, l[j], want[i][j])
 					}
 					return nil
@@ -143,7 +131,7 @@ func TestFeedMatchesStepEveryTarget(t *testing.T) {
 				if a, ok := fed.(*interp.Session); ok {
 					c1, r1 := a.SSMState()
 					c2, r2 := stepped.(*interp.Session).SSMState()
-					if sameBits(c1, c2) >= 0 || sameBits(r1, r2) >= 0 {
+					if testfix.FirstBitDiff(c1, c2) >= 0 || testfix.FirstBitDiff(r1, r2) >= 0 {
 						t.Fatalf("SSM states after Feed differ from Step's")
 					}
 				}
@@ -156,7 +144,7 @@ func TestFeedMatchesStepEveryTarget(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if i := sameBits(a, b); i >= 0 {
+					if i := testfix.FirstBitDiff(a, b); i >= 0 {
 						t.Fatalf("step %d after Feed differs at logit %d: %v vs %v", k, i, a[i], b[i])
 					}
 				}

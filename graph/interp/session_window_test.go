@@ -1,10 +1,10 @@
 package interp
 
 import (
-	"math"
 	"testing"
 
 	"qconv/graph"
+	"qconv/internal/testfix"
 	"qconv/lower"
 )
 
@@ -90,18 +90,6 @@ func (h *naiveHost) prefill(t *testing.T, ids []int) [][]float32 {
 	return rows
 }
 
-func sameBits(a, b []float32) int {
-	if len(a) != len(b) {
-		return 0
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return i
-		}
-	}
-	return -1
-}
-
 // The session runs host-cache graphs on caches only as wide as the tokens fed need (a window
 // that grows 64, 128, 256, ...), and gives bit for bit the logits, K/V caches and SSM states of
 // feeding all ctx slots every step, through window growths, for the device (fp16 activations)
@@ -159,10 +147,10 @@ func TestHostWindowMatchesFullCache(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if i := sameBits(got, want[len(want)-1]); i >= 0 {
+			if i := testfix.FirstBitDiff(got, want[len(want)-1]); i >= 0 {
 				t.Fatalf("prompt logits differ at %d: %v vs %v", i, got[i], want[len(want)-1][i])
 			}
-			if all, err := allSlots.Prefill(ids[:split]); err != nil || sameBits(all, got) >= 0 {
+			if all, err := allSlots.Prefill(ids[:split]); err != nil || testfix.FirstBitDiff(all, got) >= 0 {
 				t.Fatalf("NewSessionAllSlots differs from the windowed session (%v)", err)
 			}
 			s, err = s.Fork()
@@ -175,7 +163,7 @@ func TestHostWindowMatchesFullCache(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if i := sameBits(got, want); i >= 0 {
+				if i := testfix.FirstBitDiff(got, want); i >= 0 {
 					t.Fatalf("step %d (position %d, window %d): logits differ at %d: %v vs %v", k, split+k, s.win, i, got[i], want[i])
 				}
 			}
@@ -183,11 +171,11 @@ func TestHostWindowMatchesFullCache(t *testing.T) {
 				t.Fatalf("after %d tokens the window is %d, want 512", s.Pos(), s.win)
 			}
 			conv, rec := s.SSMState()
-			if sameBits(conv, naive.conv.F) >= 0 || sameBits(rec, naive.rec.F) >= 0 {
+			if testfix.FirstBitDiff(conv, naive.conv.F) >= 0 || testfix.FirstBitDiff(rec, naive.rec.F) >= 0 {
 				t.Fatal("SSM states differ")
 			}
 			for _, p := range [][2]*Array{{s.pastK, naive.pastK}, {s.pastV, naive.pastV}} {
-				if sameBits(p[0].F, p[1].F) >= 0 { // at 512 slots both are ctx wide
+				if testfix.FirstBitDiff(p[0].F, p[1].F) >= 0 { // at 512 slots both are ctx wide
 					t.Fatal("K/V caches differ")
 				}
 			}

@@ -3,6 +3,7 @@
 package testfix
 
 import (
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -22,4 +23,18 @@ func Open(tb testing.TB, name string) *hf.Checkpoint {
 	}
 	tb.Cleanup(func() { ck.Close() })
 	return ck
+}
+
+// FirstBitDiff is the first index where a and b differ bit for bit (0 when their lengths differ),
+// or -1 when they are the same bits: the tests that claim two paths give identical rows use it.
+func FirstBitDiff(a, b []float32) int {
+	if len(a) != len(b) {
+		return 0
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
 }
