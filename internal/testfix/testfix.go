@@ -1,5 +1,6 @@
-// Package testfix opens the repository's test checkpoints for the tests of packages one level
-// below the module root (export, card), so the fixture is named and opened in one place.
+// Package testfix holds what several packages' tests share: it opens the repository's test
+// checkpoints for the tests of packages one level below the module root (export, card), so the
+// fixture is named and opened in one place, and compares rows bit for bit.
 package testfix
 
 import (
